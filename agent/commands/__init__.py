@@ -1,0 +1,1 @@
+"""Sub-commands of `firegate`, one module each."""

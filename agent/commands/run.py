@@ -1,0 +1,77 @@
+"""`firegate run --config PATH`: run the agent until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent import __version__, logs
+from agent.app import build_agent
+from agent.clock import Clock, ScaledClock, SystemClock
+from agent.siteconfig import ConfigError, LoadedSite, load_site
+
+log = logging.getLogger("agent.run")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the agent (under systemd: see systemd/firegate.service)")
+    p.add_argument("--config", type=Path, required=True, help="site config file (YAML)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="run time faster than real time (demo and tests only; default 1)",
+    )
+    p.add_argument(
+        "--exit-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop by itself after this many real seconds (smoke tests)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        site = load_site(args.config)
+    except ConfigError as e:
+        print(f"{args.config}: config not valid, not starting", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    logs.setup(site.config.logging.level, site.config.logging.modules)
+    if args.speed <= 0:
+        print("--speed must be positive", file=sys.stderr)
+        return 2
+    clock: Clock = SystemClock() if args.speed == 1.0 else ScaledClock(args.speed)
+    log.info(
+        "firegate %s starting: site %s gateway %s, config %s%s",
+        __version__,
+        site.config.site.site_id,
+        site.config.site.gateway_id,
+        site.path,
+        f", time x{args.speed:g}" if args.speed != 1.0 else "",
+    )
+    return asyncio.run(_main(site, clock, args.exit_after))
+
+
+async def _main(site: LoadedSite, clock: Clock, exit_after: float | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+    if exit_after is not None:
+        loop.call_later(exit_after, stop.set)
+    agent = build_agent(site, clock)
+    clean = await agent.supervisor().run(stop)
+    return 0 if clean else 1
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("received %s", sig.name)
+    stop.set()

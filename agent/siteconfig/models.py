@@ -1,0 +1,291 @@
+"""The site config: one YAML file describing one gateway and what it watches.
+
+Every model forbids unknown keys and is frozen. Paths are resolved relative to
+the config file's folder. See config/example-site.yaml for a commented example.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from agent.events import DeviceKind
+from agent.model import Name, Strict
+from agent.siteconfig.policy import ZonePolicy
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+Parity = Literal["N", "E", "O"]
+
+
+def _resolve(v: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the config file's folder."""
+    base = (info.context or {}).get("base_dir")
+    v = v.expanduser()
+    return v if v.is_absolute() or base is None else Path(base) / v
+
+
+RelPath = Annotated[Path, AfterValidator(_resolve)]
+
+CAMERA_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "usb:", "/dev/video")
+
+
+def camera_source_is_file(source: str) -> bool:
+    return not source.startswith(CAMERA_SCHEMES)
+
+
+BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
+
+class SiteInfo(Strict):
+    site_id: Name = Field(description="the school or building, as the monitoring centre knows it")
+    gateway_id: Name = Field(description="this gateway within the site")
+    name: str = Field(default="", description="human-readable site name")
+
+
+class ZoneConfig(Strict):
+    id: Name
+    name: str = ""
+    policy: ZonePolicy = Field(default_factory=ZonePolicy)
+
+
+class DeviceConfig(Strict):
+    """A Modbus device on a bus."""
+
+    name: Name = Field(description="unique on the site; appears in every event")
+    profile: Name = Field(description="device profile, a file name under config/profiles/")
+    device_id: int = Field(ge=0, le=247, description="Modbus address (unit id) on the bus")
+    zone: Name
+    poll_interval_s: float = Field(default=1.0, ge=0.1, le=3600)
+    kind: DeviceKind | None = Field(
+        default=None, description="overrides the profile's device_kind (e.g. a generic detector)"
+    )
+    label: str = Field(default="", description="where it is, for people: 'room 12, by the door'")
+
+
+class SerialPort(Strict):
+    port: str = Field(min_length=1, description="e.g. /dev/ttyUSB0 or /dev/serial/by-id/...")
+    baudrate: int = 9600
+    parity: Parity = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+    @field_validator("baudrate")
+    @classmethod
+    def _standard_baudrate(cls, v: int) -> int:
+        if v not in BAUDRATES:
+            raise ValueError(f"baud rate {v} is not one of {', '.join(map(str, BAUDRATES))}")
+        return v
+
+
+class BusTiming(Strict):
+    timeout_s: float = Field(default=0.3, gt=0, le=5, description="reply timeout per request")
+    retries: int = Field(default=1, ge=0, le=5, description="retries of a failed request")
+    turnaround_s: float = Field(
+        default=0.005, ge=0, le=1, description="quiet gap between two requests on the bus"
+    )
+    offline_after: int = Field(
+        default=3, ge=1, le=100, description="consecutive failed polls before a device is offline"
+    )
+    offline_poll_s: float = Field(
+        default=30.0, ge=1, le=3600, description="poll interval of an offline device"
+    )
+
+
+class RtuBus(SerialPort, BusTiming):
+    """A Modbus RTU line (RS-485)."""
+
+    type: Literal["rtu"]
+    name: Name
+    devices: tuple[DeviceConfig, ...] = Field(min_length=1)
+
+
+class TcpBus(BusTiming):
+    """A Modbus TCP host (or a TCP-to-RTU gateway)."""
+
+    type: Literal["tcp"]
+    name: Name
+    host: str = Field(min_length=1)
+    port: int = Field(default=502, ge=1, le=65535)
+    devices: tuple[DeviceConfig, ...] = Field(min_length=1)
+
+
+class PanelBus(SerialPort):
+    """A fire alarm panel's printer/CRT output on a plain serial line."""
+
+    type: Literal["panel"]
+    name: Name = Field(description="the panel's name; the source of its events")
+    profile: Name = Field(description="serial panel profile under config/profiles/")
+    zone: Name = Field(description="zone for points not listed in `points`")
+    points: dict[str, Name] = Field(
+        default_factory=dict, description="'loop/address' (e.g. '1/23') -> zone"
+    )
+    silence_fault_s: float | None = Field(
+        default=None,
+        ge=60,
+        le=86400,
+        description="report a fault if the panel prints nothing this long (None: never)",
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _point_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            loop, sep, addr = key.partition("/")
+            if not sep or not loop.isdigit() or not addr.isdigit():
+                raise ValueError(f"point {key!r} must be 'loop/address', e.g. '1/23'")
+        return v
+
+
+Bus = Annotated[RtuBus | TcpBus | PanelBus, Field(discriminator="type")]
+
+Point2 = tuple[int, int]
+
+
+class CameraConfig(Strict):
+    name: Name
+    zone: Name
+    source: str = Field(
+        min_length=1,
+        description="rtsp://..., http(s)://..., a video file, an image pattern "
+        "(frames/%04d.jpg) or usb:N / /dev/videoN",
+    )
+    resolution: tuple[int, int] | None = Field(
+        default=None, description="width, height in pixels; needed when masks are given"
+    )
+    detect_fps: float = Field(default=2.0, gt=0, le=30, description="frames analysed per second")
+    max_gap_s: float = Field(
+        default=5.0, gt=0, le=60, description="longest time a camera may go unanalysed"
+    )
+    stale_after_s: float = Field(
+        default=20.0, ge=1, le=90, description="no frame this long: camera fault"
+    )
+    frozen_after_s: float = Field(
+        default=60.0, ge=5, le=600, description="identical frames this long: camera fault"
+    )
+    masks: tuple[tuple[Point2, ...], ...] = Field(
+        default=(), description="ignore polygons, each a list of [x, y] pixel corners"
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _resolve_file(cls, v: str, info: ValidationInfo) -> str:
+        if camera_source_is_file(v):
+            return str(_resolve(Path(v), info))
+        return v
+
+    @field_validator("masks")
+    @classmethod
+    def _polygons(cls, v: tuple[tuple[Point2, ...], ...]) -> tuple[tuple[Point2, ...], ...]:
+        for i, poly in enumerate(v):
+            if len(poly) < 3:
+                raise ValueError(f"mask {i} has {len(poly)} corners; a polygon needs at least 3")
+        return v
+
+    @field_validator("resolution")
+    @classmethod
+    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and (v[0] < 16 or v[1] < 16 or v[0] > 8192 or v[1] > 8192):
+            raise ValueError(f"resolution {v[0]}x{v[1]} is outside 16..8192 pixels")
+        return v
+
+
+class TlsConfig(Strict):
+    ca_file: RelPath = Field(description="CA certificate(s) that signed the broker's certificate")
+    cert_file: RelPath | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: RelPath | None = Field(default=None, description="client private key")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class UplinkConfig(Strict):
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535, description="1883, or 8883 with TLS")
+    client_id: str | None = Field(
+        default=None, max_length=128, description="default: firegate-<site_id>-<gateway_id>"
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: RelPath | None = Field(default=None, description="read the password from here")
+    tls: TlsConfig | None = None
+    topic_root: str = Field(
+        default="firegate/{site_id}/{gateway_id}", description="prefix of every topic"
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+    heartbeat_s: float = Field(default=60.0, ge=5, le=3600)
+    publish_timeout_s: float = Field(default=10.0, gt=0, le=120, description="wait for PUBACK")
+    downlink: bool = Field(default=False, description="accept snapshot/state requests")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> UplinkConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+
+class StorageConfig(Strict):
+    state_dir: RelPath = Field(default=Path("/var/lib/firegate"), description="outbox and history")
+    outbox_max_rows: int = Field(default=100_000, ge=100, le=10_000_000)
+    outbox_max_mb: float = Field(default=256.0, ge=1, le=65536)
+    history_days: int = Field(
+        default=400, ge=30, le=3650, description="GB/T 45839 5.9.5: at least a year"
+    )
+
+
+class LoggingConfig(Strict):
+    level: LogLevel = "info"
+    modules: dict[str, LogLevel] = Field(
+        default_factory=dict, description="per-module level, e.g. drivers: debug"
+    )
+
+
+class EngineConfig(Strict):
+    stats_interval_s: float = Field(default=86400.0, ge=60, le=7 * 86400)
+    tick_s: float = Field(default=0.5, gt=0, le=5, description="how often time-based rules run")
+
+
+class SiteConfig(Strict):
+    version: Literal[1] = 1
+    site: SiteInfo
+    zones: tuple[ZoneConfig, ...] = Field(min_length=1)
+    buses: tuple[Bus, ...] = ()
+    cameras: tuple[CameraConfig, ...] = ()
+    uplink: UplinkConfig | None = Field(
+        default=None, description="none: decisions stay in the outbox"
+    )
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    profile_dirs: tuple[RelPath, ...] = Field(
+        default=(), description="extra folders of device profiles, searched before the built-in"
+    )
+
+    # ----------------------------------------------------------------- lookups
+
+    def zone(self, zone_id: str) -> ZoneConfig:
+        for z in self.zones:
+            if z.id == zone_id:
+                return z
+        raise KeyError(zone_id)
+
+    def devices(self) -> list[tuple[RtuBus | TcpBus, DeviceConfig]]:
+        return [(b, d) for b in self.buses if isinstance(b, RtuBus | TcpBus) for d in b.devices]
+
+    def panels(self) -> list[PanelBus]:
+        return [b for b in self.buses if isinstance(b, PanelBus)]
