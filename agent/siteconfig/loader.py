@@ -251,9 +251,14 @@ def _problems_from(
     marks: dict[PathKey, Position],
 ) -> list[Problem]:
     out: list[Problem] = []
-    for e in err.errors(include_url=False):
-        path = _data_path(data, tuple(e["loc"]))
+    errors = err.errors(include_url=False)
+    paths = [_data_path(data, tuple(e["loc"])) for e in errors]
+    for e, path in zip(errors, paths, strict=True):
         etype = e["type"]
+        if etype == "too_short" and any(
+            len(q) > len(path) and q[: len(path)] == path for q in paths
+        ):
+            continue  # a list whose items failed: the items' own errors say why
         if etype == "extra_forbidden":
             key = str(path[-1])
             model = _model_at(root, data, path[:-1])

@@ -1,0 +1,72 @@
+"""`firegate run` as a process: starts, and stops cleanly within 5 s on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config import EXAMPLE_SITE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(config: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(proc: subprocess.Popen[str], text: str, timeout_s: float = 20) -> str:
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if text in line:
+            return seen
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"{text!r} not seen; stderr so far:\n{seen}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_and_quickly(sig: signal.Signals) -> None:
+    proc = _start(EXAMPLE_SITE)
+    try:
+        _wait_for(proc, "part(s)")
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        rest = proc.communicate(timeout=10)[1]
+        assert time.monotonic() - t0 < 5.0
+        assert proc.returncode == 0, rest
+        assert "Traceback" not in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_invalid_config_refuses_to_start(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text("site: {site_id: x}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2
+    assert "gateway_id" in proc.stderr and "Traceback" not in proc.stderr
