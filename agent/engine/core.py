@@ -734,10 +734,15 @@ class Engine:
 
     # -------------------------------------------------------------------- fire
 
-    def _heat_rise(self, zone: str) -> tuple[str, float] | None:
+    def _heat_rise(self, zone: str, inc: _Incident) -> tuple[str, float] | None:
+        """The largest temperature rise in the zone from a sensor other than the
+        alarming detectors themselves (a heat detector's own rise is the same
+        signal as its alarm, not a second one)."""
         pol = self._policy(zone)
         best: tuple[str, float] | None = None
         for tkey in self._zone_temps.get(zone, ()):
+            if tkey.split(":", 1)[0] in inc.devices:
+                continue
             hist = self._temps[tkey]
             if len(hist) < 2:
                 continue
@@ -802,7 +807,7 @@ class Engine:
         elif has_detector and (pair := self._coincident(inc, pol)) is not None:
             rule = "coincidence"
             reason = f"two detectors in alarm within {pair[2]:.0f} s: {pair[0]}, {pair[1]}"
-        elif has_detector and (rise := self._heat_rise(zone)) is not None:
+        elif has_detector and (rise := self._heat_rise(zone, inc)) is not None:
             rule = "heat_rise"
             reason = f"detector alarm corroborated by a {rise[1]:.1f} C rise at {rise[0]}"
         elif (ver := self._verified(inc, answering, now)) is not None:
@@ -814,7 +819,8 @@ class Engine:
         elif now - inc.first_mono >= pol.ceiling_s and (alarming or lost):
             rule = "ceiling"
             verified = False
-            names = [d.key for d in alarming] + [f"{d.key} (lost in alarm)" for d in lost]
+            names = [f"{d.key} (lost in alarm)" if d.lost_in_alarm else d.key for d in alarming]
+            names += [f"{d.key} (lost in alarm)" for d in lost if not d.alarm]
             reason = (
                 f"alarm persisting {now - inc.first_mono:.0f} s without confirmation "
                 f"(hard ceiling {pol.ceiling_s:g} s): {', '.join(names)}"
