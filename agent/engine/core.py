@@ -279,6 +279,7 @@ class Engine:
         self._zone_temps: dict[str, list[str]] = {}
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
+        self._offline_sources: set[str] = set()
         self._stats_start_mono: float | None = None
         self.counters: dict[str, int] = {
             "observations": 0,
@@ -387,6 +388,7 @@ class Engine:
                 zone=zone,
                 kind=kind,
                 resettable=dev is not None and dev.resettable,
+                offline=source in self._offline_sources,
             )
             self._detectors[key] = det
             self._zone_detectors.setdefault(zone, []).append(det)
@@ -660,6 +662,11 @@ class Engine:
     def _on_losing(self, obs: StateChange, zone: str, active: bool) -> None:
         """A device went offline / faulty (or came back): keep its alarms."""
         inc = self._incidents.get(zone)
+        if obs.condition is Condition.OFFLINE:
+            if active:
+                self._offline_sources.add(obs.source)
+            else:
+                self._offline_sources.discard(obs.source)
         for det in self._zone_detectors.get(zone, ()):
             if det.source != obs.source or (obs.point and det.point != obs.point):
                 continue
