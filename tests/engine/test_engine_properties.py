@@ -33,12 +33,22 @@ def _obs(kind: str, t: float, src: str, flag: bool, value: float) -> Observation
     if kind == "alarm":
         dev = INDEX.devices[src]
         return StateChange(
-            source=src, zone=dev.zone, kind=dev.kind, condition=Condition.ALARM, active=flag, **common
+            source=src,
+            zone=dev.zone,
+            kind=dev.kind,
+            condition=Condition.ALARM,
+            active=flag,
+            **common,
         )
     if kind == "offline":
         dev = INDEX.devices[src]
         return StateChange(
-            source=src, zone=dev.zone, kind=dev.kind, condition=Condition.OFFLINE, active=flag, **common
+            source=src,
+            zone=dev.zone,
+            kind=dev.kind,
+            condition=Condition.OFFLINE,
+            active=flag,
+            **common,
         )
     if kind == "temp":
         return Reading(
@@ -77,9 +87,7 @@ def _obs(kind: str, t: float, src: str, flag: bool, value: float) -> Observation
             active=flag,
             **common,
         )
-    return CommandResult(
-        source=src, zone="z", command_id="x", action="reset", ok=flag, **common
-    )
+    return CommandResult(source=src, zone="z", command_id="x", action="reset", ok=flag, **common)
 
 
 event = st.tuples(
@@ -164,7 +172,9 @@ def test_a_persisting_alarm_is_never_lost(
         for kind, item in trace
         if kind == "decision"
         for t, d in [item]
-        if d["type"] == "restore" and d["zone"] == zone and d["details"].get("of") == "fire_alarm"
+        if d["type"] == "restore"
+        and d["zone"] == zone
+        and d["details"].get("of") == "fire_alarm"
         and t > t0
     ]
     assert not restores_after, "a fire incident with a persisting alarm must not be restored"
