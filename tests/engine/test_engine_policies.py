@@ -366,3 +366,10 @@ def test_policy_rejects_persistence_beyond_ceiling() -> None:
         ZonePolicy(reset_window_s=61)  # UL 864: at most 60 s
     with pytest.raises(ValidationError):
         ZonePolicy(confirmation_window_s=30)  # UL 864: at least 60 s
+
+
+def test_gateway_zone_matches_app() -> None:
+    from agent.app import GATEWAY_ZONE as APP_ZONE
+    from agent.engine.core import GATEWAY_ZONE
+
+    assert GATEWAY_ZONE == APP_ZONE
