@@ -31,10 +31,10 @@ import bisect
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -63,6 +63,12 @@ WALL0 = 1_800_000_000.0  # wall clock at scenario time 0 (2027-01-15), fixed for
 MONO0 = 1000.0  # monotonic clock at scenario time 0
 
 Value = float | int | bool
+
+
+class PointSetter(Protocol):
+    """What a firmware mock device offers the timeline."""
+
+    def set_point(self, point_name: str, value: Value) -> None: ...
 
 
 # ---------------------------------------------------------------------- format
@@ -133,6 +139,9 @@ class Scenario(Strict):
     duration_s: float = Field(gt=0, le=86400)
     reset_restart_s: float = Field(
         default=3.0, ge=0, le=60, description="a reset blanks the alarm bit this long"
+    )
+    reset_fails: tuple[str, ...] = Field(
+        default=(), description="devices that refuse the reset command (write-protected)"
     )
     initial: dict[str, dict[str, Value]] = Field(default_factory=dict)
     events: tuple[Event, ...] = ()
@@ -297,6 +306,20 @@ class Timeline:
             dev: {p.name: self.value(dev, p.name, t) for p in prof.points}
             for dev, prof in self.profiles.items()
         }
+
+    def apply(self, t: float, mocks: Mapping[str, PointSetter]) -> int:
+        """Set every point of every device in ``mocks`` (device name -> mock) to
+        its value at ``t``; returns how many points were set. Whether a device
+        answers at all is ``online(device, t)``: the caller silences its mock."""
+        n = 0
+        for dev, mock in mocks.items():
+            prof = self.profiles.get(dev)
+            if prof is None:
+                raise ScenarioError(f"scenario {self.scenario.name}: no device {dev!r} in its site")
+            for p in prof.points:
+                mock.set_point(p.name, self.value(dev, p.name, t))
+                n += 1
+        return n
 
     def change_times(self) -> list[float]:
         """Scenario times at which something changes (ramps: their start and end)."""
@@ -534,6 +557,8 @@ def replay(
             ok, detail = False, f"{cmd.target} has no command {cmd.action!r}"
         elif not tl.online(sim.name, t):
             ok, detail = False, "device not answering"
+        elif sim.name in scenario.reset_fails:
+            ok, detail = False, "exception 0x01 (illegal function): write protected"
         else:
             sim.blank_alarm_until = t + scenario.reset_restart_s
         feed(

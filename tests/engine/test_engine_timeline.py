@@ -92,3 +92,23 @@ def test_bad_file_names_key(tmp_path: Path) -> None:
 def test_event_needs_one_target() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         _scenario(events=[{"at": 1, "device": "a", "camera": "b", "offline": True}])
+
+
+class _Mock:
+    def __init__(self) -> None:
+        self.points: dict[str, object] = {}
+
+    def set_point(self, point_name: str, value: object) -> None:
+        self.points[point_name] = value
+
+
+def test_apply_sets_mock_points() -> None:
+    sc = load_scenario(SCENARIO_DIR / "electrical-cabinet-fire.yaml")
+    tl = Timeline(sc, scenario_site(sc))
+    mock = _Mock()
+    n = tl.apply(80, {"cabinet-ef": mock})
+    assert n == len(mock.points) == 9
+    assert mock.points["t1"] == pytest.approx(35 + 60 * 60 / 120)
+    assert mock.points["leakage_setpoint"] == 300
+    with pytest.raises(ScenarioError, match="no device 'x'"):
+        tl.apply(0, {"x": mock})
