@@ -1038,6 +1038,7 @@ class Engine:
                     "nuisances": period,
                     "nuisances_total": total,
                     "nuisance_prone": prone,
+                    "active_faults": self.status()["active_faults"],
                     "counters": dict(self.counters),
                 },
             ),

@@ -26,6 +26,7 @@ from agent.clock import Clock
 from agent.engine.core import Engine, EngineOutput
 from agent.engine.nuisance_log import NuisanceLog
 from agent.events import Command, CommandResult, Decision, Observation
+from agent.siteconfig import LoadedSite
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,28 @@ class EngineRunner:
         self._sink_errors = 0
         self._command_errors = 0
         self._retry_after_mono = 0.0
+
+    @classmethod
+    def for_site(
+        cls,
+        site: LoadedSite,
+        inbox: asyncio.Queue[Observation],
+        sink: DecisionSinkLike,
+        commands: Callable[[Command], None],
+        clock: Clock,
+    ) -> EngineRunner:
+        """The runner as the site config asks for it: tick, state_dir, log size."""
+        cfg = site.config
+        return cls(
+            Engine(site),
+            inbox,
+            sink,
+            commands,
+            clock,
+            cfg.engine.tick_s,
+            cfg.storage.state_dir,
+            nuisance_log_max_bytes=int(cfg.engine.nuisance_log_max_mb * 1024 * 1024),
+        )
 
     async def run(self) -> None:
         self._next_tick_mono = self.clock.monotonic()

@@ -196,3 +196,16 @@ def test_nuisance_log_rotates_and_stays_bounded(tmp_path: Path) -> None:
 def test_nuisance_log_rejects_silly_limits(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         NuisanceLog(tmp_path, max_bytes=10)
+
+
+def test_for_site_takes_the_site_config(tmp_path: Path) -> None:
+    from agent.siteconfig import load_site
+    from firmware_mocks.timeline import SCENARIO_DIR
+
+    site = load_site(SCENARIO_DIR / "sites" / "school.yaml")
+    runner = EngineRunner.for_site(site, asyncio.Queue(), Sink(), lambda c: None, ScaledClock(1))
+    assert runner.tick_s == site.config.engine.tick_s
+    assert runner.nuisance_log is not None
+    assert runner.nuisance_log.path.parent == site.config.storage.state_dir
+    assert runner.engine.site.devices["staff-smoke"].resettable
+    assert not runner.engine.site.devices["changing-smoke"].resettable
