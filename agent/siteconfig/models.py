@@ -258,6 +258,16 @@ class LoggingConfig(Strict):
 class EngineConfig(Strict):
     stats_interval_s: float = Field(default=86400.0, ge=60, le=7 * 86400)
     tick_s: float = Field(default=0.5, gt=0, le=5, description="how often time-based rules run")
+    nuisance_prone_count: int = Field(
+        default=3,
+        ge=1,
+        le=10_000,
+        description="a detector with this many held-back nuisances in one stats interval is "
+        "named nuisance-prone in the stats decision",
+    )
+    nuisance_log_max_mb: float = Field(
+        default=8.0, gt=0, le=1024, description="size of the local nuisance log before rotation"
+    )
 
 
 class SiteConfig(Strict):
