@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from agent.clock import SystemClock
+from agent.events import PRIORITY, DecisionType, iso
+from agent.outbox import Outbox
+from agent.uplink import Uplink
 from tests.uplink.uplink_support import (
     T0,
     Broker,
@@ -19,11 +24,6 @@ from tests.uplink.uplink_support import (
     uplink_config,
     validator,
 )
-
-from agent.clock import SystemClock
-from agent.events import PRIORITY, DecisionType, iso
-from agent.outbox import Outbox
-from agent.uplink import Uplink
 
 ORDER = [
     DecisionType.STATS,
@@ -60,8 +60,10 @@ async def test_delivers_with_schema_status_and_evidence(
         await outbox.submit(decision(DecisionType.FIRE_ALARM, 1, snapshot=jpeg))
         await outbox.submit(decision(DecisionType.FAULT, 2))
         await collector.wait_for(
-            lambda: len(collector.decisions()) == 2
-            and any("/evidence/" in m.topic for m in collector.messages)
+            lambda: (
+                len(collector.decisions()) == 2
+                and any("/evidence/" in m.topic for m in collector.messages)
+            )
         )
         await collector.wait_for(lambda: outbox.status()["rows"] == 0, 5)
         assert up.status()["state"] == "connected"
@@ -97,10 +99,7 @@ async def test_delivers_with_schema_status_and_evidence(
 
 async def test_last_will_marks_offline_retained(tmp_path: Path, broker: Broker) -> None:
     """The broker publishes the will when the gateway vanishes without a goodbye."""
-    import subprocess
-    import sys
-
-    from tests.uplink.uplink_support import env_with_root
+    from tests.uplink.uplink_support import spawn_python
 
     code = (
         "import asyncio, sys\n"
@@ -120,13 +119,7 @@ async def test_last_will_marks_offline_retained(tmp_path: Path, broker: Broker) 
         "    await t\n"
         "asyncio.run(main())\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=root,
-        env=env_with_root(),
-        stdout=subprocess.PIPE,
-    )
+    proc = spawn_python(code)
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 10)

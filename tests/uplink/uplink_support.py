@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class Broker:
         self.conf = folder / "mosquitto.conf"
         (folder / "data").mkdir(exist_ok=True)
         self.conf.write_text(
+            # as root, mosquitto would drop to user "mosquitto" and lose our files
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             f"listener {port} 127.0.0.1\n"
             f"allow_anonymous {'true' if anonymous else 'false'}\n"
             "persistence true\n"
@@ -58,8 +61,9 @@ class Broker:
         )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return
             if self.proc.poll() is not None:
@@ -89,8 +93,6 @@ class Broker:
     def log(self) -> str:
         p = self.folder / "mosquitto.log"
         return p.read_text()[-2000:] if p.exists() else ""
-
-
 
 
 @dataclass
@@ -141,8 +143,6 @@ class Collector:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out; got {len(self.messages)} message(s)")
             await asyncio.sleep(0.02)
-
-
 
 
 def site() -> SiteConfig:
@@ -199,3 +199,68 @@ def env_with_root() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def spawn_python(code: str) -> subprocess.Popen[bytes]:
+    """Run ``code`` in a fresh interpreter at the repo root (stdin/stdout piped)."""
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env=env_with_root(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A test CA, a broker certificate for localhost/127.0.0.1, a client certificate,
+    and a second, unrelated CA (for the TLS failure test), via the openssl CLI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    for ca in ("ca", "other-ca"):
+        run(
+            "req",
+            "-x509",
+            *key,
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.crt",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=firegate test {ca}",
+        )
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, ext in (("server", ["-extfile", "san.ext"]), ("client", [])):
+        run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            *ext,
+        )
+    return {p.stem.replace(".", "_") + "_" + p.suffix[1:]: p for p in folder.iterdir()}
+
+
+def make_password_file(folder: Path, user: str, password: str) -> Path:
+    path = folder / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(path), user, password], check=True, capture_output=True
+    )
+    return path
