@@ -23,7 +23,7 @@ async def main(db: Path, port: int, n: int) -> None:
     outbox = Outbox(db, max_rows=100_000, max_bytes=10**9)
     up = Uplink(uplink_config(port, publish_timeout_s=30.0), site(), outbox, SystemClock(), "child")
     task = asyncio.create_task(up.run())
-    while up.state != "connected":
+    while up.state != "connected":  # noqa: ASYNC110 (a test polling a state field)
         await asyncio.sleep(0.01)
     print("connected", flush=True)
     if n:
