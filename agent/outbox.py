@@ -287,15 +287,32 @@ class Outbox:
             self._recover_corrupt(e)
             return fn(*args)
 
-    def _ensure_open(self) -> None:
+    def _ensure_open(self) -> bool:
+        """Open the database if needed; False (logged once) if it cannot be used."""
         if self._db is not None:
-            return
+            return True
         try:
-            self._open()
-        except sqlite3.DatabaseError as e:
-            if not _is_corrupt(e):
-                raise
-            self._recover_corrupt(e)
+            try:
+                self._open()
+            except sqlite3.DatabaseError as e:
+                if not _is_corrupt(e):
+                    raise
+                self._recover_corrupt(e)
+        except (OutboxError, sqlite3.Error, OSError) as e:
+            if self.last_error != str(e):
+                log.error(
+                    "outbox %s cannot be opened: %s; decisions are kept in memory only "
+                    "until it can (check the state_dir and its permissions)",
+                    self.path,
+                    e,
+                )
+            self.last_error = str(e)
+            self._open_error = e
+            return False
+        self._open_error = None
+        return True
+
+    _open_error: BaseException | None = None
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,6 +397,10 @@ class Outbox:
     # ------------------------------------------------------------- thread bodies
 
     def _store_thread(self, row: _Row) -> None:
+        if self._db is None:
+            assert self._open_error is not None
+            self._write_failed(row, self._open_error)
+            return
         if self._memory:
             self._retry_memory()
         if self._memory:  # disk still refusing: keep order, stay in memory
@@ -403,7 +424,7 @@ class Outbox:
                 sync_full=True,
             )
 
-    def _write_failed(self, row: _Row, error: sqlite3.DatabaseError) -> None:
+    def _write_failed(self, row: _Row, error: BaseException) -> None:
         self._hold_in_memory(row, str(error))
         if not self._write_failing:
             self._write_failing = True
@@ -457,17 +478,18 @@ class Outbox:
                 stored = self._insert_in_tx(db, row)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                    db.execute("ROLLBACK")
                 raise
         finally:
             if not sync_full:
                 db.execute("PRAGMA synchronous=FULL")
-        for type_, nbytes in stored:
-            self._counts.add(type_, nbytes)
+        for type_, nbytes, n in stored:
+            self._counts.add(type_, nbytes, n)
 
-    def _insert_in_tx(self, db: sqlite3.Connection, row: _Row) -> list[tuple[str, int]]:
-        """Returns (type, +/-bytes) count changes, applied only after COMMIT."""
-        changes: list[tuple[str, int]] = []
+    def _insert_in_tx(self, db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
+        """Returns (type, bytes, rows) count changes, applied only after COMMIT."""
+        changes: list[tuple[str, int, int]] = []
         rows, nbytes = self._counts.rows, self._counts.bytes
         evicted: dict[str, int] = {}
         drop_new = False
@@ -482,7 +504,7 @@ class Outbox:
                 drop_new = row.priority > 0
                 break
             db.execute("DELETE FROM outbox WHERE seq = ?", (victim[0],))
-            changes.append((victim[2], -victim[3]))
+            changes.append((victim[2], -victim[3], -1))
             evicted[victim[2]] = evicted.get(victim[2], 0) + 1
             rows -= 1
             nbytes -= victim[3]
@@ -503,7 +525,7 @@ class Outbox:
                 ),
             )
             if cur.rowcount:
-                changes.append((row.type, row.nbytes))
+                changes.append((row.type, row.nbytes, 1))
         if evicted:
             for type_, n in evicted.items():
                 self._count_evicted(type_, n)
@@ -540,7 +562,7 @@ class Outbox:
         return changes
 
     @staticmethod
-    def _insert_in_tx_nocap(db: sqlite3.Connection, row: _Row) -> list[tuple[str, int]]:
+    def _insert_in_tx_nocap(db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
         db.execute(
             "INSERT OR IGNORE INTO outbox (id, priority, type, payload, snapshot, bytes, "
             "stored_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -554,7 +576,7 @@ class Outbox:
                 row.stored_wall,
             ),
         )
-        return [(row.type, row.nbytes)]
+        return [(row.type, row.nbytes, 1)]
 
     def _count_evicted(self, type_: str, n: int = 1) -> None:
         self._evicted_total[type_] = self._evicted_total.get(type_, 0) + n
@@ -573,23 +595,10 @@ class Outbox:
         )
 
     def _peek_thread(self, limit: int, skip: set[str]) -> list[Pending]:
-        db = self._db
-        assert db is not None
         skip = skip | self._deleting
         out: list[Pending] = []
-        # Fetch a little more than asked so that skipped (in-flight) rows do not
-        # starve the batch; in-flight rows are at the head of the order anyway.
-        cur = db.execute(
-            "SELECT id, priority, type, payload, snapshot IS NOT NULL, decision_sent "
-            "FROM outbox ORDER BY priority, seq LIMIT ?",
-            (limit + len(skip),),
-        )
-        for id_, prio, type_, payload, has_snap, sent in cur:
-            if id_ in skip:
-                continue
-            out.append(Pending(id_, prio, type_, json.loads(payload), bool(has_snap), bool(sent)))
-            if len(out) >= limit:
-                break
+        if self._db is not None:
+            out = self._peek_disk(self._db, limit, skip)
         if self._memory:
             mem = [
                 Pending(
@@ -604,15 +613,34 @@ class Outbox:
                 for r in self._memory
                 if r.id not in skip
             ]
-            # memory rows arrived after every disk row: stable sort keeps that
+            # memory rows arrived after every disk row: a stable sort keeps that
             out = sorted(out + mem, key=lambda p: p.priority)[:limit]
+        return out
+
+    @staticmethod
+    def _peek_disk(db: sqlite3.Connection, limit: int, skip: set[str]) -> list[Pending]:
+        out: list[Pending] = []
+        # Fetch a little more than asked so that skipped (in-flight) rows do not
+        # starve the batch; in-flight rows are at the head of the order anyway.
+        cur = db.execute(
+            "SELECT id, priority, type, payload, snapshot IS NOT NULL, decision_sent "
+            "FROM outbox ORDER BY priority, seq LIMIT ?",
+            (limit + len(skip),),
+        )
+        for id_, prio, type_, payload, has_snap, sent in cur:
+            if id_ in skip:
+                continue
+            out.append(Pending(id_, prio, type_, json.loads(payload), bool(has_snap), bool(sent)))
+            if len(out) >= limit:
+                break
         return out
 
     def _snapshot_thread(self, decision_id: str) -> bytes | None:
         for r in self._memory:
             if r.id == decision_id:
                 return r.snapshot
-        assert self._db is not None
+        if self._db is None:
+            return None
         got = self._db.execute(
             "SELECT snapshot FROM outbox WHERE id = ?", (decision_id,)
         ).fetchone()
@@ -622,7 +650,8 @@ class Outbox:
         if any(r.id == decision_id for r in self._memory):
             self._memory_sent.add(decision_id)
             return
-        assert self._db is not None
+        if self._db is None:
+            return
         # NORMAL: if this is lost, the decision is sent once more with the same id
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
@@ -645,7 +674,8 @@ class Outbox:
             self._memory = [r for r in self._memory if r.id not in ids]
             self._memory_sent.difference_update(ids)
         db = self._db
-        assert db is not None
+        if db is None:
+            return
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -659,7 +689,8 @@ class Outbox:
                         removed.append((got[0], -got[1]))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as e:
             if _is_corrupt(e):
