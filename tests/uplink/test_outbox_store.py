@@ -15,6 +15,10 @@ from agent.outbox import GATEWAY_ZONE, Outbox
 from tests.uplink.uplink_support import decision
 
 
+def moved_aside(folder: Path) -> list[Path]:
+    return sorted(folder.glob("ob.db.corrupt-*"))
+
+
 def test_gateway_zone_matches_app() -> None:
     assert GATEWAY_ZONE == app.GATEWAY_ZONE
 
@@ -125,7 +129,7 @@ async def test_corrupt_file_is_moved_aside_and_reported(tmp_path: Path) -> None:
     got = await ob.next_batch(10)
     assert [p.type for p in got] == ["fire_alarm", "fault"]
     assert "damaged" in got[1].payload["reason"]
-    aside = list(tmp_path.glob("ob.db.corrupt-*"))
+    aside = moved_aside(tmp_path)
     assert aside and aside[0].read_bytes().startswith(b"this is not a database")
     assert ob.status()["recovered_files"] == [str(aside[0])]
     await ob.close()
