@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible change
 REQUESTS = ("snapshot", "state")  # the whole downlink vocabulary
 REQUEST_MAX_BYTES = 4096
+READ_AHEAD = 128  # decisions read from the outbox per look while a backlog drains
 IDLE_WAKE_S = 2.0  # bound on every wait, so progress_mono moves while idle
 
 RequestHook = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -378,42 +379,66 @@ class Uplink:
             await self.clock.sleep(self.config.heartbeat_s)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        """Keep up to ``inflight_max`` decisions awaiting PUBACK, in outbox order.
+
+        One wake-up event for everything (a PUBACK, a newly stored decision,
+        the idle bound) keeps the cost per message independent of the window.
+        """
         window = self.config.inflight_max
         inflight: dict[str, asyncio.Task[None]] = {}
-        changed = self.outbox.changed
-        refill = True
+        wake = asyncio.Event()
+        new = True  # something was stored since the last look: look now
+        ready: deque[Pending] = deque()  # read ahead, in send order
+        dry = False  # the last look found no more than it got
+
+        async def relay_stored() -> None:
+            nonlocal new
+            while True:
+                await self.outbox.changed.wait()
+                self.outbox.changed.clear()
+                new = True
+                wake.set()
+
+        def finished(_task: asyncio.Task[None]) -> None:
+            wake.set()
+
+        relay = asyncio.create_task(relay_stored())
         try:
             while True:
                 self.progress_mono = self.clock.monotonic()
-                free = window - len(inflight)
-                # Refill when something new was stored (a fire alarm goes next),
-                # or when a quarter of the window is free (fewer queries per message).
-                if free > 0 and (refill or changed.is_set() or free >= max(1, window // 4)):
-                    changed.clear()
-                    batch = await self.outbox.next_batch(free, exclude=inflight.keys())
-                    for p in batch:
-                        inflight[p.id] = asyncio.create_task(self._deliver(client, p))
-                    refill = False
-                waits: set[asyncio.Future[Any]] = set(inflight.values())
-                changed_wait = asyncio.ensure_future(changed.wait())
-                waits.add(changed_wait)
-                try:
-                    done, _ = await asyncio.wait(
-                        waits, timeout=IDLE_WAKE_S, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    changed_wait.cancel()
+                wake.clear()
                 for id_, task in list(inflight.items()):
                     if task.done():
                         del inflight[id_]
                         task.result()  # a failed publish ends the connection
-                        refill = True
-                if not done and not inflight:
-                    refill = True  # idle: look again now and then
+                free = window - len(inflight)
+                # Read ahead in the outbox's order; look again at once when
+                # something new was stored (a fire alarm goes next), else only
+                # when the read-ahead runs dry.
+                if free > 0 and (new or (len(ready) < free and not dry)):
+                    new = False
+                    want = max(free, READ_AHEAD)
+                    batch = await self.outbox.next_batch(want, exclude=inflight.keys())
+                    ready = deque(batch)
+                    dry = len(batch) < want
+                while free > 0 and ready:
+                    p = ready.popleft()
+                    if p.id in inflight:
+                        continue
+                    task = asyncio.create_task(self._deliver(client, p))
+                    task.add_done_callback(finished)
+                    inflight[p.id] = task
+                    free -= 1
+                try:
+                    async with asyncio.timeout(IDLE_WAKE_S):
+                        await wake.wait()
+                except TimeoutError:
+                    new = True  # look again now and then, whatever happened
         finally:
+            relay.cancel()
             for task in inflight.values():
                 task.cancel()
-            await asyncio.gather(*inflight.values(), return_exceptions=True)
+            await asyncio.gather(relay, *inflight.values(), return_exceptions=True)
 
     async def _deliver(self, client: aiomqtt.Client, p: Pending) -> None:
         timeout_s = self.config.publish_timeout_s
