@@ -227,6 +227,15 @@ class UplinkConfig(Strict):
     heartbeat_s: float = Field(default=60.0, ge=5, le=3600)
     publish_timeout_s: float = Field(default=10.0, gt=0, le=120, description="wait for PUBACK")
     downlink: bool = Field(default=False, description="accept snapshot/state requests")
+    reconnect_min_s: float = Field(
+        default=1.0, gt=0, le=60, description="first reconnect delay; doubles (with jitter)"
+    )
+    reconnect_max_s: float = Field(
+        default=60.0, gt=0, le=3600, description="longest delay between reconnect attempts"
+    )
+    inflight_max: int = Field(
+        default=16, ge=1, le=100, description="decisions published and awaiting PUBACK at once"
+    )
 
     @model_validator(mode="after")
     def _one_password(self) -> UplinkConfig:

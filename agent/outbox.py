@@ -1,0 +1,779 @@
+"""The durable outbox: every decision is stored on disk before anything tries to send it.
+
+A decision handed to :meth:`Outbox.submit` is committed to a SQLite database
+(WAL mode, ``synchronous=FULL``) before ``submit`` returns, and removed only
+when the uplink reports the broker's PUBACK (:meth:`Outbox.acked`). The uplink
+reads it back in strict priority order (``agent.events.PRIORITY``: fire alarms,
+pre-alarms, faults, restores, stats), oldest first within a priority.
+
+Durability, and why these settings:
+
+* ``journal_mode=WAL``: a commit appends to one file; readers never block the
+  writer, and a crash (kill -9, power loss) mid-write leaves the last committed
+  state intact: SQLite replays only complete, checksummed WAL frames.
+* ``synchronous=FULL`` for inserts: the WAL is fsynced at every commit, so a
+  stored decision survives a power cut the instant ``submit`` returns. With
+  ``NORMAL`` (the usual WAL setting) a kill -9 loses nothing, but a power cut
+  can lose the last commits: exactly the fire alarm that cut the power.
+* ``synchronous=NORMAL`` for deletes after PUBACK: losing a delete to a power
+  cut only means that decision is sent again with the same id (the receiver
+  de-duplicates by id), and it saves an fsync per delivered message while a
+  backlog drains. The next FULL commit fsyncs the WAL, deletes included.
+
+All SQLite work runs on one dedicated thread (one connection, operations in
+submission order), so a slow fsync on an SD card never stalls the event loop.
+
+The cap (``max_rows``, ``max_bytes`` of payload plus snapshot) evicts the
+lowest priority first, oldest first within it, and never a fire alarm: fire
+alarms are stored even past the cap. Reaching the cap is itself a FAULT
+decision (zone ``_gateway``), stored like any other; falling back under 90 %
+of the cap is a RESTORE.
+
+Bad storage never crashes the agent loop:
+
+* a corrupt database file is moved aside (``outbox.db.corrupt-<time>``), the
+  rows that can still be read are copied into a fresh file, and a FAULT
+  decision says so;
+* a full disk (or another write error) keeps the decision in memory, still
+  sent by the uplink in priority order, raises a FAULT (also in memory), and
+  the outbox retries writing to disk at every following submit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.clock import Clock, SystemClock
+from agent.events import PRIORITY, Decision, DecisionType
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Same value as agent.app.GATEWAY_ZONE (not imported: app imports this module);
+# a test checks that the two agree.
+GATEWAY_ZONE = "_gateway"
+
+DB_VERSION = 1
+RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
+
+# SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,          -- arrival order; max(seq)+1, so new rows sort last
+    id TEXT NOT NULL UNIQUE,          -- the decision id (receiver's de-duplication key)
+    priority INTEGER NOT NULL,        -- agent.events.PRIORITY, 0 = fire alarm
+    type TEXT NOT NULL,
+    payload BLOB NOT NULL,            -- JSON of Decision.to_dict()
+    snapshot BLOB,                    -- JPEG evidence, published on evidence/<id>
+    bytes INTEGER NOT NULL,           -- len(payload) + len(snapshot), what the cap counts
+    decision_sent INTEGER NOT NULL DEFAULT 0,  -- decision PUBACKed, only the snapshot is left
+    stored_wall REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox(priority, seq);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox database could not be used (after recovery was tried)."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The database file is not a readable SQLite outbox."""
+
+
+class OutboxWriteFailed(OutboxError):
+    """A write failed (disk full, I/O error); the decision is held in memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One stored decision as the uplink sees it (without its snapshot bytes)."""
+
+    id: str
+    priority: int
+    type: str
+    payload: dict[str, Any]  # Decision.to_dict()
+    has_snapshot: bool
+    decision_sent: bool  # the decision itself was PUBACKed; only the snapshot is left
+    durable: bool = True  # False: held in memory because the disk refused it
+
+
+@dataclass
+class _Row:
+    id: str
+    priority: int
+    type: str
+    payload: bytes
+    snapshot: bytes | None
+    stored_wall: float
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.payload) + (len(self.snapshot) if self.snapshot else 0)
+
+
+def _row_of(decision: Decision, wall: float) -> _Row:
+    payload = json.dumps(
+        decision.to_dict(), separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+    return _Row(
+        id=decision.id,
+        priority=decision.priority,
+        type=decision.type.value,
+        payload=payload,
+        snapshot=decision.snapshot_jpeg,
+        stored_wall=wall,
+    )
+
+
+@dataclass
+class _Counts:
+    rows: int = 0
+    bytes: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    def add(self, type_: str, nbytes: int, n: int = 1) -> None:
+        self.rows += n
+        self.bytes += nbytes
+        self.by_type[type_] = self.by_type.get(type_, 0) + n
+        if self.by_type[type_] <= 0:
+            del self.by_type[type_]
+
+
+class Outbox:
+    """Durable, capped, priority-ordered store of decisions; the agent's DecisionSink.
+
+    ``submit`` returns once the decision is committed to disk (or, if the disk
+    refuses it, held in memory and reported as a fault); it never raises for
+    storage problems. Construction does no I/O: the database is opened on the
+    outbox's own thread by the first operation.
+    """
+
+    name = "outbox"
+
+    def __init__(
+        self,
+        path: Path,
+        max_rows: int,
+        max_bytes: int,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        if max_rows < 1 or max_bytes < 1:
+            raise ValueError("max_rows and max_bytes must be positive")
+        self.path = Path(path)
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.clock: Clock = clock or SystemClock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._db: sqlite3.Connection | None = None
+        self._counts = _Counts()
+        self._memory: list[_Row] = []  # rows the disk refused, in arrival order
+        self._memory_sent: set[str] = set()  # their decision_sent flag
+        self._lock = threading.Lock()  # guards _to_delete / _delete_scheduled
+        self._to_delete: list[str] = []
+        self._delete_scheduled = False
+        self._deleting: set[str] = set()  # acked, delete not yet committed: never handed out
+        self._cap_active = False
+        self._evicted_total: dict[str, int] = {}
+        self._write_failing = False
+        self._closed = False
+        self.last_error = ""
+        self.recoveries: list[str] = []  # files moved aside, for status
+        self.changed = asyncio.Event()  # set whenever something was stored
+
+    # ---------------------------------------------------------------- public API
+
+    async def submit(self, decision: Decision) -> None:
+        """Store ``decision``; returns once it is durable (see module docstring)."""
+        if self._closed:
+            raise OutboxError("outbox is closed")
+        row = _row_of(decision, self.clock.wall())
+        # shield: once handed to the thread the write completes even if the caller
+        # is cancelled, so a cancelled submit never leaves a half-known state.
+        await asyncio.shield(self._call(self._store_thread, row))
+        self.changed.set()
+
+    async def next_batch(self, limit: int, exclude: Iterable[str] = ()) -> list[Pending]:
+        """Up to ``limit`` stored decisions in send order, skipping ids in ``exclude``
+        (those the uplink already has in flight) and those already acked."""
+        skip = set(exclude)
+        return await self._call(self._peek_thread, limit, skip)
+
+    async def snapshot(self, decision_id: str) -> bytes | None:
+        """The JPEG stored with a decision, or None (gone, or none was stored)."""
+        return await self._call(self._snapshot_thread, decision_id)
+
+    async def mark_decision_sent(self, decision_id: str) -> None:
+        """The decision was PUBACKed but its snapshot is still to be sent."""
+        await self._call(self._mark_sent_thread, decision_id)
+
+    def acked(self, decision_id: str) -> None:
+        """Everything of this decision was PUBACKed: delete it (batched, in order).
+
+        Returns at once; the id is never handed out again by ``next_batch``.
+        """
+        self._deleting.add(decision_id)
+        with self._lock:
+            self._to_delete.append(decision_id)
+            if self._delete_scheduled:
+                return
+            self._delete_scheduled = True
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, self._delete_thread)
+        fut.add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        """Wait until every operation handed to the outbox so far is done."""
+        await self._call(lambda: None)
+
+    async def close(self) -> None:
+        """Finish pending work and close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
+        self._executor.shutdown(wait=True)
+
+    def status(self) -> dict[str, Any]:
+        """Small, JSON-ready state for `firegate status` and the heartbeat."""
+        return {
+            "path": str(self.path),
+            "rows": self._counts.rows + len(self._memory),
+            "bytes": self._counts.bytes + sum(r.nbytes for r in self._memory),
+            "by_type": dict(self._counts.by_type),
+            "in_memory": len(self._memory),
+            "max_rows": self.max_rows,
+            "max_bytes": self.max_bytes,
+            "cap_reached": self._cap_active,
+            "evicted": dict(self._evicted_total),
+            "write_failing": self._write_failing,
+            "last_error": self.last_error,
+            "recovered_files": list(self.recoveries),
+        }
+
+    # ------------------------------------------------------------ thread helpers
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        return await loop.run_in_executor(self._executor, self._guarded, fn, *args)
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the outbox thread; on a corrupt file recover and retry once."""
+        try:
+            self._ensure_open()
+            return fn(*args)
+        except sqlite3.DatabaseError as e:
+            if not _is_corrupt(e):
+                raise
+            self._recover_corrupt(e)
+            return fn(*args)
+
+    def _ensure_open(self) -> bool:
+        """Open the database if needed; False (logged once) if it cannot be used."""
+        if self._db is not None:
+            return True
+        try:
+            try:
+                self._open()
+            except sqlite3.DatabaseError as e:
+                if not _is_corrupt(e):
+                    raise
+                self._recover_corrupt(e)
+        except (OutboxError, sqlite3.Error, OSError) as e:
+            if self.last_error != str(e):
+                log.error(
+                    "outbox %s cannot be opened: %s; decisions are kept in memory only "
+                    "until it can (check the state_dir and its permissions)",
+                    self.path,
+                    e,
+                )
+            self.last_error = str(e)
+            self._open_error = e
+            return False
+        self._open_error = None
+        return True
+
+    _open_error: BaseException | None = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                db.execute(f"PRAGMA user_version={DB_VERSION}")
+            elif version != DB_VERSION:
+                raise OutboxError(
+                    f"{self.path}: outbox database version {version}, this agent knows "
+                    f"{DB_VERSION}; move the file aside or run the matching agent version"
+                )
+            # quick_check reads every page once: cheap for an outbox that is
+            # normally near empty, and it finds a damaged file before a fire does.
+            check = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+            counts = _Counts()
+            for type_, n, nbytes in db.execute(
+                "SELECT type, count(*), coalesce(sum(bytes), 0) FROM outbox GROUP BY type"
+            ):
+                counts.add(type_, nbytes, n)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        self._counts = counts
+        if counts.rows:
+            log.info(
+                "outbox %s: %d decision(s) waiting from before the restart (%s)",
+                self.path,
+                counts.rows,
+                ", ".join(f"{k} {v}" for k, v in sorted(counts.by_type.items())),
+            )
+
+    def _recover_corrupt(self, error: sqlite3.DatabaseError) -> None:
+        """Move the damaged file aside, keep what can be read, start a fresh one."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock.wall()))
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        salvaged = _salvage(self.path)
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.replace(Path(f"{aside}{suffix}"))
+        log.error(
+            "outbox database %s is damaged (%s); moved it to %s and started a new one; "
+            "%d decision(s) could be read back and are kept. Keep the damaged file for "
+            "inspection; the agent goes on.",
+            self.path,
+            error,
+            aside,
+            len(salvaged),
+        )
+        self.recoveries.append(str(aside))
+        self.last_error = f"corrupt database moved to {aside}: {error}"
+        self._open()
+        assert self._db is not None
+        for row in salvaged:
+            self._insert(row, sync_full=False)
+        now_w, now_m = self.clock.wall(), self.clock.monotonic()
+        fault = Decision(
+            type=DecisionType.FAULT,
+            zone=GATEWAY_ZONE,
+            reason=f"outbox database was damaged; moved to {aside.name}, "
+            f"{len(salvaged)} stored decision(s) recovered",
+            first_seen_wall=now_w,
+            first_seen_mono=now_m,
+            wall=now_w,
+            mono=now_m,
+            details={"part": "outbox", "moved_to": str(aside), "recovered": len(salvaged)},
+        )
+        self._insert(_row_of(fault, now_w), sync_full=True)
+
+    # ------------------------------------------------------------- thread bodies
+
+    def _store_thread(self, row: _Row) -> None:
+        if self._db is None:
+            assert self._open_error is not None
+            self._write_failed(row, self._open_error)
+            return
+        if self._memory:
+            self._retry_memory()
+        if self._memory:  # disk still refusing: keep order, stay in memory
+            self._hold_in_memory(row, "earlier writes still failing")
+            return
+        try:
+            self._insert(row, sync_full=True)
+        except sqlite3.DatabaseError as e:
+            if _is_corrupt(e):
+                raise  # _guarded recovers and retries the whole store
+            self._write_failed(row, e)
+            return
+        if self._write_failing:
+            self._write_failing = False
+            log.warning("outbox %s: writes work again", self.path)
+            self._insert(
+                _row_of(
+                    self._gateway(DecisionType.RESTORE, "outbox writes work again"),
+                    self.clock.wall(),
+                ),
+                sync_full=True,
+            )
+
+    def _write_failed(self, row: _Row, error: BaseException) -> None:
+        self._hold_in_memory(row, str(error))
+        if not self._write_failing:
+            self._write_failing = True
+            code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+            what = "the disk is full" if code == _SQLITE_FULL else f"a write failed ({error})"
+            log.error(
+                "outbox %s: %s; decisions are kept in memory and still sent, but they "
+                "will not survive a restart. Free space on %s.",
+                self.path,
+                what,
+                self.path.parent,
+            )
+            fault = self._gateway(DecisionType.FAULT, f"outbox cannot store decisions: {what}")
+            self._memory.append(_row_of(fault, self.clock.wall()))
+        self.last_error = str(error)
+
+    def _hold_in_memory(self, row: _Row, why: str) -> None:
+        # Bounded like the disk: beyond max_rows, drop the lowest non-fire entry.
+        self._memory.append(row)
+        if len(self._memory) > self.max_rows:
+            victims = [r for r in self._memory if r.priority > 0]
+            if victims:
+                worst = max(victims, key=lambda r: r.priority)
+                self._memory.remove(worst)
+                self._count_evicted(worst.type)
+        log.debug("outbox: holding %s in memory (%s)", row.id, why)
+
+    def _retry_memory(self) -> None:
+        while self._memory:
+            row = self._memory[0]
+            try:
+                self._insert(row, sync_full=True)
+                if row.id in self._memory_sent:
+                    self._mark_sent_thread(row.id)
+            except sqlite3.DatabaseError as e:
+                if _is_corrupt(e):
+                    raise
+                return
+            self._memory.pop(0)
+            self._memory_sent.discard(row.id)
+
+    def _insert(self, row: _Row, *, sync_full: bool) -> None:
+        """One transaction: evict to make room if needed, then insert ``row``."""
+        db = self._db
+        assert db is not None
+        if not sync_full:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = self._insert_in_tx(db, row)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            if not sync_full:
+                db.execute("PRAGMA synchronous=FULL")
+        for type_, nbytes, n in stored:
+            self._counts.add(type_, nbytes, n)
+
+    def _insert_in_tx(self, db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
+        """Returns (type, bytes, rows) count changes, applied only after COMMIT."""
+        changes: list[tuple[str, int, int]] = []
+        rows, nbytes = self._counts.rows, self._counts.bytes
+        evicted: dict[str, int] = {}
+        drop_new = False
+        while rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes:
+            victim = db.execute(
+                "SELECT seq, priority, type, bytes FROM outbox WHERE priority > 0 "
+                "ORDER BY priority DESC, seq LIMIT 1"
+            ).fetchone()
+            if victim is None or victim[1] < row.priority:
+                # everything stored outranks the new decision: it is the one to go,
+                # unless it is a fire alarm, which is stored past the cap.
+                drop_new = row.priority > 0
+                break
+            db.execute("DELETE FROM outbox WHERE seq = ?", (victim[0],))
+            changes.append((victim[2], -victim[3], -1))
+            evicted[victim[2]] = evicted.get(victim[2], 0) + 1
+            rows -= 1
+            nbytes -= victim[3]
+        if drop_new:
+            evicted[row.type] = evicted.get(row.type, 0) + 1
+        else:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO outbox (id, priority, type, payload, snapshot, bytes, "
+                "stored_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.priority,
+                    row.type,
+                    row.payload,
+                    row.snapshot,
+                    row.nbytes,
+                    row.stored_wall,
+                ),
+            )
+            if cur.rowcount:
+                changes.append((row.type, row.nbytes, 1))
+        if evicted:
+            for type_, n in evicted.items():
+                self._count_evicted(type_, n)
+            log.warning(
+                "outbox %s at its cap (%d rows, %d bytes): evicted %s",
+                self.path,
+                self.max_rows,
+                self.max_bytes,
+                ", ".join(f"{n} {t}" for t, n in evicted.items()),
+            )
+            if not self._cap_active:
+                self._cap_active = True
+                fault = self._gateway(
+                    DecisionType.FAULT,
+                    f"outbox reached its cap ({self.max_rows} rows / {self.max_bytes} bytes); "
+                    "lowest-priority decisions are being dropped",
+                    evicted=dict(evicted),
+                )
+                frow = _row_of(fault, self.clock.wall())
+                # stored in the same transaction; a FAULT outranks what was evicted
+                sub = self._insert_in_tx_nocap(db, frow)
+                changes.extend(sub)
+        elif self._cap_active and (
+            rows + 1 < RESTORE_BELOW * self.max_rows
+            and nbytes + row.nbytes < RESTORE_BELOW * self.max_bytes
+        ):
+            self._cap_active = False
+            restore = self._gateway(
+                DecisionType.RESTORE,
+                "outbox is below its cap again",
+                evicted=dict(self._evicted_total),
+            )
+            changes.extend(self._insert_in_tx_nocap(db, _row_of(restore, self.clock.wall())))
+        return changes
+
+    @staticmethod
+    def _insert_in_tx_nocap(db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
+        db.execute(
+            "INSERT OR IGNORE INTO outbox (id, priority, type, payload, snapshot, bytes, "
+            "stored_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.id,
+                row.priority,
+                row.type,
+                row.payload,
+                row.snapshot,
+                row.nbytes,
+                row.stored_wall,
+            ),
+        )
+        return [(row.type, row.nbytes, 1)]
+
+    def _count_evicted(self, type_: str, n: int = 1) -> None:
+        self._evicted_total[type_] = self._evicted_total.get(type_, 0) + n
+
+    def _gateway(self, type_: DecisionType, reason: str, **details: Any) -> Decision:
+        now_w, now_m = self.clock.wall(), self.clock.monotonic()
+        return Decision(
+            type=type_,
+            zone=GATEWAY_ZONE,
+            reason=reason,
+            first_seen_wall=now_w,
+            first_seen_mono=now_m,
+            wall=now_w,
+            mono=now_m,
+            details={"part": "outbox", **details},
+        )
+
+    def _peek_thread(self, limit: int, skip: set[str]) -> list[Pending]:
+        skip = skip | self._deleting
+        out: list[Pending] = []
+        if self._db is not None:
+            out = self._peek_disk(self._db, limit, skip)
+        if self._memory:
+            mem = [
+                Pending(
+                    r.id,
+                    r.priority,
+                    r.type,
+                    json.loads(r.payload),
+                    r.snapshot is not None,
+                    r.id in self._memory_sent,
+                    durable=False,
+                )
+                for r in self._memory
+                if r.id not in skip
+            ]
+            # memory rows arrived after every disk row: a stable sort keeps that
+            out = sorted(out + mem, key=lambda p: p.priority)[:limit]
+        return out
+
+    @staticmethod
+    def _peek_disk(db: sqlite3.Connection, limit: int, skip: set[str]) -> list[Pending]:
+        out: list[Pending] = []
+        # Fetch a little more than asked so that skipped (in-flight) rows do not
+        # starve the batch; in-flight rows are at the head of the order anyway.
+        cur = db.execute(
+            "SELECT id, priority, type, payload, snapshot IS NOT NULL, decision_sent "
+            "FROM outbox ORDER BY priority, seq LIMIT ?",
+            (limit + len(skip),),
+        )
+        for id_, prio, type_, payload, has_snap, sent in cur:
+            if id_ in skip:
+                continue
+            out.append(Pending(id_, prio, type_, json.loads(payload), bool(has_snap), bool(sent)))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _snapshot_thread(self, decision_id: str) -> bytes | None:
+        for r in self._memory:
+            if r.id == decision_id:
+                return r.snapshot
+        if self._db is None:
+            return None
+        got = self._db.execute(
+            "SELECT snapshot FROM outbox WHERE id = ?", (decision_id,)
+        ).fetchone()
+        return None if got is None else got[0]
+
+    def _mark_sent_thread(self, decision_id: str) -> None:
+        if any(r.id == decision_id for r in self._memory):
+            self._memory_sent.add(decision_id)
+            return
+        if self._db is None:
+            return
+        # NORMAL: if this is lost, the decision is sent once more with the same id
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute("UPDATE outbox SET decision_sent = 1 WHERE id = ?", (decision_id,))
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+
+    def _delete_thread(self) -> None:
+        with self._lock:
+            ids, self._to_delete = self._to_delete, []
+            self._delete_scheduled = False
+        try:
+            self._guarded(self._delete_ids, ids)
+        finally:
+            self._deleting.difference_update(ids)
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        mem_ids = {r.id for r in self._memory}
+        if mem_ids & set(ids):
+            self._memory = [r for r in self._memory if r.id not in ids]
+            self._memory_sent.difference_update(ids)
+        db = self._db
+        if db is None:
+            return
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            removed: list[tuple[str, int]] = []
+            try:
+                for id_ in ids:
+                    got = db.execute(
+                        "DELETE FROM outbox WHERE id = ? RETURNING type, bytes", (id_,)
+                    ).fetchone()
+                    if got is not None:
+                        removed.append((got[0], -got[1]))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as e:
+            if _is_corrupt(e):
+                raise
+            # a failed delete only means a later duplicate with the same id
+            log.warning("outbox: could not delete %d delivered decision(s): %s", len(ids), e)
+            return
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
+        for type_, nbytes in removed:
+            self._counts.add(type_, nbytes, -1)
+        if (
+            self._cap_active
+            and self._counts.rows < RESTORE_BELOW * self.max_rows
+            and self._counts.bytes < RESTORE_BELOW * self.max_bytes
+        ):
+            self._cap_active = False
+            restore = self._gateway(
+                DecisionType.RESTORE,
+                "outbox is below its cap again",
+                evicted=dict(self._evicted_total),
+            )
+            self._insert(_row_of(restore, self.clock.wall()), sync_full=True)
+            self.changed_threadsafe()
+
+    def changed_threadsafe(self) -> None:
+        """Wake the uplink from the outbox thread (a row it did not submit appeared)."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.changed.set)
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def _close_thread(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as e:
+                log.warning("outbox: checkpoint at close failed: %s", e)
+            self._db.close()
+            self._db = None
+
+
+def _is_corrupt(e: sqlite3.DatabaseError) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(e).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def _salvage(path: Path) -> list[_Row]:
+    """Read whatever rows of a damaged outbox can still be read, in send order."""
+    rows: list[_Row] = []
+    if not path.exists():
+        return rows
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return rows
+    try:
+        cur = db.execute(
+            "SELECT id, priority, type, payload, snapshot, stored_wall FROM outbox ORDER BY seq"
+        )
+        while True:
+            try:
+                r = cur.fetchone()
+            except sqlite3.Error:
+                break
+            if r is None:
+                break
+            try:
+                rows.append(_Row(str(r[0]), int(r[1]), str(r[2]), bytes(r[3]), r[4], float(r[5])))
+            except (TypeError, ValueError):
+                continue
+    except sqlite3.Error:
+        pass
+    finally:
+        db.close()
+    valid = {t.value for t in PRIORITY}
+    return [r for r in rows if r.type in valid]
+
+
+def _log_failure(fut: Any) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("outbox: background delete failed: %s", fut.exception())

@@ -1,0 +1,560 @@
+"""The uplink: delivers the outbox's decisions to the monitoring centre's MQTT broker.
+
+A decision counts as delivered only when the broker's PUBACK arrives: aiomqtt
+2.5's ``Client.publish(..., qos=1)`` registers the message id and awaits an
+event that its ``on_publish`` callback sets, and paho-mqtt calls
+``on_publish`` for QoS 1 only from ``_handle_pubackcomp`` (the PUBACK
+handler); for QoS 0 it would fire on write, which is why every decision goes
+with QoS 1. Only then is the decision removed from the outbox.
+
+Topics, under ``topic_root`` (default ``firegate/<site_id>/<gateway_id>``):
+
+* ``decision/<type>``: one topic per decision type (fire_alarm,
+  electrical_prealarm, fault, restore, stats); QoS 1, not retained; the
+  versioned JSON payload of ``agent/schemas/decision.schema.json``.
+* ``evidence/<decision id>``: the JPEG snapshot of a decision; QoS 1.
+* ``status``: retained ``online`` (agent version, start time) at connect; the
+  last will sets it to ``offline`` (retained) when the link dies; a clean stop
+  publishes ``offline`` itself.
+* ``heartbeat``: every ``heartbeat_s``, with the outbox backlog; QoS 1.
+* ``request/<name>`` (only when ``downlink`` is on): ``snapshot`` and
+  ``state`` requests from the centre, handed to ``on_request``; nothing else
+  is accepted, and nothing from the network changes the site's safety
+  behaviour.
+
+Delivery order is the outbox's: strict priority, oldest first within one.
+Up to ``inflight_max`` decisions await their PUBACK at once; a fire alarm
+stored while a backlog drains is the next message published. A publish
+without PUBACK within ``publish_timeout_s`` ends the connection; the decision
+stays stored and is sent again (same id) on the next one. Reconnects back off
+exponentially with jitter. A refused login or a TLS error is one clear log
+line per episode, a health fault in ``status()``, and a FAULT decision kept in
+the outbox (a RESTORE follows once connected); nothing is dropped meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+
+from agent.clock import Clock
+from agent.events import PRIORITY, Decision, DecisionType, iso
+from agent.outbox import GATEWAY_ZONE, Outbox, Pending
+from agent.siteconfig.models import SiteConfig, UplinkConfig
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible change
+REQUESTS = ("snapshot", "state")  # the whole downlink vocabulary
+REQUEST_MAX_BYTES = 4096
+READ_AHEAD = 128  # decisions read from the outbox per look while a backlog drains
+IDLE_WAKE_S = 2.0  # bound on every wait, so progress_mono moves while idle
+
+RequestHook = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+_LOGIN_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason 0x86/0x87
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    root: str
+
+    def decision(self, type_: str) -> str:
+        return f"{self.root}/decision/{type_}"
+
+    def evidence(self, decision_id: str) -> str:
+        return f"{self.root}/evidence/{decision_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    @property
+    def heartbeat(self) -> str:
+        return f"{self.root}/heartbeat"
+
+    @property
+    def requests(self) -> str:
+        return f"{self.root}/request/+"
+
+    def request_name(self, topic: str) -> str | None:
+        prefix = f"{self.root}/request/"
+        return topic[len(prefix) :] if topic.startswith(prefix) else None
+
+
+def topics_for(config: UplinkConfig, site: SiteConfig) -> Topics:
+    root = config.topic_root.format(site_id=site.site.site_id, gateway_id=site.site.gateway_id)
+    return Topics(root.rstrip("/"))
+
+
+def client_id_for(config: UplinkConfig, site: SiteConfig) -> str:
+    return config.client_id or f"firegate-{site.site.site_id}-{site.site.gateway_id}"
+
+
+def decision_payload(
+    stored: dict[str, Any], *, site_id: str, gateway_id: str, sent_wall: float, topics: Topics
+) -> dict[str, Any]:
+    """The versioned wire form of a stored ``Decision.to_dict()``.
+
+    ``first_seen`` and ``confirmed_at`` are the original times; ``sent_at`` is
+    this attempt's publish time (a re-send has a later one, the same ``id``).
+    """
+    out: dict[str, Any] = {"schema": PAYLOAD_SCHEMA, **stored}
+    out["site_id"] = site_id
+    out["gateway_id"] = gateway_id
+    out["priority"] = PRIORITY[DecisionType(stored["type"])]
+    out["sent_at"] = iso(sent_wall)
+    out["evidence_topic"] = topics.evidence(stored["id"]) if stored.get("has_snapshot") else None
+    return out
+
+
+class UplinkConfigError(Exception):
+    """The uplink's own settings cannot be used (password file, certificate files)."""
+
+
+class _NoPuback(Exception):
+    pass
+
+
+class Uplink:
+    """A Part: keeps a connection to the broker and drains the outbox through it."""
+
+    name = "uplink"
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        site: SiteConfig,
+        outbox: Outbox,
+        clock: Clock,
+        version: str,
+        *,
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.config = config
+        self.site = site
+        self.outbox = outbox
+        self.clock = clock
+        self.version = version
+        self.on_request = on_request
+        self.topics = topics_for(config, site)
+        self.client_id = client_id_for(config, site)
+        self.progress_mono = clock.monotonic()
+        self.started_wall = clock.wall()
+        self.state = "starting"  # connecting | connected | backoff
+        self.fault: str | None = None  # health fault: login refused, TLS error, config
+        self.last_error = ""
+        self.connected_since_wall: float | None = None
+        self.connects = 0
+        self.published = 0  # decisions PUBACKed (re-sends counted again)
+        self.resent_after_timeout = 0
+        self.last_puback_wall: float | None = None
+        self._latency_s: deque[float] = deque(maxlen=256)  # stored -> PUBACK
+        self._fault_reported: str | None = None
+        self._request_tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        lat = sorted(self._latency_s)
+        return {
+            "state": self.state,
+            "broker": f"{self.config.host}:{self.config.effective_port}",
+            "client_id": self.client_id,
+            "fault": self.fault,
+            "last_error": self.last_error,
+            "connected_since": None
+            if self.connected_since_wall is None
+            else iso(self.connected_since_wall),
+            "connects": self.connects,
+            "published": self.published,
+            "last_puback": None if self.last_puback_wall is None else iso(self.last_puback_wall),
+            "latency_median_s": round(lat[len(lat) // 2], 4) if lat else None,
+            "queued": self.outbox.status()["rows"],
+        }
+
+    # -------------------------------------------------------------------- loop
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            self.progress_mono = self.clock.monotonic()
+            self.state = "connecting"
+            try:
+                client = self._client()
+                async with client:
+                    failures = 0
+                    await self._session(client)
+            except asyncio.CancelledError:
+                self.state = "stopped"
+                self.connected_since_wall = None
+                raise
+            except UplinkConfigError as e:
+                self._health_fault(f"uplink settings: {e}")
+            except (aiomqtt.MqttError, _NoPuback, OSError) as e:
+                self._classify(e)
+            self.connected_since_wall = None
+            failures += 1
+            delay = min(
+                self.config.reconnect_max_s, self.config.reconnect_min_s * 2 ** (failures - 1)
+            )
+            delay *= random.uniform(0.5, 1.0)  # so gateways cut off together do not return in step
+            self.state = "backoff"
+            log.debug("uplink: reconnecting in %.1f s", delay)
+            await self._sleep_bounded(delay)
+
+    async def _sleep_bounded(self, seconds: float) -> None:
+        end = self.clock.monotonic() + seconds
+        while (left := end - self.clock.monotonic()) > 0:
+            await self.clock.sleep(min(left, IDLE_WAKE_S))
+            self.progress_mono = self.clock.monotonic()
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.config
+        password: str | None = None
+        if cfg.password is not None:
+            password = cfg.password.get_secret_value()
+        elif cfg.password_file is not None:
+            try:
+                password = cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as e:
+                raise UplinkConfigError(
+                    f"cannot read password_file {cfg.password_file}: {e.strerror}; "
+                    "check the path and that the firegate user may read it"
+                ) from None
+        tls_context: ssl.SSLContext | None = None
+        if cfg.tls is not None:
+            try:
+                tls_context = ssl.create_default_context(cafile=str(cfg.tls.ca_file))
+                if cfg.tls.cert_file is not None and cfg.tls.key_file is not None:
+                    tls_context.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
+            except (OSError, ssl.SSLError) as e:
+                raise UplinkConfigError(
+                    f"TLS files unusable (ca_file {cfg.tls.ca_file}, cert_file "
+                    f"{cfg.tls.cert_file}, key_file {cfg.tls.key_file}): {e}"
+                ) from None
+        offline = self._status_payload("offline", reason="connection lost")
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.effective_port,
+            identifier=self.client_id,
+            username=cfg.username,
+            password=password,
+            keepalive=cfg.keepalive_s,
+            # The outbox, not the broker session, holds what is unacknowledged:
+            # a clean session per connection, every unacked decision re-sent by us.
+            clean_session=True,
+            timeout=cfg.publish_timeout_s,
+            tls_context=tls_context,
+            max_inflight_messages=cfg.inflight_max + 4,  # room for status and heartbeat
+            will=aiomqtt.Will(self.topics.status, offline, qos=1, retain=True),
+            logger=logging.getLogger("agent.uplink.mqtt"),
+        )
+        client.pending_calls_threshold = cfg.inflight_max + 8  # not a warning per backlog
+        return client
+
+    def _status_payload(self, state: str, **extra: Any) -> bytes:
+        body = {
+            "schema": PAYLOAD_SCHEMA,
+            "state": state,
+            "site_id": self.site.site.site_id,
+            "gateway_id": self.site.site.gateway_id,
+            "client_id": self.client_id,
+            "version": self.version,
+            "started_at": iso(self.started_wall),
+            "time": iso(self.clock.wall()),
+            **extra,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        self.state = "connected"
+        self.connects += 1
+        self.connected_since_wall = self.clock.wall()
+        log.info(
+            "uplink connected to %s:%d as %s",
+            self.config.host,
+            self.config.effective_port,
+            self.client_id,
+        )
+        await client.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)
+        if self._fault_reported is not None:
+            await self._report(DecisionType.RESTORE, f"uplink connected again ({self.fault})")
+            self._fault_reported = None
+        self.fault = None
+        self.last_error = ""
+        if self.config.downlink:
+            await client.subscribe(self.topics.requests, qos=1)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._listen(client))
+                tg.create_task(self._heartbeat(client))
+                tg.create_task(self._drain(client))
+        except BaseExceptionGroup as eg:
+            raise _first(eg) from None
+        finally:
+            # A clean stop says so itself; the will covers every other ending.
+            if _cancelling():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        client.publish(
+                            self.topics.status,
+                            self._status_payload("offline", reason="shutdown"),
+                            qos=1,
+                            retain=True,
+                        ),
+                        timeout=1.0,
+                    )
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        """Ends (raises) when the connection drops; hands downlink requests on."""
+        async for message in client.messages:
+            name = self.topics.request_name(str(message.topic))
+            if name is None or not self.config.downlink:
+                continue
+            self._request(name, message)
+
+    def _request(self, name: str, message: aiomqtt.Message) -> None:
+        if message.retain:  # a retained request would repeat at every connect
+            log.warning("downlink: ignoring retained request %s", name)
+            return
+        if name not in REQUESTS:
+            log.warning("downlink: ignoring unknown request %r (allowed: %s)", name, REQUESTS)
+            return
+        raw = message.payload
+        if not isinstance(raw, bytes | bytearray) or len(raw) > REQUEST_MAX_BYTES:
+            log.warning("downlink: ignoring request %s: payload missing or too large", name)
+            return
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError as e:
+            log.warning("downlink: ignoring request %s: not JSON (%s)", name, e)
+            return
+        if not isinstance(body, dict):
+            log.warning("downlink: ignoring request %s: payload is not a JSON object", name)
+            return
+        if name == "snapshot" and not isinstance(body.get("camera"), str):
+            log.warning("downlink: ignoring snapshot request without a camera name")
+            return
+        if self.on_request is None:
+            log.info("downlink: request %s received but nothing handles it", name)
+            return
+        log.info("downlink: request %s %s", name, body)
+        task = asyncio.create_task(self._run_request(name, body))
+        self._request_tasks.add(task)
+        task.add_done_callback(self._request_tasks.discard)
+
+    async def _run_request(self, name: str, body: dict[str, Any]) -> None:
+        assert self.on_request is not None
+        try:
+            await self.on_request(name, body)
+        except Exception:
+            log.exception("downlink: handler for %s failed", name)
+
+    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+        while True:
+            ob = self.outbox.status()
+            body = {
+                "schema": PAYLOAD_SCHEMA,
+                "time": iso(self.clock.wall()),
+                "uptime_s": round(self.clock.wall() - self.started_wall, 1),
+                "queued": ob["rows"],
+                "queued_by_type": ob["by_type"],
+                "outbox_fault": ob["cap_reached"] or ob["write_failing"],
+            }
+            await client.publish(
+                self.topics.heartbeat, json.dumps(body, separators=(",", ":")), qos=1
+            )
+            await self.clock.sleep(self.config.heartbeat_s)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Keep up to ``inflight_max`` decisions awaiting PUBACK, in outbox order.
+
+        One wake-up event for everything (a PUBACK, a newly stored decision,
+        the idle bound) keeps the cost per message independent of the window.
+        """
+        window = self.config.inflight_max
+        inflight: dict[str, asyncio.Task[None]] = {}
+        wake = asyncio.Event()
+        new = True  # something was stored since the last look: look now
+        ready: deque[Pending] = deque()  # read ahead, in send order
+        dry = False  # the last look found no more than it got
+
+        async def relay_stored() -> None:
+            nonlocal new
+            while True:
+                await self.outbox.changed.wait()
+                self.outbox.changed.clear()
+                new = True
+                wake.set()
+
+        def finished(_task: asyncio.Task[None]) -> None:
+            wake.set()
+
+        relay = asyncio.create_task(relay_stored())
+        try:
+            while True:
+                self.progress_mono = self.clock.monotonic()
+                wake.clear()
+                for id_, task in list(inflight.items()):
+                    if task.done():
+                        del inflight[id_]
+                        task.result()  # a failed publish ends the connection
+                free = window - len(inflight)
+                # Read ahead in the outbox's order; look again at once when
+                # something new was stored (a fire alarm goes next), else only
+                # when the read-ahead runs dry.
+                if free > 0 and (new or (len(ready) < free and not dry)):
+                    new = False
+                    want = max(free, READ_AHEAD)
+                    batch = await self.outbox.next_batch(want, exclude=inflight.keys())
+                    ready = deque(batch)
+                    dry = len(batch) < want
+                while free > 0 and ready:
+                    p = ready.popleft()
+                    if p.id in inflight:
+                        continue
+                    task = asyncio.create_task(self._deliver(client, p))
+                    task.add_done_callback(finished)
+                    inflight[p.id] = task
+                    free -= 1
+                try:
+                    async with asyncio.timeout(IDLE_WAKE_S):
+                        await wake.wait()
+                except TimeoutError:
+                    new = True  # look again now and then, whatever happened
+        finally:
+            relay.cancel()
+            for task in inflight.values():
+                task.cancel()
+            await asyncio.gather(relay, *inflight.values(), return_exceptions=True)
+
+    async def _deliver(self, client: aiomqtt.Client, p: Pending) -> None:
+        timeout_s = self.config.publish_timeout_s
+        site = self.site.site
+        try:
+            if not p.decision_sent:
+                body = decision_payload(
+                    p.payload,
+                    site_id=site.site_id,
+                    gateway_id=site.gateway_id,
+                    sent_wall=self.clock.wall(),
+                    topics=self.topics,
+                )
+                await client.publish(
+                    self.topics.decision(p.type),
+                    json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                    qos=1,
+                    timeout=timeout_s,
+                )
+                self._delivered(p)
+                if p.has_snapshot:
+                    await self.outbox.mark_decision_sent(p.id)
+            if p.has_snapshot:
+                jpeg = await self.outbox.snapshot(p.id)
+                if jpeg is not None:
+                    await client.publish(self.topics.evidence(p.id), jpeg, qos=1, timeout=timeout_s)
+        except aiomqtt.MqttError as e:
+            if "timed out" in str(e).lower():
+                self.resent_after_timeout += 1
+                raise _NoPuback(
+                    f"no PUBACK for {p.type} {p.id} within {timeout_s:g} s; "
+                    "reconnecting, it will be sent again"
+                ) from None
+            raise
+        self.outbox.acked(p.id)
+
+    def _delivered(self, p: Pending) -> None:
+        now = self.clock.wall()
+        self.published += 1
+        self.last_puback_wall = now
+        confirmed = p.payload.get("confirmed_at")
+        if p.type == DecisionType.FIRE_ALARM:
+            log.info("uplink: fire alarm %s zone %s delivered (PUBACK)", p.id, p.payload["zone"])
+        if isinstance(confirmed, str):
+            self._latency_s.append(max(0.0, now - _parse_iso(confirmed)))
+
+    # ------------------------------------------------------------------ faults
+
+    def _classify(self, e: BaseException) -> None:
+        rc = getattr(e, "rc", None)
+        code = getattr(rc, "value", rc)
+        if isinstance(e, MqttConnectError) and code in _LOGIN_CODES:
+            self._health_fault(
+                f"broker {self.config.host}:{self.config.effective_port} refused the login "
+                f"as {self.config.username!r} ({e}); check username and password"
+            )
+        elif isinstance(e.__context__, ssl.SSLError) or "ssl" in str(e).lower():
+            self._health_fault(
+                f"TLS with {self.config.host}:{self.config.effective_port} failed ({e}); "
+                "check ca_file, the broker's certificate and the client certificate"
+            )
+        else:
+            self.fault = None if self._fault_reported is None else self.fault
+            if str(e) != self.last_error:
+                log.warning(
+                    "uplink: broker %s:%d not reachable or link lost: %s; decisions stay "
+                    "in the outbox and are sent on reconnect",
+                    self.config.host,
+                    self.config.effective_port,
+                    e,
+                )
+            self.last_error = str(e)
+
+    def _health_fault(self, what: str) -> None:
+        if what != self.fault:
+            log.error("uplink: %s; decisions stay in the outbox", what)
+        self.fault = what
+        self.last_error = what
+        if self._fault_reported is None:
+            self._fault_reported = what
+            task = asyncio.create_task(self._report(DecisionType.FAULT, what))
+            self._request_tasks.add(task)
+            task.add_done_callback(self._request_tasks.discard)
+
+    async def _report(self, type_: DecisionType, reason: str) -> None:
+        now_w, now_m = self.clock.wall(), self.clock.monotonic()
+        await self.outbox.submit(
+            Decision(
+                type=type_,
+                zone=GATEWAY_ZONE,
+                reason=reason,
+                first_seen_wall=now_w,
+                first_seen_mono=now_m,
+                wall=now_w,
+                mono=now_m,
+                details={"part": "uplink"},
+            )
+        )
+
+
+def _first(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (not a cancellation)."""
+    for e in eg.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            return _first(e)
+        if not isinstance(e, asyncio.CancelledError):
+            return e
+    return eg.exceptions[0]
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _parse_iso(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

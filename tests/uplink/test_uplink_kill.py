@@ -1,0 +1,114 @@
+"""The gateway killed with SIGKILL between store and PUBACK, then restarted: nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.uplink.uplink_support import Broker, Collector, spawn_python
+
+
+def child(db: Path, port: int, n: int) -> subprocess.Popen[bytes]:
+    return spawn_python(
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from tests.uplink.uplink_child import main\n"
+        f"asyncio.run(main(Path({str(db)!r}), {port}, {n}))\n"
+    )
+
+
+async def readline(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> str:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout_s)
+    return line.decode().strip()
+
+
+@pytest.mark.parametrize("when", ["no_puback_yet", "mid_stream"])
+async def test_sigkill_between_store_and_puback_loses_nothing(
+    tmp_path: Path, broker: Broker, collector: Collector, when: str
+) -> None:
+    db = tmp_path / "state" / "outbox.db"
+    n = 40 if when == "no_puback_yet" else 300
+    proc = child(db, broker.port, n)
+    stored: list[str] = []
+    try:
+        assert await readline(proc) == "connected"
+        if when == "no_puback_yet":
+            broker.pause()  # the connection stays, but no PUBACK can come
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        stop_after = n if when == "no_puback_yet" else 120
+        while len(stored) < stop_after:
+            line = await readline(proc)
+            assert line.startswith("stored "), line
+            stored.append(line.split()[1])
+        proc.kill()  # SIGKILL: no cleanup, no goodbye
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+        broker.resume()
+    if when == "no_puback_yet":
+        # nothing can have been acknowledged while the broker was stopped
+        assert not [d for d in collector.decisions() if d["id"] in stored]
+
+    again = child(db, broker.port, 0)
+    try:
+        assert await readline(again) == "connected"
+        await collector.wait_for(
+            lambda: set(stored) <= {d["id"] for d in collector.decisions()}, 20
+        )
+    finally:
+        again.kill()
+        again.wait()
+    got = collector.decisions()
+    ids = [d["id"] for d in got]
+    assert set(stored) <= set(ids)
+    # a re-send is the same decision (same id, same original times)
+    first: dict[str, tuple[str, str]] = {}
+    for d in got:
+        key = (d["first_seen"], d["confirmed_at"])
+        assert first.setdefault(d["id"], key) == key
+
+
+async def test_killed_broker_without_goodbye_then_back(tmp_path: Path) -> None:
+    """SIGKILL of the broker itself (no persistence flush): the outbox re-sends."""
+    from agent.clock import SystemClock
+    from agent.events import DecisionType
+    from agent.outbox import Outbox
+    from agent.uplink import Uplink
+    from tests.uplink.uplink_support import decision, free_port, site, uplink_config
+
+    port = free_port()
+    b = Broker(tmp_path, port)
+    b.start()
+    outbox = Outbox(tmp_path / "ob.db", 10_000, 10**8)
+    up = Uplink(uplink_config(port), site(), outbox, SystemClock(), "t")
+    task = asyncio.create_task(up.run())
+    try:
+        c = Collector(port)
+        ctask = asyncio.create_task(c.run())
+        await asyncio.wait_for(c.ready.wait(), 5)
+        assert b.proc is not None
+        b.proc.kill()
+        b.proc.wait()
+        ids = []
+        for i in range(20):
+            d = decision(DecisionType.FIRE_ALARM, i)
+            ids.append(d.id)
+            await outbox.submit(d)
+        b.start()
+        # the subscriber's session died with the broker: it re-subscribes, and
+        # the uplink's decisions are still stored until their PUBACK
+        await c.wait_for(lambda: outbox.status()["rows"] == 0, 20)
+        ctask.cancel()
+        await asyncio.gather(ctask, return_exceptions=True)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
+        b.stop()
