@@ -73,9 +73,11 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gw", "s3cret"], check=True)
     pw.chmod(0o600)
     conf = d / "mosquitto.conf"
+    # as root mosquitto would drop to user `mosquitto`, who cannot read the test's files
+    user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
-        f"persistence false\nlog_dest stderr\n"
+        f"persistence false\nlog_dest stderr\n{user}"
     )
     proc = subprocess.Popen(
         [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
