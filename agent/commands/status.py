@@ -170,7 +170,12 @@ def render(doc: Mapping[str, Any], *, age_s: float, stale: bool) -> str:
         health = "OK"
     else:
         health = "STALLED: " + ", ".join(doc.get("stalled") or [])
-    fed = "watchdog fed by systemd" if wd.get("systemd") else "not under systemd"
+    if not wd.get("systemd"):
+        fed = "not under systemd"
+    elif wd.get("interval_s"):
+        fed = f"under systemd, watchdog {wd['interval_s']:g} s"
+    else:
+        fed = "under systemd, no watchdog"
     out.append(f"health: {health} ({fed}; stall after {wd.get('stall_after_s', '?')} s)")
     out.append(f"summary: {doc.get('summary', '')}")
 
