@@ -245,7 +245,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
-        self.collectors: list[Callable[[], None]] = []  # refresh gauges just before rendering
+        # refresh gauges just before rendering, by owner: a new Health replaces the old one's
+        self.collectors: dict[str, Callable[[], None]] = {}
         self.polls = self.counter(
             "firegate_polls_total", "Device polls completed, answered or not.", ("bus", "device")
         )
@@ -319,7 +320,7 @@ class Metrics:
 
     def render(self) -> str:
         """The whole registry in the Prometheus text exposition format 0.0.4."""
-        for collect in self.collectors:
+        for collect in list(self.collectors.values()):
             try:
                 collect()
             except Exception:  # a broken collector must not break the endpoint
@@ -442,7 +443,7 @@ class Health:
         self._metrics_error = ""
         self._last_summary = ""
         self._unmonitored_warned: set[str] = set()
-        metrics.collectors.append(self._collect)
+        metrics.collectors["health"] = self._collect
 
     @classmethod
     def for_site(cls, site: LoadedSite, parts: Sequence[object], clock: Clock, **kw: Any) -> Health:

@@ -94,3 +94,82 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+@dataclass
+class TlsBroker:
+    port: int
+    ca_file: Path  # the CA that signed the broker's certificate
+    other_ca_file: Path  # a CA that did not
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def mosquitto_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """A mosquitto with a TLS listener (certificate for 127.0.0.1 from a throwaway CA)."""
+    if not os.path.exists(MOSQUITTO) or shutil.which("openssl") is None:
+        pytest.skip("mosquitto or openssl is not installed")
+    d = tmp_path_factory.mktemp("mosquitto-tls")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    for ca in ("ca", "other-ca"):
+        _openssl(
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.crt",
+            "-subj",
+            f"/CN=firegate test {ca}",
+            "-days",
+            "2",
+            cwd=d,
+        )
+    _openssl(
+        "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        cwd=d,
+    )
+    port = free_port()
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf = d / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\ncafile {d / 'ca.crt'}\n"
+        f"certfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\npersistence false\n{user}"
+    )
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("mosquitto (TLS) did not start")
+            time.sleep(0.05)
+        yield TlsBroker(port, d / "ca.crt", d / "other-ca.crt")
+    finally:
+        proc.terminate()
+        proc.wait(5)

@@ -186,6 +186,19 @@ async def test_live_broker_accepts_and_refuses_credentials(tmp_path: Path, mosqu
     assert "wrong" not in r.detail + r.fix  # never print the password
 
 
+async def test_broker_tls_verified_and_refused(tmp_path: Path, mosquitto_tls: Any) -> None:
+    def site(ca: Path) -> Path:
+        up = f"uplink: {{host: 127.0.0.1, port: {mosquitto_tls.port}, tls: {{ca_file: {ca}}}}}"
+        return write_site(tmp_path, uplink=up)
+
+    [r] = await doctor.check_broker(ctx_for(site(mosquitto_tls.ca_file)))
+    assert r.outcome is Outcome.PASS, r
+    assert "mqtts://" in r.detail and "TLS verified" in r.detail
+    [r] = await doctor.check_broker(ctx_for(site(mosquitto_tls.other_ca_file)))
+    assert r.outcome is Outcome.FAIL
+    assert "TLS certificate not accepted" in r.detail and "ca_file" in r.fix
+
+
 async def test_broker_skipped_without_uplink(tmp_path: Path) -> None:
     [r] = await doctor.check_broker(ctx_for(write_site(tmp_path)))
     assert r.outcome is Outcome.SKIP
