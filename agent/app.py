@@ -16,6 +16,8 @@ from typing import Protocol
 
 from agent.clock import Clock
 from agent.events import Command, Decision, DecisionType, Observation
+from agent.health import Health
+from agent.health import attach as attach_health
 from agent.siteconfig import LoadedSite
 from agent.supervisor import Part, Supervisor
 
@@ -57,13 +59,17 @@ class Agent:
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     def supervisor(self, **kw: float) -> Supervisor:
-        return Supervisor(
+        sup = Supervisor(
             self.parts,
             clock=self.clock,
             on_fault=self._part_fault,
             on_restore=self._part_restore,
             **kw,
         )
+        for p in self.parts:
+            if isinstance(p, Health):  # so that a crashed part counts as restarting, not stalled
+                p.bind_supervisor(sup.states)
+        return sup
 
     # A crashed part is a fault of the gateway itself, reported like any other.
     def _part_fault(self, part: str, error: str) -> None:
@@ -92,4 +98,7 @@ class Agent:
 def build_agent(site: LoadedSite, clock: Clock, sink: DecisionSink | None = None) -> Agent:
     """Create every configured part. Parts are added here as they are built."""
     agent = Agent(site=site, clock=clock, sink=sink or LogSink())
+    # Health watches agent.parts itself (the live list), so parts added before or
+    # after this line are watched; it sends READY=1 and feeds the watchdog.
+    attach_health(agent.parts, site, clock)
     return agent

@@ -279,6 +279,28 @@ class EngineConfig(Strict):
     )
 
 
+class HealthConfig(Strict):
+    """Self-monitoring: the systemd watchdog, the status file and opt-in metrics."""
+
+    stall_after_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="a part whose loop shows no progress this long is stalled: the systemd "
+        "watchdog is no longer fed, so systemd restarts the agent",
+    )
+    status_interval_s: float = Field(
+        default=5.0, ge=1, le=300, description="how often the status file is rewritten"
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65535,
+        description="serve Prometheus metrics on 127.0.0.1:PORT (None: off); never on other "
+        "addresses: reach it through an SSH tunnel",
+    )
+
+
 class SiteConfig(Strict):
     version: Literal[1] = 1
     site: SiteInfo
@@ -291,6 +313,7 @@ class SiteConfig(Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     profile_dirs: tuple[RelPath, ...] = Field(
         default=(), description="extra folders of device profiles, searched before the built-in"
     )

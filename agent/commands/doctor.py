@@ -1,0 +1,799 @@
+"""`firegate doctor --config PATH`: a checklist an installer reads on site.
+
+Each line is PASS, FAIL or SKIP, with what was found and, on FAIL, what to do.
+Exit 0 when nothing failed, 1 when anything did.
+
+The checks are a list (``CHECKS``) of functions (sync or async) taking a ``Context``
+and returning ``Result`` lines, run in order; a check that needs the site
+config SKIPs when the config is not valid. To add one (the lead wires
+driver- and vision-based checks here)::
+
+    from agent.commands import doctor
+    doctor.register_check("devices", my_check)   # replaces the placeholder
+
+Permissions are judged for the service user, not for whoever runs doctor:
+run as root, doctor evaluates the device's mode bits for ``--user`` (default
+firegate) with the groups the unit adds (dialout, video); run as any other
+user, it asks the kernel (``os.access``) for that user. ACLs are not read in
+the first case (udev does not give the service user ACLs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import errno
+import grp
+import inspect
+import json
+import os
+import pwd
+import socket
+import ssl
+import stat
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.siteconfig import ConfigError, LoadedSite, load_site
+from agent.siteconfig.models import CameraConfig, PanelBus, RtuBus, TcpBus
+
+DEFAULT_CONFIG = Path("/etc/firegate/site.yaml")
+SERVICE_GROUPS = ("dialout", "video")  # SupplementaryGroups= in systemd/firegate.service
+OUTBOX_RESERVE_MB = 64.0  # journal, status file and the database's own overhead
+MIN_FREE_INODES = 1000
+CLOCK_MIN_YEAR = 2025
+CLOCK_SLACK_S = 300.0  # file times this far in the future mean the clock is behind
+MODELS_DIR = Path(__file__).resolve().parents[2] / "vision" / "models"
+
+T = TypeVar("T")
+
+
+class Outcome(enum.StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One line of the checklist. ``fix`` says what to do (on FAIL, sometimes SKIP)."""
+
+    check: str
+    outcome: Outcome
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whose access to devices and folders is judged."""
+
+    description: str
+    uid: int | None = None  # None: the current process (ask the kernel)
+    gids: frozenset[int] = frozenset()
+
+
+@dataclass
+class Context:
+    config_path: Path
+    timeout_s: float = 5.0
+    identity: Identity = field(default_factory=lambda: Identity("you"))
+    site: LoadedSite | None = None
+    models_dir: Path = MODELS_DIR
+    now_wall: Callable[[], float] = time.time
+
+
+Check = Callable[[Context], list[Result] | Awaitable[list[Result]]]  # sync or async
+
+
+# ----------------------------------------------------------------- permissions
+
+
+def mode_allows(
+    st_mode: int, st_uid: int, st_gid: int, uid: int, gids: frozenset[int], want: int
+) -> bool:
+    """POSIX permission bits: may ``uid`` (with groups ``gids``) do ``want`` (os.R_OK|W_OK|X_OK)?
+
+    The owner class applies to the owner only, the group class to group
+    members only, as the kernel does (an owner without rights is refused even
+    if the group has them). Root (uid 0) may read and write anything.
+    """
+    if uid == 0:
+        return True
+    if st_uid == uid:
+        bits = (st_mode >> 6) & 7
+    elif st_gid in gids:
+        bits = (st_mode >> 3) & 7
+    else:
+        bits = st_mode & 7
+    return bits & want == want
+
+
+def service_identity(user: str) -> Identity | None:
+    """The service user with the groups systemd gives it, or None if it does not exist."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    extra = []
+    for name in SERVICE_GROUPS:
+        try:
+            gids.add(grp.getgrnam(name).gr_gid)
+            extra.append(name)
+        except KeyError:
+            pass
+    groups = f" with the unit's groups {', '.join(extra)}" if extra else ""
+    return Identity(f"the service user {user}{groups}", pw.pw_uid, frozenset(gids))
+
+
+def may_access(path: Path, who: Identity, want: int) -> bool:
+    if who.uid is None:
+        return os.access(path, want)
+    st = path.stat()
+    return mode_allows(st.st_mode, st.st_uid, st.st_gid, who.uid, who.gids, want)
+
+
+def _owner(st: os.stat_result) -> str:
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{stat.filemode(st.st_mode)} {user}:{group}"
+
+
+def _holders(path: Path) -> list[str]:
+    """Processes that have ``path`` open ('name (pid N)'); best effort, needs /proc."""
+    try:
+        target = os.path.realpath(path)
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            fd_dir = f"/proc/{pid}/fd"
+            try:
+                for fd in os.listdir(fd_dir):
+                    if os.readlink(f"{fd_dir}/{fd}") == target:
+                        with open(f"/proc/{pid}/comm") as f:
+                            out.append(f"{f.read().strip()} (pid {pid})")
+                        break
+            except OSError:
+                continue
+        return out
+    except OSError:
+        return []
+
+
+# -------------------------------------------------------------------- checks
+
+
+def check_config(ctx: Context) -> list[Result]:
+    try:
+        ctx.site = load_site(ctx.config_path)
+    except ConfigError as e:
+        n = len(e.problems)
+        shown = "; ".join(str(p) for p in e.problems[:5]) + (" ..." if n > 5 else "")
+        return [
+            Result(
+                "config",
+                Outcome.FAIL,
+                f"{n} problem{'s' if n != 1 else ''}: {shown}",
+                f"run `firegate check-config {ctx.config_path}` for the full list and fix each line",
+            )
+        ]
+    c = ctx.site.config
+    n_dev = len(c.devices())
+    return [
+        Result(
+            "config",
+            Outcome.PASS,
+            f"{ctx.config_path}: site {c.site.site_id} gateway {c.site.gateway_id}, "
+            f"{len(c.zones)} zones, {len(c.buses)} buses ({n_dev} devices, {len(c.panels())} panels), "
+            f"{len(c.cameras)} cameras",
+        )
+    ]
+
+
+def _serial_candidates() -> str:
+    found: list[str] = []
+    for pattern in (
+        "/dev/firegate*",
+        "/dev/firegate/*",
+        "/dev/serial/by-id/*",
+        "/dev/ttyUSB*",
+        "/dev/ttyACM*",
+    ):
+        found.extend(str(p) for p in sorted(Path("/").glob(pattern.lstrip("/"))))
+    return ", ".join(found) if found else "none"
+
+
+def check_serial_ports(ctx: Context) -> list[Result]:
+    assert ctx.site is not None
+    out = []
+    for bus in ctx.site.config.buses:
+        if isinstance(bus, TcpBus):
+            continue
+        assert isinstance(bus, RtuBus | PanelBus)
+        out.append(_check_port(f"serial {bus.name}", Path(bus.port), ctx.identity))
+    if not out:
+        out.append(Result("serial", Outcome.SKIP, "no serial buses in the config"))
+    return out
+
+
+def _check_port(name: str, port: Path, who: Identity) -> Result:
+    try:
+        st = port.stat()
+    except FileNotFoundError:
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{port} not found",
+            "plug in the adapter (or fix the port in the config); serial devices present now: "
+            f"{_serial_candidates()}",
+        )
+    except PermissionError:
+        return Result(
+            name, Outcome.FAIL, f"{port}: permission denied looking it up", "run doctor with sudo"
+        )
+    real = os.path.realpath(port)
+    shown = f"{port}" + (f" -> {real}" if real != str(port) else "")
+    if not stat.S_ISCHR(st.st_mode):
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{shown} is not a serial device",
+            "use the adapter's /dev/ttyUSB* or /dev/firegate/* name",
+        )
+    if not may_access(port, who, os.R_OK | os.W_OK):
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{shown} ({_owner(st)}): {who.description} may not read and write it",
+            "serial devices should be group dialout, mode 660: install "
+            "systemd/99-firegate-serial.rules (install.sh does) and replug, or add the user to "
+            "dialout (usermod -aG dialout USER); the service gets dialout from SupplementaryGroups=",
+        )
+    detail = f"{shown} ({_owner(st)}), read/write for {who.description}"
+    holders = _holders(port)
+    if holders:
+        detail += f"; open in {', '.join(holders)}"
+    return Result(name, Outcome.PASS, detail)
+
+
+def check_devices(ctx: Context) -> list[Result]:
+    """Placeholder until the driver-based check is registered (drivers, issue 3)."""
+    assert ctx.site is not None
+    n = len(ctx.site.config.devices()) + len(ctx.site.config.panels())
+    if n == 0:
+        return [Result("devices", Outcome.SKIP, "no devices in the config")]
+    return [
+        Result(
+            "devices",
+            Outcome.SKIP,
+            f"{n} device(s) not polled: this build has no driver check yet",
+            "start the agent and watch `journalctl -u firegate -f` for each device's first answer",
+        )
+    ]
+
+
+def _in_thread(fn: Callable[[], T], timeout_s: float) -> Awaitable[T]:
+    """Run blocking ``fn`` in a daemon thread: a hung camera or library call
+    cannot keep doctor from finishing (an executor thread would be joined at exit)."""
+    fut: Future[T] = Future()
+
+    def target() -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as e:
+            fut.set_exception(e)
+
+    threading.Thread(target=target, daemon=True, name="doctor-probe").start()
+    return asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
+
+
+def _grab_frame(source: str) -> tuple[int, int]:
+    import cv2  # lazy: only doctor and the vision parts need OpenCV
+
+    src: str | int = source
+    if source.startswith("usb:"):
+        src = int(source[4:])
+    cap = cv2.VideoCapture(src)
+    try:
+        if not cap.isOpened():
+            raise OSError("cannot open the stream")
+        for _ in range(3):  # the first read of some streams is empty
+            ok, frame = cap.read()
+            if ok and frame is not None:
+                h, w = frame.shape[:2]
+                return int(w), int(h)
+        raise OSError("opened, but no frame decoded")
+    finally:
+        cap.release()
+
+
+async def check_cameras(ctx: Context) -> list[Result]:
+    assert ctx.site is not None
+    cams = ctx.site.config.cameras
+    if not cams:
+        return [Result("cameras", Outcome.SKIP, "no cameras in the config")]
+    return [await _check_camera(cam, max(ctx.timeout_s, 10.0)) for cam in cams]
+
+
+async def _check_camera(cam: CameraConfig, timeout_s: float) -> Result:
+    from agent.logs import redact_url
+
+    name, src = f"camera {cam.name}", redact_url(cam.source)
+    t0 = time.monotonic()
+    try:
+        w, h = await _in_thread(lambda: _grab_frame(cam.source), timeout_s)
+    except TimeoutError:
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{src}: no frame within {timeout_s:g} s",
+            "check the address, network and camera power",
+        )
+    except (OSError, ValueError) as e:
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{src}: {e}",
+            "check the URL, user and password (open it in VLC from this network), or the device",
+        )
+    took = time.monotonic() - t0
+    if cam.resolution is not None and tuple(cam.resolution) != (w, h):
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{src}: frames are {w}x{h}, the config says {cam.resolution[0]}x{cam.resolution[1]}",
+            "set resolution to the stream's size (masks are in its pixels), or pick the matching stream",
+        )
+    return Result(name, Outcome.PASS, f"{src}: a {w}x{h} frame in {took:.1f} s")
+
+
+def _run_model(path: Path) -> str:
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [
+            d if isinstance(d, int) and d > 0 else (1 if n == 0 else 320)
+            for n, d in enumerate(i.shape)
+        ]
+        dtype = {"tensor(uint8)": np.uint8, "tensor(float16)": np.float16}.get(i.type, np.float32)
+        feeds[i.name] = np.zeros(shape, dtype=dtype)
+    t0 = time.perf_counter()
+    outs = sess.run(None, feeds)
+    ms = (time.perf_counter() - t0) * 1000
+    shapes = ", ".join("x".join(map(str, getattr(o, "shape", ()))) for o in outs)
+    return f"one zero frame in {ms:.0f} ms, outputs {shapes}"
+
+
+async def check_model(ctx: Context) -> list[Result]:
+    models = sorted(ctx.models_dir.glob("*.onnx")) if ctx.models_dir.is_dir() else []
+    if not models:
+        return [
+            Result("model", Outcome.SKIP, f"no model in {ctx.models_dir} (*.onnx) in this build")
+        ]
+    out = []
+    for m in models:
+        try:
+            detail = await _in_thread(lambda m=m: _run_model(m), 60.0)  # type: ignore[misc]
+        except Exception as e:
+            out.append(
+                Result(
+                    f"model {m.name}",
+                    Outcome.FAIL,
+                    f"{type(e).__name__}: {e}",
+                    "reinstall firegate (the model file may be damaged)",
+                )
+            )
+            continue
+        out.append(
+            Result(
+                f"model {m.name}", Outcome.PASS, f"{m.stat().st_size // 1024} KB loaded; {detail}"
+            )
+        )
+    return out
+
+
+def _password(ctx: Context) -> str | None:
+    assert ctx.site is not None and ctx.site.config.uplink is not None
+    up = ctx.site.config.uplink
+    if up.password is not None:
+        return up.password.get_secret_value()
+    if up.password_file is not None:
+        return up.password_file.read_text(encoding="utf-8").strip()
+    return None
+
+
+async def check_broker(ctx: Context) -> list[Result]:
+    assert ctx.site is not None
+    c = ctx.site.config
+    up = c.uplink
+    if up is None:
+        return [
+            Result("broker", Outcome.SKIP, "no uplink in the config: decisions stay in the outbox")
+        ]
+    import aiomqtt
+
+    where = f"{'mqtts' if up.tls else 'mqtt'}://{up.host}:{up.effective_port}"
+    try:
+        password = _password(ctx)
+    except OSError as e:
+        return [
+            Result(
+                "broker",
+                Outcome.FAIL,
+                f"cannot read password_file {up.password_file}: {e.strerror or e}",
+                "make it readable by the service user (chgrp firegate FILE; chmod 640 FILE)",
+            )
+        ]
+    tls: ssl.SSLContext | None = None
+    if up.tls is not None:
+        try:
+            tls = ssl.create_default_context(cafile=str(up.tls.ca_file))
+            if up.tls.cert_file is not None and up.tls.key_file is not None:
+                tls.load_cert_chain(str(up.tls.cert_file), str(up.tls.key_file))
+        except (OSError, ssl.SSLError) as e:
+            return [
+                Result(
+                    "broker",
+                    Outcome.FAIL,
+                    f"TLS files: {e}",
+                    "check uplink.tls ca_file/cert_file/key_file",
+                )
+            ]
+    # Never the agent's own client id: the broker would drop the running agent's session.
+    cid = (up.client_id or f"firegate-{c.site.site_id}-{c.site.gateway_id}") + "-doctor"
+    client = aiomqtt.Client(
+        up.host,
+        up.effective_port,
+        username=up.username,
+        password=password,
+        identifier=cid,
+        tls_context=tls,
+        timeout=ctx.timeout_s,
+        keepalive=max(5, up.keepalive_s),
+    )
+    t0 = time.monotonic()
+    try:
+        async with asyncio.timeout(ctx.timeout_s + 1):
+            async with client:
+                pass
+    except TimeoutError:
+        return [
+            Result(
+                "broker",
+                Outcome.FAIL,
+                f"{where}: no answer within {ctx.timeout_s:g} s",
+                "check the host and port, and that the site's firewall lets this gateway out",
+            )
+        ]
+    except aiomqtt.MqttError as e:
+        return [_broker_failure(where, e, up.username)]
+    auth = f" as {up.username}" if up.username else ""
+    how = "TLS verified" if tls else "no TLS"
+    return [
+        Result(
+            "broker",
+            Outcome.PASS,
+            f"{where}: connected{auth} ({how}) in {time.monotonic() - t0:.2f} s",
+        )
+    ]
+
+
+def _broker_failure(where: str, e: Exception, username: str | None) -> Result:
+    text = str(e)
+    rc = getattr(e, "rc", None)
+    rc_value = getattr(rc, "value", rc)
+    cause = e.__cause__ or e.__context__
+    if rc_value in (4, 5, 134, 135) or "not authori" in text.lower() or "bad user" in text.lower():
+        return Result(
+            "broker",
+            Outcome.FAIL,
+            f"{where}: the broker refused the credentials ({text})",
+            f"check uplink.username ({username or 'none given'}) and the password with the monitoring centre",
+        )
+    if isinstance(cause, ssl.SSLCertVerificationError) or "certificate" in text.lower():
+        return Result(
+            "broker",
+            Outcome.FAIL,
+            f"{where}: TLS certificate not accepted ({text})",
+            "check uplink.tls.ca_file is the CA that signed the broker's certificate, the host "
+            "name matches it, and the clock is right",
+        )
+    if isinstance(cause, socket.gaierror) or "name or service not known" in text.lower():
+        return Result(
+            "broker",
+            Outcome.FAIL,
+            f"{where}: cannot resolve the host ({text})",
+            "check uplink.host and DNS",
+        )
+    if isinstance(cause, ConnectionRefusedError) or "refused" in text.lower():
+        return Result(
+            "broker",
+            Outcome.FAIL,
+            f"{where}: connection refused, nothing listens there ({text})",
+            "check uplink.host and uplink.port (1883 plain, 8883 TLS) with the monitoring centre",
+        )
+    return Result(
+        "broker", Outcome.FAIL, f"{where}: {text}", "check the uplink section and the network"
+    )
+
+
+def check_storage(ctx: Context) -> list[Result]:
+    assert ctx.site is not None
+    s = ctx.site.config.storage
+    d = s.state_dir
+    if not d.is_dir():
+        return [
+            Result(
+                "storage",
+                Outcome.FAIL,
+                f"state folder {d} does not exist",
+                "run systemd/install.sh (it creates it), or mkdir it owned by the service user",
+            )
+        ]
+    err = _write_probe(d)
+    if err is not None:
+        fix = {
+            errno.EROFS: "the file system is read-only: remount it read-write or move storage.state_dir",
+            errno.ENOSPC: "the disk is full: free space (journalctl --vacuum-size=100M, old files)",
+            errno.EDQUOT: "the disk quota is used up: free space or raise the quota",
+        }.get(err.errno or 0, "make the folder writable by the service user (install.sh sets it)")
+        return [Result("storage", Outcome.FAIL, f"cannot write in {d}: {err.strerror or err}", fix)]
+    if not may_access(d, ctx.identity, os.W_OK | os.X_OK):
+        st = d.stat()
+        return [
+            Result(
+                "storage",
+                Outcome.FAIL,
+                f"{d} ({_owner(st)}): {ctx.identity.description} may not write in it",
+                f"chown the folder to the service user (chown firegate:firegate {d}; chmod 750 {d})",
+            )
+        ]
+    vfs = os.statvfs(d)
+    free_mb = vfs.f_bavail * vfs.f_frsize / 2**20
+    need_mb = s.outbox_max_mb + OUTBOX_RESERVE_MB
+    used = sum(f.stat().st_size for f in d.iterdir() if f.is_file()) / 2**20
+    if free_mb < need_mb:
+        return [
+            Result(
+                "storage",
+                Outcome.FAIL,
+                f"{d}: {free_mb:.0f} MB free; the outbox may grow to {s.outbox_max_mb:g} MB "
+                f"(+{OUTBOX_RESERVE_MB:g} MB reserve)",
+                "free disk space, or lower storage.outbox_max_mb to what the disk can hold",
+            )
+        ]
+    if vfs.f_files and vfs.f_favail < MIN_FREE_INODES:
+        return [
+            Result(
+                "storage",
+                Outcome.FAIL,
+                f"{d}: only {vfs.f_favail} free inodes",
+                "delete small files on that disk",
+            )
+        ]
+    return [
+        Result(
+            "storage",
+            Outcome.PASS,
+            f"{d}: writable, {free_mb:.0f} MB free for an outbox capped at {s.outbox_max_mb:g} MB "
+            f"({used:.1f} MB used now)",
+        )
+    ]
+
+
+def _write_probe(d: Path) -> OSError | None:
+    """Write and sync 4 KB in ``d``, then remove it: the honest test of a full or read-only disk."""
+    probe = d / f".doctor-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        return e
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+        return None
+    except OSError as e:
+        return e
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def _newest_file(paths: list[Path]) -> tuple[float, Path] | None:
+    best: tuple[float, Path] | None = None
+    for p in paths:
+        try:
+            m = p.stat().st_mtime
+        except OSError:
+            continue
+        if best is None or m > best[0]:
+            best = (m, p)
+    return best
+
+
+def check_clock(ctx: Context) -> list[Result]:
+    now = ctx.now_wall()
+    when = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    fix_time = (
+        "set the time: enable NTP (timedatectl set-ntp true) and let it reach a time server; "
+        "check the board's RTC battery"
+    )
+    if datetime.fromtimestamp(now, tz=UTC).year < CLOCK_MIN_YEAR:
+        return [Result("clock", Outcome.FAIL, f"the clock says {when}", fix_time)]
+    files = [ctx.config_path, Path(__file__)]
+    if ctx.site is not None:
+        d = ctx.site.config.storage.state_dir
+        if d.is_dir():
+            files.extend(p for p in d.iterdir() if p.is_file())
+    newest = _newest_file(files)
+    if newest is not None and newest[0] > now + CLOCK_SLACK_S:
+        ahead = newest[0] - now
+        return [
+            Result(
+                "clock",
+                Outcome.FAIL,
+                f"the clock says {when}, but {newest[1]} was written {ahead / 3600:.1f} h later: "
+                "the clock is behind",
+                fix_time,
+            )
+        ]
+    synced = Path("/run/systemd/timesync/synchronized").exists()
+    how = "synchronised by systemd-timesyncd" if synced else "NTP state unknown (no timesyncd flag)"
+    return [Result("clock", Outcome.PASS, f"{when}; not behind file times; {how}")]
+
+
+# ------------------------------------------------------------- the checklist
+
+NEEDS_SITE = {"serial", "devices", "cameras", "broker", "storage"}
+CHECKS: list[tuple[str, Check]] = [
+    ("config", check_config),
+    ("serial", check_serial_ports),
+    ("devices", check_devices),
+    ("cameras", check_cameras),
+    ("model", check_model),
+    ("broker", check_broker),
+    ("storage", check_storage),
+    ("clock", check_clock),
+]
+
+
+def register_check(
+    name: str, check: Check, *, needs_site: bool = True, before: str | None = None
+) -> None:
+    """Add a check, or replace the one of the same name (e.g. "devices")."""
+    if needs_site:
+        NEEDS_SITE.add(name)
+    for i, (n, _) in enumerate(CHECKS):
+        if n == name:
+            CHECKS[i] = (name, check)
+            return
+    idx = next((i for i, (n, _) in enumerate(CHECKS) if n == before), len(CHECKS))
+    CHECKS.insert(idx, (name, check))
+
+
+async def run_checks(ctx: Context, skip: frozenset[str] = frozenset()) -> list[Result]:
+    results: list[Result] = []
+    for name, check in CHECKS:
+        if name in skip:
+            results.append(Result(name, Outcome.SKIP, "skipped (--skip)"))
+            continue
+        if name in NEEDS_SITE and ctx.site is None:
+            results.append(Result(name, Outcome.SKIP, "needs a valid config"))
+            continue
+        try:
+            got = check(ctx)
+            results.extend(await got if inspect.isawaitable(got) else got)
+        except Exception as e:  # a bug in one check must not hide the others
+            results.append(
+                Result(
+                    name,
+                    Outcome.FAIL,
+                    f"the check itself failed: {type(e).__name__}: {e}",
+                    "please report this",
+                )
+            )
+    return results
+
+
+def format_results(results: list[Result]) -> str:
+    width = max((len(r.check) for r in results), default=10)
+    lines = []
+    for r in results:
+        lines.append(f"{r.outcome.value}  {r.check:<{width}}  {r.detail}")
+        if r.fix and r.outcome is not Outcome.PASS:
+            lines.append(f"{'':6}{'':<{width}}  -> {r.fix}")
+    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
+    lines.append(
+        f"\n{counts[Outcome.PASS]} passed, {counts[Outcome.FAIL]} failed, {counts[Outcome.SKIP]} skipped"
+    )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ command
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check an installation on site: config, ports, devices, cameras, model, broker, disk, clock",
+        description="Check everything the agent needs, one line each (PASS/FAIL/SKIP with what "
+        "to do). Exit 0 when nothing failed, 1 otherwise.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"site config (default: {DEFAULT_CONFIG})",
+    )
+    p.add_argument(
+        "--user",
+        default="firegate",
+        help="when run as root, judge permissions for this service user (default: firegate)",
+    )
+    p.add_argument(
+        "--timeout-s", type=float, default=5.0, help="network timeout per check (default: 5)"
+    )
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="CHECK",
+        help=f"skip a check ({', '.join(n for n, _ in CHECKS)}); may be repeated",
+    )
+    p.add_argument("--json", action="store_true", help="print results as JSON lines")
+    p.set_defaults(func=run)
+
+
+def identity_for(user: str) -> Identity:
+    if os.geteuid() != 0:
+        try:
+            me = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            me = str(os.geteuid())
+        return Identity(f"you ({me})")
+    svc = service_identity(user)
+    if svc is None:
+        return Identity(f"root (service user {user} does not exist: install.sh creates it)")
+    return svc
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.timeout_s <= 0:
+        print("--timeout-s must be positive", file=sys.stderr)
+        return 2
+    ctx = Context(
+        config_path=args.config, timeout_s=args.timeout_s, identity=identity_for(args.user)
+    )
+    results = asyncio.run(run_checks(ctx, frozenset(args.skip)))
+    if args.json:
+        for r in results:
+            d: dict[str, Any] = asdict(r)
+            d["outcome"] = r.outcome.value
+            print(json.dumps(d))
+    else:
+        print(f"firegate doctor: {args.config}, permissions judged for {ctx.identity.description}")
+        print(format_results(results))
+    return 1 if any(r.outcome is Outcome.FAIL for r in results) else 0

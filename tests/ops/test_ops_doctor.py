@@ -1,0 +1,398 @@
+"""`firegate doctor` against real things: ptys, a mosquitto, tmpfs mounts, ONNX, video."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli import main
+from agent.commands import doctor
+from agent.commands.doctor import Context, Identity, Outcome, mode_allows, service_identity
+
+NOBODY = 65534
+DIALOUT = grp.getgrnam("dialout").gr_gid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_site(
+    tmp: Path,
+    *,
+    port: str | None = None,
+    uplink: str = "",
+    state_dir: Path | None = None,
+    extra: str = "",
+    outbox_max_mb: float = 1,
+) -> Path:
+    state = state_dir or (tmp / "state")
+    state.mkdir(exist_ok=True)
+    buses = ""
+    if port is not None:
+        buses = f"""
+buses:
+  - name: rs485-1
+    type: rtu
+    port: {port}
+    devices:
+      - {{name: smoke-1, profile: calectro-ug3-o-mb-r, device_id: 3, zone: kitchen}}
+"""
+    text = f"""version: 1
+site: {{site_id: school-1, gateway_id: gw-1}}
+zones:
+  - id: kitchen
+{buses}{uplink}
+storage:
+  state_dir: {state}
+  outbox_max_mb: {outbox_max_mb}
+{extra}"""
+    path = tmp / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def ctx_for(path: Path, **kw: Any) -> Context:
+    ctx = Context(config_path=path, timeout_s=3.0, **kw)
+    [r] = doctor.check_config(ctx)
+    assert r.outcome is Outcome.PASS, r
+    return ctx
+
+
+@pytest.fixture
+def pty() -> Iterator[Path]:
+    master, slave = os.openpty()
+    path = Path(os.ttyname(slave))
+    st = path.stat()
+    try:
+        yield path
+    finally:
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, st.st_mode & 0o7777)
+        os.close(master)
+        os.close(slave)
+
+
+# ---------------------------------------------------------------- serial ports
+
+
+def test_missing_serial_port(tmp_path: Path) -> None:
+    ctx = ctx_for(write_site(tmp_path, port="/dev/ttyUSB-firegate-missing"))
+    [r] = doctor.check_serial_ports(ctx)
+    assert r.outcome is Outcome.FAIL
+    assert "/dev/ttyUSB-firegate-missing not found" in r.detail
+    assert "plug in the adapter" in r.fix
+
+
+def test_port_permissions_judged_for_the_service_user(tmp_path: Path, pty: Path) -> None:
+    # Tests run as root, for whom every device is open; so doctor (as root)
+    # judges the mode bits for the service user, here `nobody` plus the
+    # unit's groups (dialout, video), like systemd will run it.
+    who = service_identity("nobody")
+    assert who is not None and DIALOUT in who.gids
+    ctx = ctx_for(write_site(tmp_path, port=str(pty)), identity=who)
+
+    os.chown(pty, 0, 0)
+    os.chmod(pty, 0o000)
+    [r] = doctor.check_serial_ports(ctx)
+    assert r.outcome is Outcome.FAIL and "may not read and write" in r.detail
+    assert "dialout" in r.fix and "c---------" in r.detail
+
+    os.chmod(pty, 0o600)
+    [r] = doctor.check_serial_ports(ctx)
+    assert r.outcome is Outcome.FAIL
+
+    os.chown(pty, 0, DIALOUT)
+    os.chmod(pty, 0o660)  # what the udev rule sets: the service reaches it through dialout
+    [r] = doctor.check_serial_ports(ctx)
+    assert r.outcome is Outcome.PASS, r
+    assert "root:dialout" in r.detail
+
+
+MODES = [0o000, 0o600, 0o660, 0o606, 0o066, 0o640, 0o620, 0o006]
+
+
+@pytest.mark.parametrize("owner", [0, NOBODY])
+def test_mode_logic_agrees_with_the_kernel(pty: Path, owner: int) -> None:
+    """Cross-check mode_allows with the kernel's answer for a real unprivileged
+    process (setpriv as nobody, with and without dialout)."""
+    if subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv not available")
+    os.chown(pty, owner, DIALOUT)
+    for mode in MODES:
+        os.chmod(pty, mode)
+        for groups, gids in (
+            (["--clear-groups"], frozenset()),
+            (["--groups=20"], frozenset({DIALOUT})),
+        ):
+            kernel = (
+                subprocess.run(
+                    [
+                        "setpriv",
+                        f"--reuid={NOBODY}",
+                        f"--regid={NOBODY}",
+                        *groups,
+                        "test",
+                        "-r",
+                        str(pty),
+                        "-a",
+                        "-w",
+                        str(pty),
+                    ]
+                ).returncode
+                == 0
+            )
+            ours = mode_allows(
+                0o20000 | mode, owner, DIALOUT, NOBODY, gids | {NOBODY}, os.R_OK | os.W_OK
+            )
+            assert ours == kernel, f"mode {mode:o} owner {owner} groups {sorted(gids)}"
+
+
+# ---------------------------------------------------------------------- broker
+
+
+async def test_dead_broker(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    ctx = ctx_for(write_site(tmp_path, uplink=f"uplink: {{host: 127.0.0.1, port: {port}}}"))
+    [r] = await doctor.check_broker(ctx)
+    assert r.outcome is Outcome.FAIL
+    assert "refused" in r.detail and f":{port}" in r.detail
+    assert "uplink.port" in r.fix
+
+
+async def test_live_broker_accepts_and_refuses_credentials(tmp_path: Path, mosquitto: Any) -> None:
+    pw = tmp_path / "mqtt-password"
+    pw.write_text(mosquitto.password + "\n")
+    up = f"uplink: {{host: 127.0.0.1, port: {mosquitto.port}, username: gw, password_file: {pw}}}"
+    [r] = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up)))
+    assert r.outcome is Outcome.PASS, r
+    assert "connected as gw" in r.detail
+
+    pw.write_text("wrong\n")
+    [r] = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up)))
+    assert r.outcome is Outcome.FAIL
+    assert "refused the credentials" in r.detail
+    assert "wrong" not in r.detail + r.fix  # never print the password
+
+
+async def test_broker_tls_verified_and_refused(tmp_path: Path, mosquitto_tls: Any) -> None:
+    def site(ca: Path) -> Path:
+        up = f"uplink: {{host: 127.0.0.1, port: {mosquitto_tls.port}, tls: {{ca_file: {ca}}}}}"
+        return write_site(tmp_path, uplink=up)
+
+    [r] = await doctor.check_broker(ctx_for(site(mosquitto_tls.ca_file)))
+    assert r.outcome is Outcome.PASS, r
+    assert "mqtts://" in r.detail and "TLS verified" in r.detail
+    [r] = await doctor.check_broker(ctx_for(site(mosquitto_tls.other_ca_file)))
+    assert r.outcome is Outcome.FAIL
+    assert "TLS certificate not accepted" in r.detail and "ca_file" in r.fix
+
+
+async def test_broker_skipped_without_uplink(tmp_path: Path) -> None:
+    [r] = await doctor.check_broker(ctx_for(write_site(tmp_path)))
+    assert r.outcome is Outcome.SKIP
+
+
+# --------------------------------------------------------------------- storage
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    path.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_storage_ok(tmp_path: Path) -> None:
+    [r] = doctor.check_storage(ctx_for(write_site(tmp_path)))
+    assert r.outcome is Outcome.PASS, r
+    assert "writable" in r.detail
+
+
+def test_storage_too_small_for_the_outbox_cap(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "size=8m") as d:
+        [r] = doctor.check_storage(ctx_for(write_site(tmp_path, state_dir=d, outbox_max_mb=256)))
+    assert r.outcome is Outcome.FAIL
+    assert "MB free" in r.detail and "outbox_max_mb" in r.fix
+
+
+def test_storage_full_disk(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "full", "size=1m") as d:
+        with open(d / "filler", "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"x" * 65536)
+        [r] = doctor.check_storage(ctx_for(write_site(tmp_path, state_dir=d)))
+    assert r.outcome is Outcome.FAIL
+    assert "No space left" in r.detail and "disk is full" in r.fix
+
+
+def test_storage_read_only(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "size=1m,ro") as d:
+        [r] = doctor.check_storage(ctx_for(write_site(tmp_path, state_dir=d)))
+    assert r.outcome is Outcome.FAIL
+    assert "Read-only" in r.detail and "read-only" in r.fix
+
+
+def test_storage_not_writable_by_service_user(tmp_path: Path) -> None:
+    d = tmp_path / "rootonly"
+    d.mkdir(mode=0o755)
+    who = service_identity("nobody")
+    assert who is not None
+    [r] = doctor.check_storage(ctx_for(write_site(tmp_path, state_dir=d), identity=who))
+    assert r.outcome is Outcome.FAIL and "may not write" in r.detail
+
+
+def test_storage_missing(tmp_path: Path) -> None:
+    path = write_site(tmp_path)
+    ctx = ctx_for(path)
+    assert ctx.site is not None
+    (tmp_path / "state").rmdir()
+    [r] = doctor.check_storage(ctx)
+    assert r.outcome is Outcome.FAIL and "does not exist" in r.detail
+
+
+# ----------------------------------------------------------------------- clock
+
+
+def test_clock(tmp_path: Path) -> None:
+    path = write_site(tmp_path)
+    [r] = doctor.check_clock(ctx_for(path))
+    assert r.outcome is Outcome.PASS, r
+    [r] = doctor.check_clock(ctx_for(path, now_wall=lambda: 0.0))
+    assert r.outcome is Outcome.FAIL and "1970-01-01" in r.detail
+    future = time.time() + 86400
+    os.utime(path, (future, future))  # the config was written "tomorrow": the clock is behind
+    [r] = doctor.check_clock(ctx_for(path))
+    assert r.outcome is Outcome.FAIL and "behind" in r.detail and "NTP" in r.fix
+
+
+# ---------------------------------------------------------------- model, camera
+
+
+def tiny_model(path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "h", "w"])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1, 1, 1])
+    node = helper.make_node("ReduceMean", ["images"], ["scores"], axes=[1, 2, 3], keepdims=1)
+    graph = helper.make_graph([node], "tiny", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+async def test_model_check(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    ctx = Context(config_path=tmp_path / "x.yaml", models_dir=models)
+    [r] = await doctor.check_model(ctx)
+    assert r.outcome is Outcome.SKIP
+    tiny_model(models / "smoke.onnx")
+    [r] = await doctor.check_model(ctx)
+    assert r.outcome is Outcome.PASS, r
+    assert "outputs 1x1x1x1" in r.detail
+    (models / "broken.onnx").write_bytes(b"not a model")
+    results = await doctor.check_model(ctx)
+    assert [x.outcome for x in results] == [Outcome.FAIL, Outcome.PASS]
+
+
+def video(path: Path, w: int = 64, h: int = 48, frames: int = 5) -> None:
+    import cv2
+    import numpy as np
+
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 2.0, (w, h))
+    assert out.isOpened()
+    for i in range(frames):
+        out.write(np.full((h, w, 3), i * 20, dtype=np.uint8))
+    out.release()
+
+
+async def test_camera_check(tmp_path: Path) -> None:
+    clip = tmp_path / "cam.avi"
+    video(clip)
+    cams = f"""cameras:
+  - {{name: cam-ok, zone: kitchen, source: {clip}}}
+  - {{name: cam-wrong-size, zone: kitchen, source: {clip}, resolution: [1280, 720]}}
+  - {{name: cam-garbage, zone: kitchen, source: {tmp_path / "garbage.avi"}}}
+"""
+    (tmp_path / "garbage.avi").write_bytes(os.urandom(2048))
+    results = await doctor.check_cameras(ctx_for(write_site(tmp_path, extra=cams)))
+    by = {r.check: r for r in results}
+    assert by["camera cam-ok"].outcome is Outcome.PASS and "64x48" in by["camera cam-ok"].detail
+    assert by["camera cam-wrong-size"].outcome is Outcome.FAIL
+    assert "config says 1280x720" in by["camera cam-wrong-size"].detail
+    assert by["camera cam-garbage"].outcome is Outcome.FAIL
+
+
+# -------------------------------------------------------------- the whole command
+
+
+def test_cli_all_good_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_site(tmp_path)
+    assert main(["doctor", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  config" in out and "PASS  storage" in out and "0 failed" in out
+
+
+def test_cli_failures_exit_non_zero_with_fixes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    path = write_site(
+        tmp_path,
+        port="/dev/ttyUSB-firegate-missing",
+        uplink=f"uplink: {{host: 127.0.0.1, port: {port}}}",
+    )
+    assert main(["doctor", "--config", str(path), "--timeout-s", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  serial rs485-1" in out and "FAIL  broker" in out
+    assert "SKIP  devices" in out  # no driver check in this build: said, not faked
+    assert out.count("-> ") >= 3
+    assert "2 failed" in out
+
+
+def test_cli_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text("version: 1\nsite: {site_id: s, gateway_id: g}\nzones: [{id: a}]\nbusses: []\n")
+    assert main(["doctor", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  config" in out and "busses" in out
+    assert "SKIP  storage  needs a valid config" in out
+
+
+def test_register_check_replaces_placeholder(tmp_path: Path) -> None:
+    saved = list(doctor.CHECKS)
+    try:
+        doctor.register_check(
+            "devices", lambda ctx: [doctor.Result("devices", Outcome.PASS, "3 answered")]
+        )
+        assert [n for n, _ in doctor.CHECKS] == [n for n, _ in saved]
+        doctor.register_check("extra", lambda ctx: [], needs_site=False, before="clock")
+        assert [n for n, _ in doctor.CHECKS][-2:] == ["extra", "clock"]
+    finally:
+        doctor.CHECKS[:] = saved
+
+
+def test_identity_when_service_user_missing() -> None:
+    who = doctor.identity_for("no-such-user-firegate")
+    assert who.uid is None or "does not exist" in who.description
+    assert isinstance(who, Identity)
