@@ -15,13 +15,14 @@ from __future__ import annotations
 import enum
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.siteconfig import load_profile
 from config import BUILTIN_PROFILES
 from drivers import codec, frames
-from drivers.profile import DataType, ModbusProfile, Table
+from drivers.profile import ModbusProfile, Table
 
 
 class Fault(enum.StrEnum):
@@ -65,6 +66,8 @@ class SimDevice:
     writes: list[tuple[int, int]] = field(default_factory=list)  # (wire address, value)
     commands_received: list[str] = field(default_factory=list)
     requests: int = 0
+    # last word on what goes on the wire: frame in, bytes out (tests of garbage)
+    reply_filter: Callable[[bytes], bytes] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -84,8 +87,8 @@ class SimDevice:
                 assert p.condition is not None
                 self.bits[p.table][a] = not p.active_when  # the condition starts inactive
             else:
-                for i, w in enumerate(codec.words_from_raw(p, codec.raw_from_engineering(p, p.offset) if p.type is DataType.F32 else 0)):
-                    self.registers[p.table].setdefault(a + i, w)
+                for i in range(p.count):
+                    self.registers[p.table].setdefault(a + i, 0)
         for c in prof.commands.values():
             a = prof.pdu_address(c.address)
             self._writable.add(a)
@@ -134,10 +137,8 @@ class SimDevice:
 
     def set_flag(self, name: str, bit: int, on: bool) -> None:
         """Set one bit of a status word, keeping the others."""
-        p = self.profile.point_by_name[name]
         raw = self.get_raw(name)
         self.set_raw(name, raw | (1 << bit) if on else raw & ~(1 << bit))
-        del p
 
     def set_raw(self, name: str, raw: int) -> None:
         """Set a point's raw pattern (e.g. a sentinel 0xE5E5)."""

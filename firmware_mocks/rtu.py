@@ -198,6 +198,10 @@ class SimRtuBus:
             reply = self._rng.randbytes(len(reply))
         elif fault is Fault.GARBAGE_PREFIX:
             reply = self._rng.randbytes(self._rng.randint(3, 9)) + reply
+        if dev.reply_filter is not None:
+            reply = dev.reply_filter(reply)
+            if not reply:
+                return
         self._reply(reply, len(frame), rx_at, dev.reply_delay_s, dev.late_s if fault is Fault.LATE else 0.0)
 
     def _reply(self, reply: bytes, request_len: int, rx_at: float, delay_s: float, late_s: float) -> None:
