@@ -1,0 +1,352 @@
+"""One worker per Modbus bus (serial line or TCP host): polls its devices, runs commands.
+
+Scheduling: every device has one due time; the worker always serves the
+device that is due earliest, one request at a time, so a saturated bus
+serves its devices round-robin and nothing ever queues up (a late poll is
+not repeated to catch up: back-pressure is impossible by construction).
+
+Failures: a request that gets no valid reply is retried ``retries`` times;
+after ``offline_after`` failed polls in a row a device is reported OFFLINE
+and polled only every ``offline_poll_s`` (without retries) until it answers,
+so a dead device costs the others one timeout per ``offline_poll_s``.
+
+A lost port (USB adapter unplugged, TCP connection refused) is reopened with
+exponential backoff; polls that fall due meanwhile fail at once, so the
+devices go OFFLINE within their normal time, with the port's error as detail.
+
+Commands (``commands`` queue, filled by the engine) run between polls, in
+order, and end with a ``CommandResult`` on the observation queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.clock import Clock
+from agent.events import (
+    Command,
+    CommandResult,
+    Condition,
+    DeviceKind,
+    Observation,
+    Reading,
+    StateChange,
+)
+from agent.siteconfig import LoadedSite
+from agent.siteconfig.models import DeviceConfig, RtuBus, TcpBus
+from drivers import codec, frames
+from drivers.frames import DeviceException, ModbusError, PortError
+from drivers.link import Link, RtuLink, TcpLink
+from drivers.profile import ModbusProfile, Table
+
+log = logging.getLogger(__name__)
+
+MAX_IDLE_WAIT_S = 2.0  # progress_mono moves at least this often
+REOPEN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+COMMAND_QUEUE_MAX = 64
+
+
+@dataclass
+class _Device:
+    cfg: DeviceConfig
+    profile: ModbusProfile
+    kind: DeviceKind
+    plan: tuple[codec.ReadBlock, ...]
+    next_due: float = 0.0
+    failures: int = 0
+    offline: bool = False
+    answered: bool = False
+    states: dict[codec.StateKey, bool] = field(default_factory=dict)
+    polls_ok: int = 0
+    polls_failed: int = 0
+    last_error: str = ""
+
+    @property
+    def interval_s(self) -> float:
+        return self.cfg.poll_interval_s
+
+
+def make_link(bus: RtuBus | TcpBus) -> Link:
+    if isinstance(bus, TcpBus):
+        return TcpLink(bus.host, bus.port)
+    return RtuLink(
+        bus.port,
+        bus.baudrate,
+        bus.parity,
+        bus.stopbits,
+        bus.bytesize,
+        turnaround_s=bus.turnaround_s,
+    )
+
+
+class BusWorker:
+    """The one worker of a Modbus bus. A Part: ``name`` (the bus name), ``run()``,
+    ``progress_mono``, ``status()``; ``commands`` takes ``agent.events.Command``."""
+
+    def __init__(
+        self,
+        bus: RtuBus | TcpBus,
+        site: LoadedSite,
+        out: asyncio.Queue[Observation],
+        clock: Clock,
+        *,
+        link: Link | None = None,
+    ) -> None:
+        self.name = bus.name
+        self.bus = bus
+        self.out = out
+        self.clock = clock
+        self.link: Link = link or make_link(bus)
+        self.commands: asyncio.Queue[Command] = asyncio.Queue(COMMAND_QUEUE_MAX)
+        self.progress_mono = clock.monotonic()
+        self.devices: list[_Device] = []
+        for d in bus.devices:
+            prof = site.modbus_profile(d.profile)
+            self.devices.append(
+                _Device(d, prof, d.kind or prof.device_kind, codec.plan_reads(prof))
+            )
+        self._by_name = {d.cfg.name: d for d in self.devices}
+        self._reopen_at = 0.0
+        self._reopen_failures = 0
+        self._port_error = ""
+        self.requests = 0
+        self.request_errors = 0
+        self.readings_dropped = 0
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        now = self.clock.monotonic()
+        for i, d in enumerate(self.devices):
+            # spread first polls a little so devices do not stay in lock-step
+            d.next_due = now + 0.01 * i
+        get_cmd: asyncio.Task[Command] | None = None
+        try:
+            while True:
+                now = self.clock.monotonic()
+                self.progress_mono = now
+                if not self.link.is_open and now >= self._reopen_at:
+                    await self._reopen()
+                if not self.commands.empty():
+                    await self._run_command(self.commands.get_nowait())
+                    continue
+                dev = min(self.devices, key=lambda d: d.next_due)
+                wait_s = dev.next_due - now
+                if wait_s > 0:
+                    if not self.link.is_open:
+                        wait_s = min(wait_s, max(0.0, self._reopen_at - now))
+                    if get_cmd is None:
+                        get_cmd = asyncio.ensure_future(self.commands.get())
+                    done, _ = await asyncio.wait(
+                        {get_cmd}, timeout=min(wait_s, MAX_IDLE_WAIT_S) / self.clock.speed
+                    )
+                    if done:
+                        cmd = get_cmd.result()
+                        get_cmd = None
+                        await self._run_command(cmd)
+                    continue
+                await self._poll(dev)
+        finally:
+            if get_cmd is not None:
+                get_cmd.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await get_cmd
+            self.link.close()
+
+    async def _reopen(self) -> None:
+        try:
+            await self.link.open()
+        except PortError as e:
+            delay = REOPEN_BACKOFF_S[min(self._reopen_failures, len(REOPEN_BACKOFF_S) - 1)]
+            if self._reopen_failures == 0:
+                log.warning("bus %s: %s; retrying with backoff", self.name, e)
+            self._reopen_failures += 1
+            self._reopen_at = self.clock.monotonic() + delay
+            self._port_error = str(e)
+            return
+        if self._reopen_failures:
+            log.info("bus %s: %s open again", self.name, self.link.where)
+        self._reopen_failures = 0
+
+    # --------------------------------------------------------------- one request
+
+    async def _request(self, unit: int, pdu: bytes, *, retries: int) -> tuple[bytes, float, float]:
+        """Reply PDU plus the wall and monotonic time it was read; raises ModbusError."""
+        attempt = 0
+        while True:
+            if not self.link.is_open:
+                raise PortError(self._port_error or f"{self.link.where} not open")
+            self.requests += 1
+            try:
+                reply = await self.link.transact(unit, pdu, self.bus.timeout_s)
+                wall, mono = self.clock.wall(), self.clock.monotonic()
+                return reply, wall, mono
+            except PortError as e:
+                self.request_errors += 1
+                self._port_error = str(e)
+                self._reopen_at = self.clock.monotonic()
+                raise
+            except ModbusError:
+                self.request_errors += 1
+                if attempt >= retries:
+                    raise
+                attempt += 1
+
+    # --------------------------------------------------------------------- polls
+
+    async def _poll(self, d: _Device) -> None:
+        retries = 0 if d.offline else self.bus.retries
+        raws: dict[str, int] = {}
+        times: dict[str, tuple[float, float]] = {}
+        d.next_due = max(d.next_due + d.interval_s, self.clock.monotonic())
+        try:
+            for block in d.plan:
+                reply, wall, mono = await self._request(d.cfg.device_id, block.pdu, retries=retries)
+                parsed = frames.parse_reply(block.pdu, reply)
+                got = codec.block_raws(d.profile, block, parsed.registers, parsed.bits)
+                raws.update(got)
+                for name in got:
+                    times[name] = (wall, mono)
+        except ModbusError as e:
+            await self._poll_failed(d, e)
+            return
+        await self._poll_ok(d, raws, times)
+
+    async def _poll_failed(self, d: _Device, e: ModbusError) -> None:
+        d.failures += 1
+        d.polls_failed += 1
+        why = str(e)
+        if isinstance(e, DeviceException):
+            why += f" (is profile {d.cfg.profile!r} right for this device?)"
+        d.last_error = why
+        if not d.offline and d.failures >= self.bus.offline_after:
+            d.offline = True
+            log.warning("device %s (id %d) offline: %s", d.cfg.name, d.cfg.device_id, why)
+            await self._emit(self._state(d, "", Condition.OFFLINE, True, why, self.clock.wall(), self.clock.monotonic()))
+        if d.offline:
+            d.next_due = self.clock.monotonic() + self.bus.offline_poll_s
+
+    async def _poll_ok(
+        self, d: _Device, raws: dict[str, int], times: dict[str, tuple[float, float]]
+    ) -> None:
+        d.failures = 0
+        d.polls_ok += 1
+        first_wall, first_mono = min(times.values(), key=lambda t: t[1])
+        if d.offline:
+            d.offline = False
+            log.info("device %s (id %d) answers again", d.cfg.name, d.cfg.device_id)
+            await self._emit(self._state(d, "", Condition.OFFLINE, False, "answers again", first_wall, first_mono))
+        ev = codec.evaluate(d.profile, raws)
+        for r in ev.readings:
+            wall, mono = times[r.point.name]
+            reading = Reading(
+                source=d.cfg.name,
+                zone=d.cfg.zone,
+                wall=wall,
+                mono=mono,
+                point=codec.reading_point(r.point),
+                quantity=r.point.quantity,  # type: ignore[arg-type]
+                value=r.value,
+                unit=r.point.unit,
+                setpoint=r.setpoint,
+            )
+            try:
+                self.out.put_nowait(reading)
+            except asyncio.QueueFull:
+                # a reading is superseded by the next poll; state changes are not dropped
+                self.readings_dropped += 1
+                if self.readings_dropped == 1 or self.readings_dropped % 1000 == 0:
+                    log.warning("bus %s: observation queue full, %d reading(s) dropped", self.name, self.readings_dropped)
+        for key, (active, detail) in ev.states.items():
+            if d.answered and d.states.get(key) == active:
+                continue
+            d.states[key] = active
+            point, condition = key
+            await self._emit(self._state(d, point, condition, active, detail, first_wall, first_mono))
+        d.answered = True
+
+    def _state(
+        self, d: _Device, point: str, condition: Condition, active: bool, detail: str, wall: float, mono: float
+    ) -> StateChange:
+        return StateChange(
+            source=d.cfg.name,
+            zone=d.cfg.zone,
+            wall=wall,
+            mono=mono,
+            point=point,
+            kind=d.kind,
+            condition=condition,
+            active=active,
+            detail=detail,
+        )
+
+    async def _emit(self, obs: Observation) -> None:
+        await self.out.put(obs)  # a state change or command result waits for room, never dropped
+
+    # ------------------------------------------------------------------ commands
+
+    async def _run_command(self, cmd: Command) -> None:
+        d = self._by_name.get(cmd.target)
+        ok, detail = False, ""
+        if d is None:
+            detail = f"device {cmd.target!r} is not on bus {self.name}"
+        elif cmd.action not in d.profile.commands:
+            have = ", ".join(d.profile.commands) or "none"
+            detail = f"profile {d.cfg.profile!r} has no command {cmd.action!r} (has: {have})"
+        else:
+            c = d.profile.commands[cmd.action]
+            addr = d.profile.pdu_address(c.address)
+            pdu = (
+                frames.write_register_request(addr, c.value)
+                if c.table is Table.HOLDING
+                else frames.write_coil_request(addr, bool(c.value))
+            )
+            try:
+                reply, _, _ = await self._request(d.cfg.device_id, pdu, retries=self.bus.retries)
+                frames.parse_reply(pdu, reply)
+                ok, detail = True, c.description or cmd.action
+                # read back soon so the effect (alarm cleared) is seen quickly
+                d.next_due = min(d.next_due, self.clock.monotonic())
+            except ModbusError as e:
+                detail = str(e)
+        log.info("bus %s: command %s to %s: %s (%s)", self.name, cmd.action, cmd.target, "ok" if ok else "failed", detail)
+        await self._emit(
+            CommandResult(
+                source=cmd.target,
+                zone=d.cfg.zone if d is not None else "",
+                wall=self.clock.wall(),
+                mono=self.clock.monotonic(),
+                command_id=cmd.id,
+                action=cmd.action,
+                ok=ok,
+                detail=detail,
+            )
+        )
+
+    # -------------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "bus": self.name,
+            "port": self.link.where,
+            "open": self.link.is_open,
+            "requests": self.requests,
+            "request_errors": self.request_errors,
+            "readings_dropped": self.readings_dropped,
+            "commands_pending": self.commands.qsize(),
+            "devices": {
+                d.cfg.name: {
+                    "id": d.cfg.device_id,
+                    "online": d.answered and not d.offline,
+                    "offline": d.offline,
+                    "polls_ok": d.polls_ok,
+                    "polls_failed": d.polls_failed,
+                    "last_error": d.last_error,
+                }
+                for d in self.devices
+            },
+        }
