@@ -174,6 +174,49 @@ class CameraConfig(Strict):
     masks: tuple[tuple[Point2, ...], ...] = Field(
         default=(), description="ignore polygons, each a list of [x, y] pixel corners"
     )
+    # Video confirmation (vision/vote.py). Defaults suit the shipped model at 2 fps.
+    fire_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="mean fire score that confirms a detection (None: the model's operating point)",
+    )
+    smoke_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="mean smoke score that confirms a detection (None: the model's operating point)",
+    )
+    hold_ratio: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="while a detection is ongoing its threshold is this fraction of the start threshold",
+    )
+    vote_window_frames: int = Field(
+        default=6, ge=1, le=120, description="analysed frames in the confirmation vote"
+    )
+    vote_min_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="fraction of the window's frames that must show an overlapping region",
+    )
+    min_region_area_px: int = Field(
+        default=0, ge=0, description="smaller regions (frame pixels, w*h) are not counted"
+    )
+    update_interval_s: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=600,
+        description="least time between updates of an ongoing detection",
+    )
+    open_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="longest wait to open the source or read one frame"
+    )
+    reconnect_max_s: float = Field(
+        default=30.0, ge=1, le=600, description="longest wait between reconnection attempts"
+    )
 
     @field_validator("source")
     @classmethod

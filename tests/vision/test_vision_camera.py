@@ -1,0 +1,227 @@
+"""CameraWorker with real OpenCV decoding: files that end, streams that stall,
+frozen pictures, unreachable sources, and a fire clip confirmed by the vote."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.clock import ScaledClock
+from agent.events import Condition, DeviceKind, Observation, StateChange, VideoClass, VideoDetection
+from agent.siteconfig.models import CameraConfig
+from vision.camera import CameraWorker
+from vision.detector import Detector
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "vision"
+SPEED = 5.0  # simulated seconds per real second
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector.load()
+
+
+def moving_frames(n: int, size: tuple[int, int] = (160, 120)) -> list[np.ndarray]:
+    """A plain grey scene with a dark bar moving across: changes every frame, no fire."""
+    w, h = size
+    out = []
+    for i in range(n):
+        img = np.full((h, w, 3), 120, np.uint8)
+        x = (i * 7) % (w - 20)
+        img[:, x : x + 20] = 60
+        out.append(img)
+    return out
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    h, w = frames[0].shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert vw.isOpened()
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+def camera(source: str, **kw: Any) -> CameraConfig:
+    base: dict[str, Any] = {"name": "cam1", "zone": "hall", "source": source, "detect_fps": 4.0}
+    base.update(kw)
+    return CameraConfig(**base)
+
+
+async def collect(
+    worker: CameraWorker,
+    queue: asyncio.Queue[Observation],
+    until: Callable[[list[Observation]], bool],
+    timeout_s: float,
+) -> list[Observation]:
+    """Run the worker until ``until(observations)`` or the (real) timeout, then cancel it."""
+    seen: list[Observation] = []
+    task = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until(seen) and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                seen.append(await asyncio.wait_for(queue.get(), 0.1))
+            if task.done():
+                task.result()
+    finally:
+        task.cancel()
+        t0 = time.monotonic()
+        await asyncio.gather(task, return_exceptions=True)
+        assert time.monotonic() - t0 < 1.0, "cancelling a camera worker must be prompt"
+    return seen
+
+
+def changes(obs: list[Observation], cond: Condition) -> list[bool]:
+    return [o.active for o in obs if isinstance(o, StateChange) and o.condition is cond]
+
+
+def has_change(cond: Condition, active: bool) -> Callable[[list[Observation]], bool]:
+    return lambda seen: active in changes(seen, cond)
+
+
+async def test_file_that_ends_is_reported_stale_not_as_no_fire(
+    tmp_path: Path, detector: Detector
+) -> None:
+    path = write_video(tmp_path / "short.avi", moving_frames(10))  # 1 s of video
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    w = CameraWorker(camera(str(path), stale_after_s=2.0), detector, q, ScaledClock(SPEED))
+    seen = await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+    assert changes(seen, Condition.OFFLINE) == [False]  # the camera answered once
+    assert changes(seen, Condition.STALE) == [True]
+    stale = next(o for o in seen if isinstance(o, StateChange) and o.condition is Condition.STALE)
+    assert stale.kind is DeviceKind.CAMERA and stale.source == "cam1" and stale.zone == "hall"
+    assert "ended" in stale.detail
+    assert not any(isinstance(o, VideoDetection) for o in seen)
+    assert w.status()["capture"]["state"] == "ended"
+    assert w.frames_seen >= 3
+
+
+async def test_frozen_picture_is_a_fault_and_clears_when_it_moves(
+    tmp_path: Path, detector: Detector
+) -> None:
+    moving = moving_frames(20)
+    frozen = [moving[-1]] * 90  # 9 s of the very same picture
+    path = write_video(tmp_path / "frozen.avi", moving + frozen + moving_frames(30))
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    cam = camera(str(path), frozen_after_s=5.0, stale_after_s=30.0)
+    w = CameraWorker(cam, detector, q, ScaledClock(SPEED))
+    seen = await collect(w, q, has_change(Condition.FROZEN, False), timeout_s=15)
+    assert changes(seen, Condition.FROZEN) == [True, False]
+    assert Condition.STALE not in [o.condition for o in seen if isinstance(o, StateChange)]
+    frozen_at = next(
+        o for o in seen if isinstance(o, StateChange) and o.condition is Condition.FROZEN
+    )
+    # the picture froze 2 s into the clip: reported 5 s later, give or take scheduling
+    assert 6.0 <= frozen_at.mono - w._started_mono <= 9.0
+
+
+async def test_stream_that_stalls_is_stale_and_never_blocks(
+    tmp_path: Path, detector: Detector
+) -> None:
+    """A real byte stream through a FIFO that stops mid-way: the capture thread
+    blocks in FFmpeg's read; the worker still reports STALE and stops promptly."""
+    data = write_video(tmp_path / "src.avi", moving_frames(200)).read_bytes()
+    fifo = tmp_path / "live.avi"
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def writer() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data[: len(data) * 2 // 3])  # about 130 frames, then silence
+            f.flush()
+            release.wait(30)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        q: asyncio.Queue[Observation] = asyncio.Queue()
+        w = CameraWorker(camera(str(fifo), stale_after_s=3.0), detector, q, ScaledClock(SPEED))
+        seen = await collect(w, q, has_change(Condition.STALE, True), timeout_s=15)
+        assert changes(seen, Condition.OFFLINE) == [False]
+        assert changes(seen, Condition.STALE) == [True]
+        # the thread is still stuck in the read (not ended): a stall, not an end of file
+        assert w.capture.state.value == "open"
+        assert 20 <= w.capture.frames < 200
+    finally:
+        release.set()
+        t.join(5)
+
+
+async def test_unreachable_stream_is_offline(detector: Detector) -> None:
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    cam = camera("rtsp://127.0.0.1:9/nothing", open_timeout_s=2.0)
+    w = CameraWorker(cam, detector, q, ScaledClock(SPEED))
+    seen = await collect(w, q, has_change(Condition.OFFLINE, True), timeout_s=10)
+    assert changes(seen, Condition.OFFLINE) == [True]
+    assert not any(isinstance(o, VideoDetection) for o in seen)
+    assert w.status()["faults"] == ["offline"]
+
+
+def clip_of(
+    image: Path, seconds: float, fps: float = 10.0, size: tuple[int, int] = (640, 480)
+) -> list[np.ndarray]:
+    """An image filmed by a slightly shaky camera with sensor noise (frames differ)."""
+    base = cv2.resize(cv2.imread(str(image)), size, interpolation=cv2.INTER_LINEAR)
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(int(seconds * fps)):
+        m = np.float32([[1, 0, (i % 3) - 1], [0, 1, (i % 2)]])
+        f = cv2.warpAffine(base, m, size, borderMode=cv2.BORDER_REFLECT)
+        noise = rng.integers(-4, 5, f.shape, dtype=np.int16)
+        out.append(np.clip(f.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    return out
+
+
+async def test_fire_clip_is_confirmed_with_snapshot_then_ends(
+    tmp_path: Path, detector: Detector
+) -> None:
+    frames = clip_of(FIXTURES / "fire_cctv.jpg", 6) + clip_of(FIXTURES / "normal_hotel_room.jpg", 8)
+    path = write_video(tmp_path / "fire.avi", frames)
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    w = CameraWorker(camera(str(path), stale_after_s=30.0), detector, q, ScaledClock(SPEED))
+
+    def fire_ended(seen: list[Observation]) -> bool:
+        return any(
+            isinstance(o, VideoDetection) and o.cls is VideoClass.FIRE and not o.active
+            for o in seen
+        )
+
+    seen = await collect(w, q, fire_ended, timeout_s=15)
+    fire = [o for o in seen if isinstance(o, VideoDetection) and o.cls is VideoClass.FIRE]
+    assert fire, f"no fire confirmed; status {w.status()}"
+    first, last = fire[0], fire[-1]
+    assert first.confirmed and first.active and first.zone == "hall"
+    assert first.snapshot_jpeg is not None and 1000 < len(first.snapshot_jpeg) < 100_000
+    snap = cv2.imdecode(np.frombuffer(first.snapshot_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert snap is not None and snap.shape[1] <= 640
+    assert first.frame_size == (640, 480)
+    (region,) = first.regions
+    assert 0 <= region.x < 640 and 0 <= region.y < 480 and region.w > 0 and region.h > 0
+    assert last.confirmed and not last.active
+    assert all(o.snapshot_jpeg is None for o in fire[1:])
+    # only confirmed events leave the worker: a handful, not one per frame
+    assert len([o for o in seen if isinstance(o, VideoDetection)]) <= 6
+
+
+async def test_mask_over_the_fire_hides_it(tmp_path: Path, detector: Detector) -> None:
+    path = write_video(tmp_path / "fire.avi", clip_of(FIXTURES / "fire_cctv.jpg", 4))
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    whole = (((0, 0), (640, 0), (640, 480), (0, 480)),)
+    cam = camera(str(path), stale_after_s=2.0, resolution=(640, 480), masks=whole)
+    w = CameraWorker(cam, detector, q, ScaledClock(SPEED))
+    seen = await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+    assert w.frames_analysed >= 3
+    assert not any(isinstance(o, VideoDetection) for o in seen)
+    assert w.status()["fire"] == 0.0

@@ -1,0 +1,180 @@
+"""The shipped ONNX model through onnxruntime on real (held-back) images."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.cli import main as cli_main
+from agent.events import VideoClass
+from vision.detector import DEFAULT_MODEL, Detector, FrameError, ModelError, cell_regions
+from vision.masks import ignore_cells
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "vision"
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def det() -> Detector:
+    return Detector.load()
+
+
+def img(name: str) -> np.ndarray:
+    im = cv2.imread(str(FIXTURES / name))
+    assert im is not None
+    return im
+
+
+def test_shipped_model_is_small_and_described() -> None:
+    assert DEFAULT_MODEL.stat().st_size <= 2 * 1024 * 1024
+    meta = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert meta["classes"] == ["fire", "smoke"]
+    for cls in ("fire", "smoke"):
+        assert 0 < meta["thresholds_val_fpr5"][cls] < 1
+
+
+def test_fire_images_score_above_normal_images(det: Detector) -> None:
+    fire = [det.detect(img(n)).fire for n in ("fire_cctv.jpg", "fire_house_night.jpg")]
+    normal = [
+        det.detect(img(n)).fire for n in ("normal_hotel_room.jpg", "normal_christmas_street.jpg")
+    ]
+    assert min(fire) > max(normal), (fire, normal)
+    thr = det.thresholds[VideoClass.FIRE]
+    assert all(f >= thr for f in fire), (fire, thr)
+    assert all(n < thr for n in normal), (normal, thr)
+
+
+def test_smoke_image_scores_smoke(det: Detector) -> None:
+    smoke = det.detect(img("smoke_cctv.jpg"))
+    thr = det.thresholds[VideoClass.SMOKE]
+    assert smoke.smoke >= thr
+    for n in ("normal_hotel_room.jpg", "normal_christmas_street.jpg"):
+        assert det.detect(img(n)).smoke < smoke.smoke
+
+
+def test_fire_region_is_in_frame_pixels_and_near_the_flames(det: Detector) -> None:
+    frame = img("fire_cctv.jpg")  # flames on the right-hand wall, in the middle third
+    big = cv2.resize(frame, (1280, 720))
+    r = det.detect(big)
+    fire = r.regions_of(VideoClass.FIRE)
+    assert fire and r.frame_size == (1280, 720)
+    top = fire[0]
+    assert top.score == pytest.approx(r.fire)
+    assert top.x >= 0 and top.x + top.w <= 1280 and top.y >= 0 and top.y + top.h <= 720
+    cx, cy = top.x + top.w / 2, top.y + top.h / 2
+    assert cx > 1280 * 0.5 and 720 * 0.2 < cy < 720 * 0.9, top
+
+
+def test_grey_and_bgra_frames_are_accepted_and_bad_ones_rejected(det: Detector) -> None:
+    frame = img("fire_cctv.jpg")
+    grey = det.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    assert 0 <= grey.fire <= 1
+    bgra = det.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA))
+    assert bgra.fire == pytest.approx(det.detect(frame).fire, abs=1e-5)
+    with pytest.raises(FrameError):
+        det.detect(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(FrameError):
+        det.detect(frame.astype(np.float32))
+
+
+def test_ignore_mask_removes_masked_cells(det: Detector) -> None:
+    frame = img("fire_cctv.jpg")
+    h, w = frame.shape[:2]
+    right_half = (((w // 2, 0), (w, 0), (w, h), (w // 2, h)),)
+    mask = ignore_cells(right_half, (w, h), det.grid)
+    assert mask is not None and mask.shape == det.grid
+    assert mask[:, -1].all() and not mask[:, 0].any()
+    r = det.detect(frame, ignore_cells=mask)
+    assert (r.cells[:, mask] == 0).all()
+    assert r.fire < det.detect(frame).fire
+    assert all(reg.x + reg.w <= w // 2 + w // det.grid[1] for reg in r.regions)
+
+
+def test_cell_regions_groups_neighbours() -> None:
+    p = np.zeros((4, 6), np.float32)
+    p[0, 0] = 0.9
+    p[0, 1] = 0.7
+    p[3, 5] = 0.8
+    regions = cell_regions(p, 0.5, VideoClass.FIRE, (600, 400))
+    boxes = sorted((r.x, r.y, r.w, r.h, r.score) for r in regions)
+    assert boxes == [(0, 0, 200, 100, pytest.approx(0.9)), (500, 300, 100, 100, pytest.approx(0.8))]
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        Detector.load(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    bad.with_suffix(".json").write_text(json.dumps({"input": {"size_px": [224, 224]}}))
+    with pytest.raises(ModelError, match="cannot load"):
+        Detector.load(bad)
+
+
+def test_runtime_never_imports_torch() -> None:
+    code = (
+        "import sys, cv2, numpy as np\n"
+        "from vision.detector import Detector\n"
+        "from vision.camera import CameraWorker\n"
+        "from agent.commands import detect\n"
+        "Detector.load().detect(np.zeros((120, 160, 3), np.uint8))\n"
+        "assert 'torch' not in sys.modules, 'torch imported at run time'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+# ------------------------------------------------------------------ firegate detect
+
+
+def test_detect_command_images_video_and_a_corrupt_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    video = tmp_path / "clip.avi"
+    frame = cv2.resize(img("fire_cctv.jpg"), (320, 240))
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for _ in range(25):  # 2.5 s at 10 fps
+        vw.write(frame)
+    vw.release()
+    paths = [FIXTURES / "fire_cctv.jpg", corrupt, FIXTURES / "normal_hotel_room.jpg", video]
+    code = cli_main(["detect", *map(str, paths), "--fps", "2", "--threshold", "0.5"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "broken.jpg: cannot decode the image" in err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert [(Path(d["path"]).name, d["frame"]) for d in lines] == [
+        ("fire_cctv.jpg", 0),
+        ("normal_hotel_room.jpg", 0),
+        ("clip.avi", 0),
+        ("clip.avi", 5),
+        ("clip.avi", 10),
+        ("clip.avi", 15),
+        ("clip.avi", 20),
+    ]
+    first = lines[0]
+    assert set(first) >= {
+        "path",
+        "frame",
+        "fire",
+        "smoke",
+        "regions",
+        "fire_yes",
+        "smoke_yes",
+        "yes",
+    }
+    assert first["fire_yes"] is (first["fire"] >= 0.5)
+    assert lines[0]["fire"] > lines[1]["fire"]
+    assert lines[3]["time_s"] == pytest.approx(0.5)
+    assert all(r["cls"] in ("fire", "smoke") for r in first["regions"])
+
+
+def test_detect_command_all_good_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["detect", str(FIXTURES / "smoke_cctv.jpg")]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "yes" not in json.loads(line)

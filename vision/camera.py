@@ -1,0 +1,327 @@
+"""One camera as a Part: capture, scheduled detection, the vote, camera faults.
+
+``CameraWorker(cam, detector, out, clock)`` puts on ``out`` only:
+
+* ``VideoDetection(confirmed=True, active=True)`` when the vote for fire or
+  smoke passes (with a JPEG snapshot of that frame, the region drawn on it),
+  then updates while ongoing at most every ``update_interval_s`` when the
+  score or the region grows, and ``confirmed=True, active=False`` when it ends.
+  Raw per-frame scores never leave the worker (see ``status()``).
+* ``StateChange(kind=CAMERA)`` for OFFLINE (the source cannot be opened or is
+  lost), STALE (no new frame for ``stale_after_s``) and FROZEN (identical
+  frames for ``frozen_after_s``): a camera fault, never "no fire". The current
+  OFFLINE state is sent once when the camera first delivers a frame.
+
+Scheduling: the latest frame is looked at ``detect_fps`` times a second; a frame
+that has not changed since the last analysed one is not analysed again (its
+last result counts in the vote) unless ``max_gap_s`` has passed. While a
+camera is stale or frozen its frames do not count in the vote, and an ongoing
+detection is not ended by the fault (the fault is reported instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from agent.clock import Clock
+from agent.events import (
+    Condition,
+    DeviceKind,
+    Observation,
+    Region,
+    StateChange,
+    VideoClass,
+    VideoDetection,
+)
+from agent.logs import redact_url
+from agent.siteconfig.models import CameraConfig
+from vision.capture import Capture, CaptureState, Frame
+from vision.detector import CLASSES, Detector, FrameResult
+from vision.masks import ignore_cells
+from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = (64, 36)  # grey thumbnail for change and freeze checks
+UNCHANGED_DIFF = 1.0  # mean grey-level change below which a frame is "unchanged"
+IDENTICAL_DIFF = 0.05  # ... and below which it is the very same picture (frozen camera)
+SNAPSHOT_MAX_WIDTH_PX = 640
+SNAPSHOT_QUALITY = 75
+MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    small: np.ndarray = cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32)
+
+
+def snapshot_jpeg(image: np.ndarray, region: Region | None) -> bytes | None:
+    """The frame as a small JPEG (at most 640 px wide), the region outlined."""
+    img = image
+    scale = min(1.0, SNAPSHOT_MAX_WIDTH_PX / img.shape[1])
+    if scale < 1.0:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    else:
+        img = img.copy()
+    if region is not None:
+        p0 = (int(region.x * scale), int(region.y * scale))
+        p1 = (int((region.x + region.w) * scale) - 1, int((region.y + region.h) * scale) - 1)
+        colour = (0, 0, 255) if region.cls is VideoClass.FIRE else (255, 255, 0)
+        cv2.rectangle(img, p0, p1, colour, 2)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+    return bytes(buf.tobytes()) if ok else None
+
+
+class CameraWorker:
+    """A Part: ``name`` (the camera's), ``run()``, ``progress_mono``, ``status()``."""
+
+    def __init__(
+        self,
+        cam: CameraConfig,
+        detector: Detector,
+        out: asyncio.Queue[Observation],
+        clock: Clock,
+    ) -> None:
+        self.cam = cam
+        self.detector = detector
+        self.out = out
+        self.clock = clock
+        self.name = cam.name
+        self.progress_mono = clock.monotonic()
+        thresholds = {
+            VideoClass.FIRE: cam.fire_threshold or detector.thresholds[VideoClass.FIRE],
+            VideoClass.SMOKE: cam.smoke_threshold or detector.thresholds[VideoClass.SMOKE],
+        }
+        self.votes = {
+            cls: Vote(
+                cls,
+                VoteParams(
+                    threshold=thresholds[cls],
+                    window_frames=cam.vote_window_frames,
+                    min_fraction=cam.vote_min_fraction,
+                    hold_ratio=cam.hold_ratio,
+                    min_region_area_px=cam.min_region_area_px,
+                    update_interval_s=cam.update_interval_s,
+                ),
+            )
+            for cls in CLASSES
+        }
+        # regions are cut at the lower (ongoing) threshold; the vote applies its own
+        self.region_thresholds = {cls: self.votes[cls].p.low for cls in CLASSES}
+        self._ignore: np.ndarray | None = None
+        self._ignore_for: tuple[int, int] | None = None
+        self.capture = Capture(
+            cam.source,
+            clock,
+            open_timeout_s=cam.open_timeout_s,
+            reconnect_max_s=cam.reconnect_max_s,
+            name=cam.name,
+        )
+        # fault state as last reported (None: not reported yet)
+        self.reported: dict[Condition, bool | None] = {
+            Condition.OFFLINE: None,
+            Condition.STALE: False,
+            Condition.FROZEN: False,
+        }
+        self._started_mono = clock.monotonic()
+        self._last_seq = 0
+        self._last_frame_mono: float | None = None
+        self._prev_thumb: np.ndarray | None = None
+        self._identical_since_mono: float | None = None
+        self._analysed_thumb: np.ndarray | None = None
+        self._analysed_mono = -math.inf
+        self._last_result: FrameResult | None = None
+        self.frames_seen = 0
+        self.frames_analysed = 0
+        self.frames_skipped = 0
+        self.detections_sent = 0
+
+    # ------------------------------------------------------------------- part
+
+    async def run(self) -> None:
+        self.capture.start()
+        period_s = 1.0 / self.cam.detect_fps
+        try:
+            while True:
+                await self.clock.sleep(min(period_s, MAX_WAIT_S))
+                now = self.clock.monotonic()
+                frame = self.capture.latest()
+                if frame is not None and frame.seq != self._last_seq:
+                    self._last_seq = frame.seq
+                    await self._on_frame(frame, now)
+                await self._check_faults(now)
+                self.progress_mono = now
+        finally:
+            self.capture.stop()
+
+    def status(self) -> dict[str, Any]:
+        age = (
+            None
+            if self._last_frame_mono is None
+            else round(self.clock.monotonic() - self._last_frame_mono, 1)
+        )
+        r = self._last_result
+        return {
+            "source": redact_url(self.cam.source),
+            "zone": self.cam.zone,
+            "capture": self.capture.status(),
+            "last_frame_age_s": age,
+            "faults": [c.value for c, on in self.reported.items() if on],
+            "frames_seen": self.frames_seen,
+            "frames_analysed": self.frames_analysed,
+            "frames_skipped_unchanged": self.frames_skipped,
+            "fire": None if r is None else round(r.fire, 3),
+            "smoke": None if r is None else round(r.smoke, 3),
+            "inference_ms": None if r is None else round(r.inference_ms, 2),
+            "active": [cls.value for cls, v in self.votes.items() if v.active],
+            "detections_sent": self.detections_sent,
+        }
+
+    # ----------------------------------------------------------------- frames
+
+    async def _on_frame(self, frame: Frame, now: float) -> None:
+        self.frames_seen += 1
+        self._last_frame_mono = frame.mono
+        thumb = thumbnail(frame.image)
+        if self.reported[Condition.OFFLINE] is not False:
+            await self._report(Condition.OFFLINE, False, frame.mono, "frames arriving")
+        if self.reported[Condition.STALE]:
+            await self._report(Condition.STALE, False, frame.mono, "frames arriving again")
+        identical = (
+            self._prev_thumb is not None
+            and float(np.abs(thumb - self._prev_thumb).mean()) < IDENTICAL_DIFF
+        )
+        self._prev_thumb = thumb
+        if identical:
+            if self._identical_since_mono is None:
+                self._identical_since_mono = frame.mono
+        else:
+            self._identical_since_mono = None
+            if self.reported[Condition.FROZEN]:
+                await self._report(Condition.FROZEN, False, frame.mono, "picture changing again")
+        if self.reported[Condition.FROZEN]:
+            return  # a frozen picture says nothing about the room
+        unchanged = (
+            self._analysed_thumb is not None
+            and self._last_result is not None
+            and float(np.abs(thumb - self._analysed_thumb).mean()) < UNCHANGED_DIFF
+            and now - self._analysed_mono < self.cam.max_gap_s
+        )
+        if unchanged and self._last_result is not None:
+            self.frames_skipped += 1
+            result = self._last_result
+        else:
+            result = await asyncio.to_thread(
+                self.detector.detect,
+                frame.image,
+                ignore_cells=self._ignore_mask(frame.image.shape[1], frame.image.shape[0]),
+                region_thresholds=self.region_thresholds,
+            )
+            self.frames_analysed += 1
+            self._analysed_thumb = thumb
+            self._analysed_mono = now
+            self._last_result = result
+        for _cls, vote in self.votes.items():
+            ev = vote.update(frame.mono, result.regions)
+            if ev is not None:
+                await self._send(ev, frame, result)
+
+    def _ignore_mask(self, width: int, height: int) -> np.ndarray | None:
+        if not self.cam.masks:
+            return None
+        if self._ignore is None:
+            # masks are drawn at the configured resolution; the grid maps proportionally
+            size = self.cam.resolution or (width, height)
+            self._ignore = ignore_cells(self.cam.masks, size, self.detector.grid)
+        return self._ignore
+
+    async def _send(self, ev: VoteEvent, frame: Frame, result: FrameResult) -> None:
+        h, w = frame.image.shape[:2]
+        snap = snapshot_jpeg(frame.image, ev.region) if ev.kind is VoteEventKind.START else None
+        obs = VideoDetection(
+            source=self.cam.name,
+            zone=self.cam.zone,
+            wall=frame.wall,
+            mono=frame.mono,
+            cls=ev.cls,
+            score=round(ev.score, 4),
+            confirmed=True,
+            active=ev.kind is not VoteEventKind.END,
+            regions=() if ev.region is None else (ev.region,),
+            frame_size=(w, h),
+            snapshot_jpeg=snap,
+        )
+        log.info(
+            "camera %s: %s %s score %.2f region %s",
+            self.cam.name,
+            ev.cls.value,
+            ev.kind.value,
+            ev.score,
+            ev.region,
+        )
+        self.detections_sent += 1
+        await self.out.put(obs)
+
+    # ----------------------------------------------------------------- faults
+
+    async def _check_faults(self, now: float) -> None:
+        cap = self.capture
+        opening_too_long = (
+            cap.state == CaptureState.OPENING
+            and self._last_frame_mono is None
+            and now - cap.state_since_mono > self.cam.open_timeout_s
+        )
+        if (cap.state == CaptureState.OFFLINE or opening_too_long) and not self.reported[
+            Condition.OFFLINE
+        ]:
+            detail = cap.last_error or "cannot open the source"
+            await self._report(Condition.OFFLINE, True, now, detail)
+        since = self._last_frame_mono if self._last_frame_mono is not None else self._started_mono
+        stale = now - since >= self.cam.stale_after_s
+        if stale and not self.reported[Condition.STALE] and not self.reported[Condition.OFFLINE]:
+            await self._report(
+                Condition.STALE, True, now, f"no frame for {now - since:.0f} s ({cap.state.value})"
+            )
+        frozen = (
+            self._identical_since_mono is not None
+            and (self._last_frame_mono or now) - self._identical_since_mono
+            >= self.cam.frozen_after_s
+        )
+        if frozen and not self.reported[Condition.FROZEN]:
+            await self._report(
+                Condition.FROZEN,
+                True,
+                now,
+                f"identical frames for {now - (self._identical_since_mono or now):.0f} s",
+            )
+
+    async def _report(self, cond: Condition, active: bool, mono: float, detail: str) -> None:
+        self.reported[cond] = active
+        wall = self.clock.wall() - (self.clock.monotonic() - mono)
+        log.log(
+            logging.WARNING if active else logging.INFO,
+            "camera %s: %s %s (%s)",
+            self.cam.name,
+            cond.value,
+            "active" if active else "cleared",
+            detail,
+        )
+        await self.out.put(
+            StateChange(
+                source=self.cam.name,
+                zone=self.cam.zone,
+                wall=wall,
+                mono=mono,
+                kind=DeviceKind.CAMERA,
+                condition=cond,
+                active=active,
+                detail=detail,
+            )
+        )

@@ -1,0 +1,198 @@
+"""Frame capture through OpenCV, in a daemon thread.
+
+OpenCV's reads block (a network stream can hang inside FFmpeg for a long
+time), so each source gets its own daemon thread that keeps only the latest
+frame. The event loop never waits on it: it reads ``latest()`` and judges
+staleness by the frame's age, so a stuck capture can neither block the loop nor
+keep the process from exiting.
+
+Sources: a video file, an image sequence (``frames/%04d.jpg``), ``rtsp://``,
+``http(s)://`` (FFmpeg, with open and read timeouts), ``usb:N`` or
+``/dev/videoN``. Files are read at their own frame rate (times the clock's
+speed) and are not reopened once they end; streams and cameras reconnect with
+exponential backoff.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from agent.clock import Clock
+from agent.logs import redact_url
+from agent.siteconfig.models import camera_source_is_file
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILE_FPS = 25.0
+
+
+class CaptureState(enum.StrEnum):
+    OPENING = "opening"
+    OPEN = "open"
+    OFFLINE = "offline"  # cannot be opened, or the stream was lost; retrying
+    ENDED = "ended"  # a file or image sequence has no more frames
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    image: np.ndarray  # BGR uint8
+    seq: int  # 1, 2, ... in capture order
+    wall: float  # capture time
+    mono: float
+
+
+def open_capture(source: str, timeout_s: float) -> cv2.VideoCapture:
+    """An OpenCV capture for a configured source (may be not ``isOpened()``)."""
+    ms = int(timeout_s * 1000)
+    if source.startswith("usb:"):
+        return cv2.VideoCapture(int(source[4:]))
+    if source.startswith("/dev/video"):
+        return cv2.VideoCapture(source, cv2.CAP_V4L2)
+    if camera_source_is_file(source):
+        return cv2.VideoCapture(source)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+
+
+class Capture:
+    """The capture thread of one source. ``start`` and ``stop`` never block."""
+
+    def __init__(
+        self,
+        source: str,
+        clock: Clock,
+        *,
+        open_timeout_s: float = 10.0,
+        reconnect_max_s: float = 30.0,
+        name: str = "",
+    ) -> None:
+        self.source = source
+        self.clock = clock
+        self.open_timeout_s = open_timeout_s
+        self.reconnect_max_s = reconnect_max_s
+        self.name = name or redact_url(source)
+        self.is_file = camera_source_is_file(source) and not source.startswith("/dev/")
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = CaptureState.STOPPED
+        self.state_since_mono = clock.monotonic()
+        self.last_error = ""
+        self.frames = 0
+        self.opens = 0
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = threading.Event()
+        self._set_state(CaptureState.OPENING)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name=f"capture:{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; a thread stuck in a read ends when the read returns."""
+        self._stop.set()
+
+    def latest(self) -> Frame | None:
+        with self._lock:
+            return self._latest
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "frames": self.frames,
+            "opens": self.opens,
+            "last_error": self.last_error,
+        }
+
+    # ----------------------------------------------------------------- thread
+
+    def _set_state(self, state: CaptureState, error: str = "") -> None:
+        if state != self.state:
+            self.state_since_mono = self.clock.monotonic()
+        self.state = state
+        if error:
+            self.last_error = error
+
+    def _run(self, stop: threading.Event) -> None:
+        backoff_s = 1.0
+        while not stop.is_set():
+            self._set_state(CaptureState.OPENING)
+            try:
+                cap = open_capture(self.source, self.open_timeout_s)
+            except Exception as e:  # OpenCV raises cv2.error on bad arguments
+                cap = None
+                self.last_error = f"{type(e).__name__}: {e}"
+            if cap is None or not cap.isOpened():
+                if cap is not None:
+                    cap.release()
+                self._set_state(CaptureState.OFFLINE, self.last_error or "cannot open the source")
+                log.warning(
+                    "camera %s: cannot open %s; retrying in %.0f s",
+                    self.name,
+                    redact_url(self.source),
+                    backoff_s,
+                )
+                if stop.wait(backoff_s / self.clock.speed):
+                    break
+                backoff_s = min(self.reconnect_max_s, backoff_s * 2)
+                continue
+            self.opens += 1
+            got = self._read_loop(cap, stop)
+            cap.release()
+            if stop.is_set():
+                break
+            if self.is_file:
+                self._set_state(CaptureState.ENDED, "end of file")
+                log.info("camera %s: %s ended after %d frames", self.name, self.source, self.frames)
+                return
+            if got:
+                backoff_s = 1.0  # it worked for a while: reconnect promptly
+            self._set_state(CaptureState.OFFLINE, "stream lost")
+            log.warning("camera %s: stream lost; reconnecting in %.0f s", self.name, backoff_s)
+            if stop.wait(backoff_s / self.clock.speed):
+                break
+            backoff_s = min(self.reconnect_max_s, backoff_s * 2)
+        self._set_state(CaptureState.STOPPED)
+
+    def _read_loop(self, cap: cv2.VideoCapture, stop: threading.Event) -> int:
+        """Read until the source ends, fails or ``stop``; returns the frames read."""
+        period_s = 0.0
+        if self.is_file:
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            fps = fps if 0 < fps <= 240 else DEFAULT_FILE_FPS
+            period_s = 1.0 / (fps * self.clock.speed)
+        n = 0
+        next_t = time.monotonic()
+        while not stop.is_set():
+            ok, image = cap.read()
+            if not ok or image is None or image.size == 0:
+                return n
+            n += 1
+            self.frames += 1
+            if self.state != CaptureState.OPEN:
+                self._set_state(CaptureState.OPEN)
+            frame = Frame(image, self.frames, self.clock.wall(), self.clock.monotonic())
+            with self._lock:
+                self._latest = frame
+            if period_s:
+                # files are paced like a live camera; real time here, it is I/O pacing
+                next_t += period_s
+                delay = next_t - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return n
+                if delay < -1.0:
+                    next_t = time.monotonic()
+        return n

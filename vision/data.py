@@ -1,0 +1,155 @@
+"""The training and evaluation data: which image is which, and how it is split.
+
+Torch-free (numpy and OpenCV only), so that the evaluation script can use the
+same split as training without torch installed.
+
+Labels per image and class (fire, smoke): 1 present, 0 absent, -1 unknown.
+
+* cctv-fire-smoke-yolo: boxes for class 0 (Fire) and 2 (smoke). Class 1
+  ("default") is an unlabelled whole-frame box on CCTV frames, several of them
+  showing security fog generators or firefighters in foam/smoke: those images
+  count as fire-negative but smoke-*unknown* (neither taught nor scored as
+  smoke negatives).
+* cair-fire-images: image-level labels only. fire_images are fire-positive with
+  smoke unknown; normal_images are negative for both.
+
+The split is by group, never by image: a CCTV clip (``fire2_mp4-26_jpg...``)
+is one group; the numbered ``img_N`` frames are grouped in blocks of 25
+consecutive numbers because neighbouring numbers are often frames of the same
+scene, and Roboflow's augmented copies share a number. Whole clips are assigned
+by hand (below) so that every split holds both fire and smoke video; the rest
+is assigned by a hash of the group name, so the split is reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DEFAULT_ROOT = Path("/work/shared/datasets")
+CACHE_SIZE_PX = 256  # images are cached stretched to this square size
+
+# Whole video clips: held back for test / validation by hand, the rest train.
+TEST_CLIPS = frozenset({"test1_mp4", "smoke2_mp4", "pexels-alan-w-8365989_mp4"})
+VAL_CLIPS = frozenset({"fire1_mp4", "smoke1_mp4"})
+SPLITS = ("train", "val", "test")
+FIRE_CLS, DEFAULT_CLS, SMOKE_CLS = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    source: str  # "cctv" or "cair"
+    group: str
+    split: str
+    fire: int  # 1, 0, -1 unknown
+    smoke: int
+    # (class index 0 fire / 1 smoke, cx, cy, w, h) normalised; only for box-labelled images
+    boxes: tuple[tuple[int, float, float, float, float], ...] = field(default=())
+    has_boxes: bool = False
+
+
+def _hash_split(key: str, val_frac: float = 0.12, test_frac: float = 0.12) -> str:
+    h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if h < test_frac:
+        return "test"
+    if h < test_frac + val_frac:
+        return "val"
+    return "train"
+
+
+def cctv_group(filename: str) -> str:
+    """The clip a CCTV dataset image belongs to (see the module docstring)."""
+    stem = re.sub(r"_(jpg|jpeg|png)\.rf\..*$", "", filename)
+    m = re.match(r"img_(\d+)", stem)
+    if m:
+        return f"img_block{int(m.group(1)) // 25}"
+    return re.sub(r"-\d+$", "", stem)
+
+
+def cctv_samples(root: Path) -> list[Sample]:
+    out: list[Sample] = []
+    base = root / "cctv-fire-smoke-yolo"
+    for sub in ("train", "valid", "test"):
+        for img in sorted((base / sub / "images").glob("*")):
+            lab = base / sub / "labels" / (img.stem + ".txt")
+            lines = lab.read_text().split("\n") if lab.exists() else []
+            boxes: list[tuple[int, float, float, float, float]] = []
+            has_default = False
+            for line in lines:
+                parts = line.split()
+                if len(parts) != 5:
+                    continue
+                c = int(parts[0])
+                cx, cy, w, h = (float(p) for p in parts[1:])
+                if c == DEFAULT_CLS:
+                    has_default = True
+                elif c in (FIRE_CLS, SMOKE_CLS):
+                    boxes.append((0 if c == FIRE_CLS else 1, cx, cy, w, h))
+            group = cctv_group(img.name)
+            if group in TEST_CLIPS:
+                split = "test"
+            elif group in VAL_CLIPS:
+                split = "val"
+            elif group.endswith("_mp4"):
+                split = "train"
+            else:
+                split = _hash_split(group)
+            fire = int(any(b[0] == 0 for b in boxes))
+            smoke = int(any(b[0] == 1 for b in boxes))
+            if has_default and not smoke:
+                smoke = -1
+            out.append(Sample(img, "cctv", group, split, fire, smoke, tuple(boxes), has_boxes=True))
+    return out
+
+
+def cair_samples(root: Path) -> list[Sample]:
+    out: list[Sample] = []
+    base = root / "cair-fire-images"
+    for folder, fire, smoke in (("fire_images", 1, -1), ("normal_images", 0, 0)):
+        for img in sorted((base / folder).glob("*")):
+            if img.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+                continue
+            group = f"cair/{folder}/{img.name}"
+            out.append(Sample(img, "cair", group, _hash_split(group), fire, smoke))
+    return out
+
+
+def all_samples(root: Path = DEFAULT_ROOT) -> list[Sample]:
+    return cctv_samples(root) + cair_samples(root)
+
+
+def load_image(path: Path) -> np.ndarray | None:
+    """BGR image or None when OpenCV cannot decode it."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return img if img is not None and img.size else None
+
+
+def build_cache(
+    samples: list[Sample], cache_file: Path, size_px: int = CACHE_SIZE_PX
+) -> np.ndarray:
+    """All images decoded and stretched to ``size_px`` squares, BGR uint8 (N, S, S, 3);
+    kept in an .npz keyed by the sample paths so that a changed set rebuilds."""
+    key = hashlib.sha1("\n".join(str(s.path) for s in samples).encode()).hexdigest()
+    if cache_file.exists():
+        with np.load(cache_file) as z:
+            if str(z["key"]) == key and z["images"].shape[1] == size_px:
+                images: np.ndarray = z["images"]
+                return images
+    images = np.zeros((len(samples), size_px, size_px, 3), np.uint8)
+    for i, s in enumerate(samples):
+        img = load_image(s.path)
+        if img is None:
+            raise ValueError(f"{s.path}: cannot decode image")
+        images[i] = cv2.resize(img, (size_px, size_px), interpolation=cv2.INTER_AREA)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_file, images=images, key=np.array(key))
+    return images

@@ -1,0 +1,214 @@
+"""The smoke/fire detector at run time: onnxruntime, numpy and OpenCV only.
+
+``Detector.load()`` opens the shipped model (vision/models/firenet.onnx and its
+.json metadata); ``detect(frame_bgr)`` gives image-level fire and smoke scores
+and the regions where they are, in the frame's own pixel coordinates.
+
+The network sees the whole frame stretched to its square input (no letterbox,
+as in training) and scores a coarse grid of cells (one per 16 input pixels).
+A region is a connected group of cells at or above the region threshold;
+its box is the group's cells mapped back to the frame.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from agent.events import Region, VideoClass
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "firenet.onnx"
+CLASSES = (VideoClass.FIRE, VideoClass.SMOKE)  # the order of the model's output channels
+
+
+class ModelError(Exception):
+    """The model file or its metadata is missing or unusable."""
+
+
+class FrameError(ValueError):
+    """The frame is not a usable image (empty, wrong shape or type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """What the detector saw in one frame.
+
+    ``fire``/``smoke`` are image-level scores in 0..1 (the highest cell not
+    ignored); ``regions`` holds every region of either class, highest score
+    first; ``cells`` is the (2, rows, cols) grid of probabilities [fire, smoke]
+    with ignored cells set to 0; ``frame_size`` is (width, height).
+    """
+
+    fire: float
+    smoke: float
+    regions: tuple[Region, ...]
+    cells: np.ndarray
+    frame_size: tuple[int, int]
+    inference_ms: float
+
+    def score(self, cls: VideoClass) -> float:
+        return self.fire if cls is VideoClass.FIRE else self.smoke
+
+    def regions_of(self, cls: VideoClass) -> tuple[Region, ...]:
+        return tuple(r for r in self.regions if r.cls is cls)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fire": round(self.fire, 4),
+            "smoke": round(self.smoke, 4),
+            "regions": [
+                {
+                    "cls": r.cls.value,
+                    "x": r.x,
+                    "y": r.y,
+                    "w": r.w,
+                    "h": r.h,
+                    "score": round(r.score, 4),
+                }
+                for r in self.regions
+            ],
+        }
+
+
+class Detector:
+    """A loaded model. ``detect`` is thread-safe (onnxruntime sessions are)."""
+
+    def __init__(self, session: ort.InferenceSession, meta: dict[str, Any], path: Path) -> None:
+        self.session = session
+        self.meta = meta
+        self.path = path
+        w, h = meta["input"]["size_px"]
+        self.input_size: tuple[int, int] = (int(w), int(h))
+        self.input_name: str = meta["input"].get("name", "image")
+        thr = meta.get("thresholds_val_fpr5", {})
+        # operating points chosen on the validation split (at most 5 % of negatives flagged)
+        self.thresholds: dict[VideoClass, float] = {
+            VideoClass.FIRE: float(thr.get("fire", 0.5)),
+            VideoClass.SMOKE: float(thr.get("smoke", 0.5)),
+        }
+
+    @classmethod
+    def load(cls, path: Path | None = None, threads: int = 1) -> Detector:
+        """Open a model (None: the shipped one). ``threads`` bounds onnxruntime's
+        intra-op threads (1 suits a small gateway CPU running several cameras)."""
+        path = Path(path) if path is not None else DEFAULT_MODEL
+        meta_path = path.with_suffix(".json")
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        if not meta_path.is_file():
+            raise ModelError(f"{meta_path}: model metadata not found (it ships next to the .onnx)")
+        try:
+            meta = json.loads(meta_path.read_text())
+            meta["input"]["size_px"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"{meta_path}: unreadable model metadata: {e}") from e
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{path}: onnxruntime cannot load the model: {e}") from e
+        return cls(session, meta, path)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of the output grid."""
+        stride = int(self.meta.get("stride_px", 16))
+        return self.input_size[1] // stride, self.input_size[0] // stride
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """(1, 3, H, W) float32 BGR 0..255, the frame stretched to the input size."""
+        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.size == 0:
+            raise FrameError("empty frame")
+        if frame_bgr.ndim == 2:
+            frame_bgr = cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
+        elif frame_bgr.ndim != 3 or frame_bgr.shape[2] not in (3, 4):
+            raise FrameError(f"frame shape {frame_bgr.shape} is not an image")
+        if frame_bgr.shape[2] == 4:
+            frame_bgr = cv2.cvtColor(frame_bgr, cv2.COLOR_BGRA2BGR)
+        if frame_bgr.dtype != np.uint8:
+            raise FrameError(f"frame dtype {frame_bgr.dtype} is not uint8")
+        small = cv2.resize(frame_bgr, self.input_size, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(small.transpose(2, 0, 1)[None], dtype=np.float32)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The raw (2, rows, cols) cell probabilities for a preprocessed input."""
+        cells = self.session.run(["cells"], {self.input_name: x})[0]
+        out: np.ndarray = cells[0]
+        return out
+
+    def detect(
+        self,
+        frame_bgr: np.ndarray,
+        *,
+        ignore_cells: np.ndarray | None = None,
+        region_thresholds: dict[VideoClass, float] | None = None,
+    ) -> FrameResult:
+        """Score one frame. ``ignore_cells`` (rows, cols) bool marks masked cells
+        (see vision.masks); ``region_thresholds`` overrides the model's operating
+        points for grouping cells into regions."""
+        h, w = frame_bgr.shape[:2]
+        x = self.preprocess(frame_bgr)
+        t0 = time.perf_counter()
+        cells = self.infer(x).astype(np.float32, copy=True)
+        ms = (time.perf_counter() - t0) * 1000
+        if ignore_cells is not None:
+            if ignore_cells.shape != cells.shape[1:]:
+                raise ValueError(f"ignore mask {ignore_cells.shape} != grid {cells.shape[1:]}")
+            cells[:, ignore_cells] = 0.0
+        thresholds = region_thresholds or self.thresholds
+        regions: list[Region] = []
+        for c, cls in enumerate(CLASSES):
+            regions.extend(cell_regions(cells[c], thresholds[cls], cls, (w, h)))
+        regions.sort(key=lambda r: -r.score)
+        return FrameResult(
+            fire=float(cells[0].max()),
+            smoke=float(cells[1].max()),
+            regions=tuple(regions),
+            cells=cells,
+            frame_size=(w, h),
+            inference_ms=ms,
+        )
+
+
+def cell_regions(
+    prob: np.ndarray, threshold: float, cls: VideoClass, frame_size: tuple[int, int]
+) -> list[Region]:
+    """Connected groups (8-neighbour) of cells with ``prob >= threshold``, as boxes in
+    frame pixels; a region's score is its highest cell."""
+    rows, cols = prob.shape
+    w, h = frame_size
+    on = (prob >= threshold).astype(np.uint8)
+    if not on.any():
+        return []
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(on, connectivity=8)
+    out = []
+    for k in range(1, n):
+        cx, cy, cw, ch = (int(v) for v in stats[k, :4])
+        x0 = round(cx * w / cols)
+        y0 = round(cy * h / rows)
+        x1 = round((cx + cw) * w / cols)
+        y1 = round((cy + ch) * h / rows)
+        out.append(
+            Region(
+                x=x0,
+                y=y0,
+                w=x1 - x0,
+                h=y1 - y0,
+                score=float(prob[labels == k].max()),
+                cls=cls,
+            )
+        )
+    return out

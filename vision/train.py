@@ -1,0 +1,466 @@
+"""Train the smoke/fire detector and export it to ONNX: ``python -m vision.train``.
+
+Needs the ``train`` extra (torch, onnx); nothing at run time imports this module.
+
+The network is small and fully convolutional: a BGR frame stretched to
+``--size`` pixels square goes in, a grid of per-cell fire and smoke
+probabilities comes out (one cell per 16 x 16 input pixels), plus the
+image-level score (the maximum over cells). Box-labelled images (the CCTV set)
+supervise cells directly; image-labelled ones (the cair set) supervise only the
+image-level maximum (multiple-instance learning). See vision/data.py for labels
+and the split, and vision/models/README.md for the model card.
+
+One run on two shared CPU cores takes about 20 minutes; ``--time-budget-min``
+stops earlier and keeps the best epoch on the validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vision.data import DEFAULT_ROOT, Sample, all_samples, build_cache
+from vision.metrics import roc_auc, threshold_at_fpr
+
+log = logging.getLogger("vision.train")
+
+STRIDE_PX = 16
+MODELS_DIR = Path(__file__).parent / "models"
+CACHE_DIR = Path(__file__).parent / ".cache"
+
+
+# --------------------------------------------------------------------------- model
+
+
+def cbr(cin: int, cout: int, k: int = 3, s: int = 1, g: int = 1, d: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, s, padding=d * (k // 2), dilation=d, groups=g, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Block(nn.Module):
+    """Depthwise 3x3 (optionally strided or dilated) then pointwise; residual when shapes match."""
+
+    def __init__(self, cin: int, cout: int, s: int = 1, d: int = 1) -> None:
+        super().__init__()
+        self.dw = cbr(cin, cin, 3, s, g=cin, d=d)
+        self.pw = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = s == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pw(self.dw(x))
+        return F.relu(y + x) if self.residual else F.relu(y)
+
+
+class FireNet(nn.Module):
+    """BGR float 0..255 (N, 3, H, W) -> cell probabilities (N, 2, H/16, W/16) [fire, smoke]
+    and image scores (N, 2) = max over cells."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        # BGR means/stds of ImageNet, folded into the graph so preprocessing is a resize only
+        self.register_buffer("mean", torch.tensor([104.0, 117.0, 124.0]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([57.4, 57.1, 58.4]).view(1, 3, 1, 1))
+        self.features = nn.Sequential(
+            cbr(3, 24, 3, 2),  # /2
+            cbr(24, 48, 3, 2),  # /4
+            Block(48, 48),
+            Block(48, 64, s=2),  # /8
+            Block(64, 64),
+            Block(64, 64),
+            Block(64, 128, s=2),  # /16
+            Block(128, 128),
+            Block(128, 128, d=2),
+            Block(128, 160, d=4),  # wide context: smoke is large and diffuse
+        )
+        self.context = nn.Linear(160, 96)
+        self.head1 = nn.Conv2d(160, 96, 1)
+        self.head2 = nn.Conv2d(96, 2, 1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features((x - self.mean) / self.std)
+        g = self.context(f.mean(dim=(2, 3)))  # scene context (lighting, haze) for every cell
+        h = F.relu(self.head1(f) + g[:, :, None, None])
+        out: torch.Tensor = self.head2(h)
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cells = torch.sigmoid(self.logits(x))
+        return cells, cells.amax(dim=(2, 3))
+
+
+# -------------------------------------------------------------------- augmentation
+
+
+def _crop_params(rng: np.random.Generator, n: int) -> tuple[int, int, int, int]:
+    """A random crop of an n x n image: area 45..100 %, aspect 3:4..4:3."""
+    if rng.random() < 0.2:
+        return 0, 0, n, n
+    area = rng.uniform(0.45, 1.0) * n * n
+    ar = math.exp(rng.uniform(math.log(0.75), math.log(1.333)))
+    w = min(n, round(math.sqrt(area * ar)))
+    h = min(n, round(math.sqrt(area / ar)))
+    x = int(rng.integers(0, n - w + 1))
+    y = int(rng.integers(0, n - h + 1))
+    return x, y, w, h
+
+
+def _haze(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Whole-frame fog, steam on the lens or a dirty dome: a haze is not smoke by
+    itself, so labels stay as they are (on a negative image it is a hard negative)."""
+    alpha = rng.uniform(0.15, 0.45)
+    tone = rng.uniform(150, 235)
+    out = img.astype(np.float32) * (1 - alpha) + tone * alpha
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _light_beam(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bright, sharp-edged, translucent wedge: projector beam or sun ray."""
+    s = img.shape[0]
+    x0, x1 = sorted(rng.uniform(-0.2, 1.2, 2) * s)
+    spread = rng.uniform(0.1, 0.5) * s
+    top = [(x0, 0.0), (x0 + rng.uniform(0.02, 0.1) * s, 0.0)]
+    bottom = [(x1 + spread, float(s)), (x1, float(s))]
+    poly = np.array([*top, *bottom], np.int32)
+    mask = np.zeros(img.shape[:2], np.float32)
+    cv2.fillConvexPoly(mask, poly, 1.0)
+    mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.5, 2.0)), np.float32)
+    alpha = rng.uniform(0.2, 0.5) * mask[..., None]
+    colour = np.array([rng.uniform(200, 255), rng.uniform(210, 255), rng.uniform(220, 255)])
+    out = img.astype(np.float32) * (1 - alpha) + colour * alpha
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    f = img.astype(np.float32)
+    if rng.random() < 0.8:
+        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-4, 4)) % 180  # small: flames stay flame-coloured
+        hsv[..., 1] *= rng.uniform(0.7, 1.3)
+        hsv[..., 2] *= rng.uniform(0.65, 1.3)
+        f = cv2.cvtColor(hsv.clip(0, 255).astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32)
+    if rng.random() < 0.5:
+        c = rng.uniform(0.7, 1.3)
+        f = (f - f.mean()) * c + f.mean()
+    if rng.random() < 0.2:
+        f = np.asarray(cv2.GaussianBlur(f, (0, 0), rng.uniform(0.5, 1.5)), np.float32)
+    if rng.random() < 0.3:
+        f = f + rng.normal(0, rng.uniform(2, 10), f.shape).astype(np.float32)
+    return f.clip(0, 255).astype(np.uint8)
+
+
+def cell_targets(
+    sample: Sample, crop: tuple[int, int, int, int], n_cache: int, grid: int, flip: bool
+) -> np.ndarray:
+    """(2, grid, grid) float targets: 1 object, 0 background, -1 ignore (partly covered
+    cells, unknown classes, and every cell of an image-labelled positive)."""
+    t = np.full((2, grid, grid), -1.0, np.float32)
+    if not sample.has_boxes:
+        for c, lab in enumerate((sample.fire, sample.smoke)):
+            if lab == 0:
+                t[c] = 0.0
+        return t
+    cx0, cy0, cw, ch = crop
+    fine = grid * 4
+    for c, lab in enumerate((sample.fire, sample.smoke)):
+        if lab == -1:
+            continue
+        m = np.zeros((fine, fine), np.float32)
+        centres = []
+        for cls, bx, by, bw, bh in sample.boxes:
+            if cls != c:
+                continue
+            # box in cache pixels -> crop-normalised
+            x0 = ((bx - bw / 2) * n_cache - cx0) / cw
+            x1 = ((bx + bw / 2) * n_cache - cx0) / cw
+            y0 = ((by - bh / 2) * n_cache - cy0) / ch
+            y1 = ((by + bh / 2) * n_cache - cy0) / ch
+            if flip:
+                x0, x1 = 1 - x1, 1 - x0
+            x0, x1, y0, y1 = (min(max(v, 0.0), 1.0) for v in (x0, x1, y0, y1))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            m[
+                int(y0 * fine) : max(int(y0 * fine) + 1, math.ceil(y1 * fine)),
+                int(x0 * fine) : max(int(x0 * fine) + 1, math.ceil(x1 * fine)),
+            ] = 1.0
+            centres.append(
+                (min(int((y0 + y1) / 2 * grid), grid - 1), min(int((x0 + x1) / 2 * grid), grid - 1))
+            )
+        cover = m.reshape(grid, 4, grid, 4).mean(axis=(1, 3))
+        tc = np.where(cover >= 0.3, 1.0, np.where(cover == 0, 0.0, -1.0)).astype(np.float32)
+        for yy, xx in centres:  # a small flame still marks the cell it is in
+            tc[yy, xx] = 1.0
+        t[c] = tc
+    return t
+
+
+def make_batch(
+    samples: list[Sample],
+    images: np.ndarray,
+    idx: np.ndarray,
+    size: int,
+    rng: np.random.Generator | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images (B, 3, S, S) float32 BGR, cell targets (B, 2, G, G), image labels (B, 2)."""
+    n = images.shape[1]
+    grid = size // STRIDE_PX
+    xb = np.zeros((len(idx), 3, size, size), np.float32)
+    tb = np.zeros((len(idx), 2, grid, grid), np.float32)
+    yb = np.zeros((len(idx), 2), np.float32)
+    for j, i in enumerate(idx):
+        s = samples[i]
+        img = images[i]
+        if rng is None:
+            crop, flip = (0, 0, n, n), False
+        else:
+            crop, flip = _crop_params(rng, n), bool(rng.random() < 0.5)
+        x, y, w, h = crop
+        im = cv2.resize(img[y : y + h, x : x + w], (size, size), interpolation=cv2.INTER_AREA)
+        if flip:
+            im = im[:, ::-1]
+        if rng is not None:
+            if rng.random() < 0.15:
+                im = _haze(im, rng)
+            if rng.random() < 0.1:
+                im = _light_beam(im, rng)
+            im = _photometric(np.ascontiguousarray(im), rng)
+        xb[j] = im.transpose(2, 0, 1)
+        tb[j] = cell_targets(s, crop, n, grid, flip)
+        # a crop can cut a box away entirely: the image label follows the cells then
+        yb[j] = [s.fire, s.smoke]
+        for c in range(2):
+            if s.has_boxes and yb[j, c] == 1 and not (tb[j, c] == 1).any():
+                yb[j, c] = -1.0 if (tb[j, c] == -1).any() else 0.0
+    return xb, tb, yb
+
+
+# ------------------------------------------------------------------------ training
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    keep = target >= 0
+    if not keep.any():
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[keep], target[keep])
+
+
+def predict(model: FireNet, x: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    cells, scores = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            c, s = model(torch.from_numpy(x[i : i + batch]))
+            cells.append(c.numpy())
+            scores.append(s.numpy())
+    return np.concatenate(cells), np.concatenate(scores)
+
+
+def evaluate_scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for c, name in enumerate(("fire", "smoke")):
+        keep = labels[:, c] >= 0
+        y, s = labels[keep, c], scores[keep, c]
+        out[f"{name}_auc"] = roc_auc(y, s)
+        thr = threshold_at_fpr(y, s, 0.05)
+        out[f"{name}_recall_at_5fpr"] = float((s[y == 1] >= thr).mean()) if (y == 1).any() else 0.0
+    return out
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    samples = all_samples(args.data)
+    t0 = time.monotonic()
+    images = build_cache(samples, CACHE_DIR / "images.npz")
+    log.info("%d images cached in %.1f s", len(samples), time.monotonic() - t0)
+    tr = np.array([i for i, s in enumerate(samples) if s.split == "train"])
+    va = np.array([i for i, s in enumerate(samples) if s.split == "val"])
+    xv, _, yv = make_batch(samples, images, va, args.size, None)
+    yv = np.array([[samples[i].fire, samples[i].smoke] for i in va], np.float32)
+
+    model = FireNet()
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("FireNet: %d parameters; train %d, val %d images", n_params, len(tr), len(va))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(tr) / args.batch)
+    total = args.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.lr, total_steps=total, pct_start=0.15
+    )
+    best: dict[str, Any] = {"score": -1.0}
+    start = time.monotonic()
+    for epoch in range(args.epochs):
+        model.train()
+        perm = rng.permutation(tr)
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = perm[b * args.batch : (b + 1) * args.batch]
+            xb, tb, yb = make_batch(samples, images, idx, args.size, rng)
+            logits = model.logits(torch.from_numpy(xb))
+            t = torch.from_numpy(tb)
+            y = torch.from_numpy(yb)
+            loss = masked_bce(logits, t) + 0.5 * masked_bce(logits.amax(dim=(2, 3)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss))
+        _, sv = predict(model, xv)
+        m = evaluate_scores(sv, yv)
+        score = m["fire_auc"] + m["smoke_auc"] + m["fire_recall_at_5fpr"]
+        elapsed_min = (time.monotonic() - start) / 60
+        log.info(
+            "epoch %d/%d loss %.4f val %s (%.1f min)",
+            epoch + 1,
+            args.epochs,
+            float(np.mean(losses)),
+            " ".join(f"{k} {v:.3f}" for k, v in m.items()),
+            elapsed_min,
+        )
+        if score > best["score"]:
+            best = {
+                "score": score,
+                "epoch": epoch + 1,
+                "val": m,
+                "state": {k: v.clone() for k, v in model.state_dict().items()},
+            }
+        if elapsed_min > args.time_budget_min and epoch + 1 < args.epochs:
+            log.warning(
+                "time budget of %.0f min spent; stopping after epoch %d",
+                args.time_budget_min,
+                epoch + 1,
+            )
+            break
+    model.load_state_dict(best["state"])
+    model.eval()
+    _, sv = predict(model, xv)
+    thresholds = {}
+    for c, name in enumerate(("fire", "smoke")):
+        keep = yv[:, c] >= 0
+        thresholds[name] = float(threshold_at_fpr(yv[keep, c], sv[keep, c], 0.05))
+    return {
+        "model": model,
+        "epoch": best["epoch"],
+        "val": best["val"],
+        "thresholds": thresholds,
+        "params": n_params,
+        "train_minutes": (time.monotonic() - start) / 60,
+        "xv": xv,
+    }
+
+
+def export(model: FireNet, path: Path, size: int, check: np.ndarray) -> float:
+    """Write the ONNX graph; returns the largest difference between torch and onnxruntime."""
+    import onnxruntime as ort
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 3, size, size)
+    dyn = {"image": {2: "height", 3: "width"}, "cells": {2: "grid_h", 3: "grid_w"}}
+    try:
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            input_names=["image"],
+            output_names=["cells", "scores"],
+            opset_version=17,
+            dynamic_axes=dyn,
+            dynamo=False,
+        )
+    except Exception as e:  # newer torch may only have the dynamo exporter
+        log.warning("TorchScript exporter failed (%s); trying the dynamo exporter", e)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            input_names=["image"],
+            output_names=["cells", "scores"],
+            opset_version=18,
+            dynamo=True,
+            external_data=False,
+        )
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        tc, ts = model(torch.from_numpy(check))
+    worst = 0.0
+    for i in range(len(check)):
+        oc, os_ = sess.run(None, {"image": check[i : i + 1]})
+        worst = max(worst, float(np.abs(oc - tc[i : i + 1].numpy()).max()))
+        worst = max(worst, float(np.abs(os_ - ts[i : i + 1].numpy()).max()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vision.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="datasets folder")
+    p.add_argument("--out", type=Path, default=MODELS_DIR / "firenet.onnx")
+    p.add_argument("--size", type=int, default=224, help="input size in pixels (multiple of 16)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--time-budget-min", type=float, default=22.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.size % STRIDE_PX:
+        p.error(f"--size must be a multiple of {STRIDE_PX}")
+    res = train(args)
+    worst = export(res["model"], args.out, args.size, res["xv"][:16])
+    log.info("ONNX vs torch: largest difference %.2e", worst)
+    if worst > 1e-3:
+        log.error("onnxruntime output differs from torch by %.2e", worst)
+        return 1
+    meta = {
+        "format": "firenet-v1",
+        "input": {
+            "name": "image",
+            "size_px": [args.size, args.size],
+            "channels": "BGR",
+            "range": "0..255 float32, stretched (no letterbox)",
+        },
+        "outputs": {
+            "cells": "(1, 2, H/16, W/16) probabilities [fire, smoke]",
+            "scores": "(1, 2) max over cells",
+        },
+        "stride_px": STRIDE_PX,
+        "classes": ["fire", "smoke"],
+        "thresholds_val_fpr5": res["thresholds"],
+        "best_epoch": res["epoch"],
+        "val": res["val"],
+        "params": res["params"],
+        "train_minutes": round(res["train_minutes"], 1),
+        "seed": args.seed,
+        "onnx_max_abs_diff_vs_torch": worst,
+        "torch": torch.__version__,
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info(
+        "wrote %s (%d bytes) and %s",
+        args.out,
+        args.out.stat().st_size,
+        args.out.with_suffix(".json"),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

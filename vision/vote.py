@@ -1,0 +1,171 @@
+"""Video confirmation: a vote over a window of analysed frames, per camera and class.
+
+Pure and clock-free: the caller passes each analysed frame's time, score and
+regions, and gets back at most one event. Same input, same output, so a test
+can replay any score sequence.
+
+Rules (``VoteParams``; ``low = threshold * hold_ratio``):
+
+* A frame is a *candidate* when it has a region of the class at least
+  ``min_region_area_px`` large whose score is at least ``low``.
+* START (confirmed, active): the current frame is a candidate, at least
+  ``need = ceil(min_fraction * window_frames)`` candidates of the last
+  ``window_frames`` frames overlap its region, and their mean score is at least
+  ``threshold``. One spurious frame, or a flicker in a different place each
+  frame, never starts a detection.
+* While active, frames need only ``low`` (hysteresis) and no overlap (smoke
+  drifts): the detection ENDs when fewer than ``ceil(need / 2)`` of the last
+  ``window_frames`` frames are candidates.
+* UPDATE while active, at most every ``update_interval_s``: when the mean score
+  rose by ``score_step`` or the evidence box grew by ``growth_ratio`` since the
+  last event (the engine uses region growth).
+
+The event's region is the bounding box of the candidates' regions in the window.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.events import Region, VideoClass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoteParams:
+    threshold: float  # mean candidate score needed to start
+    window_frames: int = 6
+    min_fraction: float = 0.5
+    hold_ratio: float = 0.7
+    min_region_area_px: int = 0
+    update_interval_s: float = 5.0
+    score_step: float = 0.05
+    growth_ratio: float = 1.25
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold {self.threshold} is outside (0, 1]")
+        if self.window_frames < 1:
+            raise ValueError("window_frames must be at least 1")
+        if not 0 < self.min_fraction <= 1:
+            raise ValueError(f"min_fraction {self.min_fraction} is outside (0, 1]")
+        if not 0 < self.hold_ratio <= 1:
+            raise ValueError(f"hold_ratio {self.hold_ratio} is outside (0, 1]")
+
+    @property
+    def low(self) -> float:
+        return self.threshold * self.hold_ratio
+
+    @property
+    def need(self) -> int:
+        return max(1, math.ceil(self.min_fraction * self.window_frames))
+
+    @property
+    def keep(self) -> int:
+        return max(1, math.ceil(self.need / 2))
+
+
+class VoteEventKind(enum.StrEnum):
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoteEvent:
+    kind: VoteEventKind
+    cls: VideoClass
+    score: float  # mean score of the candidates in the window (0 at END without any)
+    region: Region | None  # bounding box of the candidates' regions
+    t_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    t_s: float
+    score: float
+    region: Region | None
+
+
+def overlaps(a: Region, b: Region) -> bool:
+    return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
+
+
+def union(regions: Sequence[Region], cls: VideoClass, score: float) -> Region:
+    x0 = min(r.x for r in regions)
+    y0 = min(r.y for r in regions)
+    x1 = max(r.x + r.w for r in regions)
+    y1 = max(r.y + r.h for r in regions)
+    return Region(x=x0, y=y0, w=x1 - x0, h=y1 - y0, score=score, cls=cls)
+
+
+class Vote:
+    """The vote for one class on one camera. ``active`` is True between START and END."""
+
+    def __init__(self, cls: VideoClass, params: VoteParams) -> None:
+        self.cls = cls
+        self.p = params
+        self.window: deque[_Frame] = deque(maxlen=params.window_frames)
+        self.active = False
+        self._last_score = 0.0
+        self._last_area = 0
+        self._last_emit_s = -math.inf
+
+    def update(self, t_s: float, regions: Sequence[Region]) -> VoteEvent | None:
+        """Feed one analysed frame (its regions of any class; others are ignored)."""
+        mine = [
+            r
+            for r in regions
+            if r.cls is self.cls and r.area >= self.p.min_region_area_px and r.score >= self.p.low
+        ]
+        best = max(mine, key=lambda r: r.score) if mine else None
+        frame = _Frame(t_s, best.score if best else 0.0, best)
+        self.window.append(frame)
+        if not self.active:
+            return self._maybe_start(frame)
+        return self._while_active(t_s)
+
+    def _maybe_start(self, frame: _Frame) -> VoteEvent | None:
+        anchor = frame.region
+        if anchor is None:
+            return None
+        cands = [f for f in self.window if f.region is not None and overlaps(f.region, anchor)]
+        if len(cands) < self.p.need:
+            return None
+        mean = sum(f.score for f in cands) / len(cands)
+        if mean < self.p.threshold:
+            return None
+        self.active = True
+        return self._emit(VoteEventKind.START, frame.t_s, cands, mean)
+
+    def _while_active(self, t_s: float) -> VoteEvent | None:
+        cands = [f for f in self.window if f.region is not None]
+        if len(cands) < self.p.keep:
+            mean = sum(f.score for f in cands) / len(cands) if cands else 0.0
+            ev = self._emit(VoteEventKind.END, t_s, cands, mean)
+            self.active = False
+            self.window.clear()  # a new detection needs fresh evidence
+            return ev
+        if t_s - self._last_emit_s < self.p.update_interval_s:
+            return None
+        mean = sum(f.score for f in cands) / len(cands)
+        box = union([f.region for f in cands if f.region is not None], self.cls, mean)
+        if (
+            mean >= self._last_score + self.p.score_step
+            or box.area >= self._last_area * self.p.growth_ratio
+        ):
+            return self._emit(VoteEventKind.UPDATE, t_s, cands, mean)
+        return None
+
+    def _emit(
+        self, kind: VoteEventKind, t_s: float, cands: Sequence[_Frame], mean: float
+    ) -> VoteEvent:
+        regions = [f.region for f in cands if f.region is not None]
+        box = union(regions, self.cls, mean) if regions else None
+        self._last_score = mean
+        self._last_area = box.area if box else 0
+        self._last_emit_s = t_s
+        return VoteEvent(kind=kind, cls=self.cls, score=mean, region=box, t_s=t_s)
