@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -538,11 +539,13 @@ class Health:
         tick_s = min(self.status_interval_s, 5.0)
         if wd:
             tick_s = min(tick_s, wd / 3 * self.clock.speed)
-        next_status = self.clock.monotonic()
+        # The status file's freshness is judged by another process against the real
+        # clock, so its schedule and time stamp are real time even under a ScaledClock.
+        next_status = time.monotonic()
         try:
             while True:
                 report = self.tick()
-                now = self.clock.monotonic()
+                now = time.monotonic()
                 if now >= next_status:
                     self.write_status(report)
                     next_status = now + self.status_interval_s
@@ -615,7 +618,7 @@ class Health:
     ) -> dict[str, Any]:
         """The status document (what ``firegate status`` reads), JSON-ready."""
         report = report if report is not None else self.check()
-        now_w = self.clock.wall()
+        now_w = time.time()  # real time: see run()
         statuses = {str(getattr(p, "name", "?")): self._part_status(p) for p in self._watched()}
         parts = {}
         for ph in report.parts:

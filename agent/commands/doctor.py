@@ -90,6 +90,7 @@ class Context:
     site: LoadedSite | None = None
     models_dir: Path = MODELS_DIR
     now_wall: Callable[[], float] = time.time
+    service_user: str = "firegate"
 
 
 Check = Callable[[Context], list[Result] | Awaitable[list[Result]]]  # sync or async
@@ -195,16 +196,87 @@ def check_config(ctx: Context) -> list[Result]:
             )
         ]
     c = ctx.site.config
-    n_dev = len(c.devices())
     return [
         Result(
             "config",
             Outcome.PASS,
             f"{ctx.config_path}: site {c.site.site_id} gateway {c.site.gateway_id}, "
-            f"{len(c.zones)} zones, {len(c.buses)} buses ({n_dev} devices, {len(c.panels())} panels), "
-            f"{len(c.cameras)} cameras",
+            f"{_n(len(c.zones), 'zone')}, {_n(len(c.buses), 'bus')} "
+            f"({_n(len(c.devices()), 'device')}, {_n(len(c.panels()), 'panel')}), "
+            f"{_n(len(c.cameras), 'camera')}",
         )
     ]
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else ("es" if word.endswith("s") else "s"))
+
+
+def check_service_user(ctx: Context) -> list[Result]:
+    """The unit runs as this user: without it systemd refuses to start the agent."""
+    svc = service_identity(ctx.service_user)
+    if svc is None:
+        return [
+            Result(
+                "service user",
+                Outcome.FAIL,
+                f"user {ctx.service_user} does not exist; the unit runs as it",
+                "run systemd/install.sh (it creates the user), or give --user NAME",
+            )
+        ]
+    return [Result("service user", Outcome.PASS, f"{svc.description}")]
+
+
+def _readable(path: Path, who: Identity) -> bool:
+    """May ``who`` open ``path`` for reading (search rights on every folder above it)?"""
+    try:
+        for d in reversed(path.resolve().parents):
+            if not may_access(d, who, os.X_OK):
+                return False
+        return may_access(path, who, os.R_OK)
+    except OSError:
+        return False
+
+
+def check_files(ctx: Context) -> list[Result]:
+    """The config and the files it names are readable by the service; secrets by no one else."""
+    assert ctx.site is not None
+    files: list[tuple[str, Path, bool]] = [("site config", ctx.config_path, False)]
+    up = ctx.site.config.uplink
+    if up is not None:
+        if up.password_file is not None:
+            files.append(("password_file", up.password_file, True))
+        if up.tls is not None:
+            files.append(("tls.ca_file", up.tls.ca_file, False))
+            if up.tls.cert_file is not None and up.tls.key_file is not None:
+                files.append(("tls.cert_file", up.tls.cert_file, False))
+                files.append(("tls.key_file", up.tls.key_file, True))
+    out = []
+    for what, path, secret in files:
+        if not _readable(path, ctx.identity):
+            out.append(
+                Result(
+                    f"file {what}",
+                    Outcome.FAIL,
+                    f"{path}: {ctx.identity.description} may not read it",
+                    f"chgrp firegate {path}; chmod 640 {path} (and the folders above it need o+x or group firegate)",
+                )
+            )
+        elif secret and path.stat().st_mode & 0o004:
+            out.append(
+                Result(
+                    f"file {what}",
+                    Outcome.FAIL,
+                    f"{path} ({_owner(path.stat())}) is readable by every user on the gateway",
+                    f"chmod 640 {path}; chgrp firegate {path}",
+                )
+            )
+    if not out:
+        names = ", ".join(w for w, _, _ in files)
+        out.append(
+            Result("files", Outcome.PASS, f"{names}: readable by {ctx.identity.description}")
+        )
+    return out
 
 
 def _serial_candidates() -> str:
@@ -667,9 +739,11 @@ def check_clock(ctx: Context) -> list[Result]:
 
 # ------------------------------------------------------------- the checklist
 
-NEEDS_SITE = {"serial", "devices", "cameras", "broker", "storage"}
+NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "storage"}
 CHECKS: list[tuple[str, Check]] = [
     ("config", check_config),
+    ("service-user", check_service_user),
+    ("files", check_files),
     ("serial", check_serial_ports),
     ("devices", check_devices),
     ("cameras", check_cameras),
@@ -785,7 +859,10 @@ def run(args: argparse.Namespace) -> int:
         print("--timeout-s must be positive", file=sys.stderr)
         return 2
     ctx = Context(
-        config_path=args.config, timeout_s=args.timeout_s, identity=identity_for(args.user)
+        config_path=args.config,
+        timeout_s=args.timeout_s,
+        identity=identity_for(args.user),
+        service_user=args.user,
     )
     results = asyncio.run(run_checks(ctx, frozenset(args.skip)))
     if args.json:

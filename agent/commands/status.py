@@ -63,6 +63,9 @@ def _state_dir(args: argparse.Namespace) -> Path | None:
     try:
         return load_site(config).config.storage.state_dir
     except ConfigError as e:
+        if args.config is None:  # the default config (e.g. unreadable without sudo)
+            print(f"note: cannot use {config}; looking in {DEFAULT_STATE_DIR}", file=sys.stderr)
+            return DEFAULT_STATE_DIR
         print(f"{config}: config not valid; give --state-dir instead", file=sys.stderr)
         for prob in e.problems:
             print(f"  {prob}", file=sys.stderr)

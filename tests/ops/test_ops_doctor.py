@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,7 +350,7 @@ async def test_camera_check(tmp_path: Path) -> None:
 
 def test_cli_all_good_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_site(tmp_path)
-    assert main(["doctor", "--config", str(path)]) == 0
+    assert main(["doctor", "--config", str(path), "--user", "root"]) == 0
     out = capsys.readouterr().out
     assert "PASS  config" in out and "PASS  storage" in out and "0 failed" in out
 
@@ -362,7 +364,7 @@ def test_cli_failures_exit_non_zero_with_fixes(
         port="/dev/ttyUSB-firegate-missing",
         uplink=f"uplink: {{host: 127.0.0.1, port: {port}}}",
     )
-    assert main(["doctor", "--config", str(path), "--timeout-s", "2"]) == 1
+    assert main(["doctor", "--config", str(path), "--timeout-s", "2", "--user", "root"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  serial rs485-1" in out and "FAIL  broker" in out
     assert "SKIP  devices" in out  # no driver check in this build: said, not faked
@@ -373,10 +375,54 @@ def test_cli_failures_exit_non_zero_with_fixes(
 def test_cli_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "site.yaml"
     path.write_text("version: 1\nsite: {site_id: s, gateway_id: g}\nzones: [{id: a}]\nbusses: []\n")
-    assert main(["doctor", "--config", str(path)]) == 1
+    assert main(["doctor", "--config", str(path), "--user", "nobody"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  config" in out and "busses" in out
-    assert "SKIP  storage  needs a valid config" in out
+    assert "SKIP  storage       needs a valid config" in out
+    assert "2 passed, 1 failed" in out  # service user and clock; the rest needs the config
+
+
+def test_service_user_must_exist(tmp_path: Path) -> None:
+    ctx = ctx_for(write_site(tmp_path), service_user="no-such-user-firegate")
+    [r] = doctor.check_service_user(ctx)
+    assert r.outcome is Outcome.FAIL and "install.sh" in r.fix
+    [r] = doctor.check_service_user(ctx_for(write_site(tmp_path), service_user="nobody"))
+    assert r.outcome is Outcome.PASS and "dialout" in r.detail
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A folder every user may traverse (pytest's own tmp folders are 0700 root)."""
+    d = Path(tempfile.mkdtemp(prefix="firegate-doctor-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d)
+
+
+def test_files_readable_by_the_service_user_and_secrets_private(open_dir: Path) -> None:
+    who = service_identity("nobody")
+    assert who is not None
+    pw = open_dir / "mqtt-password"
+    pw.write_text("s3cret\n")
+    pw.chmod(0o640)
+    os.chown(pw, 0, NOBODY)  # group of the service user, like chgrp firegate
+    path = write_site(open_dir, uplink=f"uplink: {{host: 127.0.0.1, password_file: {pw}}}")
+    path.chmod(0o644)
+    [r] = doctor.check_files(ctx_for(path, identity=who))
+    assert r.outcome is Outcome.PASS, r
+
+    pw.chmod(0o644)  # every user on the gateway could read the broker password
+    [r] = doctor.check_files(ctx_for(path, identity=who))
+    assert r.outcome is Outcome.FAIL and "readable by every user" in r.detail
+
+    pw.chmod(0o640)
+    path.chmod(0o600)  # root-only config: the service could not start
+    [r] = doctor.check_files(ctx_for(path, identity=who))
+    assert (
+        r.outcome is Outcome.FAIL and r.check == "file site config" and "may not read" in r.detail
+    )
 
 
 def test_register_check_replaces_placeholder(tmp_path: Path) -> None:

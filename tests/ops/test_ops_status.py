@@ -81,6 +81,11 @@ def write(state: Path, *, wall_offset_s: float = 0.0, stalled: bool = False) -> 
     )
     h._start_mono = now - 1000  # running for a while, so a stale progress counts
     assert h.write_status()
+    if wall_offset_s:  # the file's time stamp is real time, whatever the agent's clock
+        f = state / "status.json"
+        doc = json.loads(f.read_text())
+        doc["written_wall"] += wall_offset_s
+        f.write_text(json.dumps(doc))
 
 
 def test_running_and_healthy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
