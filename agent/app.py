@@ -14,12 +14,21 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agent import __version__
 from agent.clock import Clock
+from agent.engine import EngineRunner
 from agent.events import Command, Decision, DecisionType, Observation
 from agent.health import Health
 from agent.health import attach as attach_health
+from agent.outbox import Outbox
 from agent.siteconfig import LoadedSite
+from agent.siteconfig.models import PanelBus
 from agent.supervisor import Part, Supervisor
+from agent.uplink import Uplink
+from drivers.bus import BusWorker
+from drivers.panel import PanelReader
+from vision.camera import CameraWorker
+from vision.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,8 @@ class Agent:
     observations: asyncio.Queue[Observation] = field(
         default_factory=lambda: asyncio.Queue(OBSERVATION_QUEUE_MAX)
     )
-    commands: dict[str, asyncio.Queue[Command]] = field(default_factory=dict)  # per bus
+    outbox: Outbox | None = None
+    commands: dict[str, asyncio.Queue[Command]] = field(default_factory=dict)  # device -> its bus
     parts: list[Part] = field(default_factory=list)
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -70,6 +80,24 @@ class Agent:
             if isinstance(p, Health):  # so that a crashed part counts as restarting, not stalled
                 p.bind_supervisor(sup.states)
         return sup
+
+    def route_command(self, command: Command) -> None:
+        """Hand an engine command to the worker of the bus the target device is on."""
+        queue = self.commands.get(command.target)
+        if queue is None:
+            log.error("command %s for unknown device %s dropped", command.action, command.target)
+            return
+        try:
+            queue.put_nowait(command)
+        except asyncio.QueueFull:
+            log.error("command queue of %s full; %s dropped", command.target, command.action)
+
+    async def close(self) -> None:
+        """Release what outlives the parts (the outbox's database)."""
+        for task in list(self._pending):
+            await asyncio.gather(task, return_exceptions=True)
+        if self.outbox is not None:
+            await self.outbox.close()
 
     # A crashed part is a fault of the gateway itself, reported like any other.
     def _part_fault(self, part: str, error: str) -> None:
@@ -95,10 +123,54 @@ class Agent:
         task.add_done_callback(self._pending.discard)
 
 
-def build_agent(site: LoadedSite, clock: Clock, sink: DecisionSink | None = None) -> Agent:
-    """Create every configured part. Parts are added here as they are built."""
-    agent = Agent(site=site, clock=clock, sink=sink or LogSink())
-    # Health watches agent.parts itself (the live list), so parts added before or
-    # after this line are watched; it sends READY=1 and feeds the watchdog.
+def build_agent(
+    site: LoadedSite,
+    clock: Clock,
+    sink: DecisionSink | None = None,
+    *,
+    detector: Detector | None = None,
+) -> Agent:
+    """Create every configured part.
+
+    ``sink`` replaces the durable outbox (tests); then no uplink is started
+    either, since the uplink drains the outbox. ``detector`` replaces the
+    shipped model (tests).
+    """
+    cfg = site.config
+    outbox: Outbox | None = None
+    if sink is None:
+        storage = cfg.storage
+        outbox = Outbox(
+            storage.state_dir / "outbox.db",
+            max_rows=storage.outbox_max_rows,
+            max_bytes=int(storage.outbox_max_mb * 1024 * 1024),
+            clock=clock,
+        )
+        sink = outbox
+    agent = Agent(site=site, clock=clock, sink=sink, outbox=outbox)
+
+    for bus in cfg.buses:
+        if isinstance(bus, PanelBus):
+            agent.parts.append(PanelReader(bus, site, agent.observations, clock))
+            continue
+        worker = BusWorker(bus, site, agent.observations, clock)
+        agent.parts.append(worker)
+        for dev in bus.devices:
+            agent.commands[dev.name] = worker.commands
+
+    if cfg.cameras:
+        # one model for every camera: onnxruntime sessions are safe to share
+        # between threads, and one copy keeps memory small
+        det = detector or Detector.load(threads=1)
+        for cam in cfg.cameras:
+            agent.parts.append(CameraWorker(cam, det, agent.observations, clock))
+
+    agent.parts.append(
+        EngineRunner.for_site(site, agent.observations, agent.sink, agent.route_command, clock)
+    )
+    if outbox is not None and cfg.uplink is not None:
+        agent.parts.append(Uplink(cfg.uplink, cfg, outbox, clock, __version__))
+    # Health watches agent.parts itself (the live list); it sends READY=1 and
+    # feeds the watchdog only while every part makes progress.
     attach_health(agent.parts, site, clock)
     return agent

@@ -326,11 +326,15 @@ class TcpLink:
                         body = await reader.readexactly(length - 1)
                         if rtid == tid and runit == unit:
                             return body
-                        log.debug("dropped reply tid=%d unit=%d (want %d/%d)", rtid, runit, tid, unit)
+                        log.debug(
+                            "dropped reply tid=%d unit=%d (want %d/%d)", rtid, runit, tid, unit
+                        )
             except TimeoutError:
                 # a half-read frame would break the stream's framing: start afresh
                 self.close()
-                raise NoReply(f"no reply from unit {unit} at {self.where} within {timeout_s:g} s") from None
+                raise NoReply(
+                    f"no reply from unit {unit} at {self.where} within {timeout_s:g} s"
+                ) from None
             except FrameError:
                 self.close()
                 raise
@@ -338,4 +342,3 @@ class TcpLink:
                 self.lost = f"{self.where}: connection lost ({e or type(e).__name__})"
                 self.close()
                 raise PortError(self.lost) from None
-

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from agent import __version__, logs
-from agent.app import build_agent
 from agent.clock import Clock, ScaledClock, SystemClock
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 
@@ -67,8 +66,13 @@ async def _main(site: LoadedSite, clock: Clock, exit_after: float | None) -> int
         loop.add_signal_handler(sig, _on_signal, sig, stop)
     if exit_after is not None:
         loop.call_later(exit_after, stop.set)
+    from agent.app import build_agent  # heavy (OpenCV, onnxruntime): only when running
+
     agent = build_agent(site, clock)
-    clean = await agent.supervisor().run(stop)
+    try:
+        clean = await agent.supervisor().run(stop)
+    finally:
+        await agent.close()
     return 0 if clean else 1
 
 

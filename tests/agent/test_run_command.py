@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from config import EXAMPLE_SITE
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,8 +40,18 @@ def _wait_for(proc: subprocess.Popen[str], text: str, timeout_s: float = 20) -> 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_cleanly_and_quickly(sig: signal.Signals) -> None:
-    proc = _start(EXAMPLE_SITE)
+def test_signal_stops_cleanly_and_quickly(sig: signal.Signals, tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    # a bus whose adapter is unplugged: the agent runs, reports it, and still stops at once
+    config.write_text(
+        "site: {site_id: s, gateway_id: g}\n"
+        "zones: [{id: hall}]\n"
+        "buses:\n"
+        f"  - {{name: b1, type: rtu, port: {tmp_path}/ttyUSB9, devices:\n"
+        "      [{name: d1, profile: calectro-ug3-o-mb-r, device_id: 1, zone: hall}]}\n"
+        f"storage: {{state_dir: {tmp_path}/state}}\n"
+    )
+    proc = _start(config)
     try:
         _wait_for(proc, "part(s)")
         t0 = time.monotonic()
