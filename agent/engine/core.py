@@ -855,7 +855,7 @@ class Engine:
                     evidence=tuple(inc.evidence),
                     verified=verified,
                     snapshot_jpeg=inc.snapshot,
-                    details={"rule": rule},
+                    details={"rule": rule, "held_s": round(now - first_mono, 3)},
                 ),
             )
             return

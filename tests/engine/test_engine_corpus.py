@@ -49,3 +49,25 @@ def test_scenario(path: Path) -> None:
             assert t - first <= policies[d.zone].ceiling_s + poll_s + tick_s
     if sc.truth == "fire":
         assert any(d.zone == sc.zone for _t, d in fires), "a real fire is never lost"
+
+
+def _trace(path: Path) -> list[object]:
+    r = replay(load_scenario(path))
+    out: list[object] = []
+    for t, d in r.decisions:
+        dd = d.to_dict()
+        del dd["id"]
+        for e in dd["evidence"]:
+            del e["observation_id"]
+        out.append((t, dd))
+    out += [(t, s.source, s.reason, s.count) for t, s in r.suppressed]
+    out += [(t, c.target, c.action) for t, c in r.commands]
+    return out
+
+
+@pytest.mark.parametrize(
+    "name", ["kitchen-fire", "nuisance-cooking-fumes", "detector-offline-during-verification"]
+)
+def test_replay_is_deterministic(name: str) -> None:
+    path = next(p for p in SCENARIOS if p.stem == name)
+    assert _trace(path) == _trace(path)
