@@ -19,6 +19,13 @@ def test_corpus_is_large_enough() -> None:
     assert {"fire", "nuisance", "electrical", "fault"} <= truths
     assert sum(sc.truth == "fire" for sc in names) >= 10
     assert sum(sc.truth == "nuisance" for sc in names) >= 10
+    for sc in names:
+        forwards = [e for e in sc.expect if e.type is DecisionType.FIRE_ALARM and e.count != 0]
+        if sc.truth == "nuisance" and forwards:
+            # a nuisance the engine cannot hold back must say so, and why
+            assert sc.honest_note, f"{sc.name}: forwarded nuisance without honest_note"
+        if sc.truth == "fire":
+            assert forwards, f"{sc.name}: a fire scenario must expect its fire alarm"
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
