@@ -255,6 +255,12 @@ class Timeline:
                     self._add(ev.device, point, ev.at, v, None)
                 if ev.ramp is not None:
                     self._check_point(ev.device, ev.ramp.point, where)
+                    pt = self.profiles[ev.device].point_by_name[ev.ramp.point]
+                    if pt.type is DataType.BOOL or pt.flags:
+                        raise ScenarioError(
+                            f"{where}: {ev.device}.{ev.ramp.point} is a state, not a measured "
+                            "value: use `set`, not `ramp`"
+                        )
                     start = self.value(ev.device, ev.ramp.point, ev.at)
                     self._add(ev.device, ev.ramp.point, ev.at, start, (ev.ramp.to, ev.ramp.over_s))
                 if ev.offline is not None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,6 +281,7 @@ class Engine:
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
         self._offline_sources: set[str] = set()
+        self._seed_totals: dict[str, int] = {}
         self._stats_start_mono: float | None = None
         self.counters: dict[str, int] = {
             "observations": 0,
@@ -336,9 +338,23 @@ class Engine:
         """Zone -> confirmed, for every open incident."""
         return {z: inc.confirmed for z, inc in self._incidents.items()}
 
+    def seed_nuisance_totals(self, totals: Mapping[str, int]) -> None:
+        """Carry per-detector nuisance totals over a restart (from the local log).
+
+        Only raises totals; the stats period counts are not touched."""
+        for key, n in totals.items():
+            self._seed_totals[key] = max(n, self._seed_totals.get(key, 0))
+            det = self._detectors.get(key)
+            if det is not None:
+                det.nuisance_total = max(det.nuisance_total, n)
+            cam = self._cameras.get(key)
+            if cam is not None:
+                cam.nuisance_total = max(cam.nuisance_total, n)
+
     def nuisance_counts(self) -> dict[str, int]:
-        """Held-back nuisances per detector or camera since start."""
-        out = {d.key: d.nuisance_total for d in self._detectors.values() if d.nuisance_total}
+        """Held-back nuisances per detector or camera (with seeded totals)."""
+        out = {k: n for k, n in self._seed_totals.items() if n}
+        out.update({d.key: d.nuisance_total for d in self._detectors.values() if d.nuisance_total})
         out.update({c.name: c.nuisance_total for c in self._cameras.values() if c.nuisance_total})
         return out
 
@@ -389,6 +405,7 @@ class Engine:
                 kind=kind,
                 resettable=dev is not None and dev.resettable,
                 offline=source in self._offline_sources,
+                nuisance_total=self._seed_totals.get(key, 0),
             )
             self._detectors[key] = det
             self._zone_detectors.setdefault(zone, []).append(det)
@@ -855,7 +872,7 @@ class Engine:
                     evidence=tuple(inc.evidence),
                     verified=verified,
                     snapshot_jpeg=inc.snapshot,
-                    details={"rule": rule},
+                    details={"rule": rule, "held_s": round(now - first_mono, 3)},
                 ),
             )
             return

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,11 @@ class NuisanceLog:
         files = [self.path.with_name(f"{FILE_NAME}.{i}") for i in range(self.keep, 0, -1)]
         for p in [*files, self.path]:
             try:
-                text = p.read_text(encoding="utf-8", errors="replace")
+                if not stat.S_ISREG(p.stat().st_mode):
+                    continue  # a device or fifo put in its place: never read endlessly
+                with open(p, "rb") as f:
+                    # bounded even if the file grew past its cap (a foreign writer)
+                    text = f.read(2 * self.max_bytes).decode("utf-8", errors="replace")
             except OSError:
                 continue
             for line in text.splitlines():
@@ -95,6 +100,15 @@ class NuisanceLog:
                     out.append(json.loads(line))
                 except ValueError:
                     continue
+        return out
+
+    def totals(self) -> dict[str, int]:
+        """The latest nuisance count of each detector or camera still on disk."""
+        out: dict[str, int] = {}
+        for e in self.read():
+            src, n = e.get("source"), e.get("count")
+            if isinstance(src, str) and isinstance(n, int):
+                out[src] = max(n, out.get(src, 0))
         return out
 
     def status(self) -> dict[str, Any]:

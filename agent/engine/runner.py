@@ -74,6 +74,7 @@ class EngineRunner:
         self._sink_errors = 0
         self._command_errors = 0
         self._retry_after_mono = 0.0
+        self._seeded = False
 
     @classmethod
     def for_site(
@@ -98,6 +99,15 @@ class EngineRunner:
         )
 
     async def run(self) -> None:
+        if self.nuisance_log is not None and not self._seeded:
+            # nuisance counts per detector survive a restart (read off the loop)
+            try:
+                totals = await asyncio.to_thread(self.nuisance_log.totals)
+            except OSError as e:
+                log.error("cannot read the nuisance log %s: %s", self.nuisance_log.path, e)
+                totals = {}
+            self.engine.seed_nuisance_totals(totals)
+            self._seeded = True
         self._next_tick_mono = self.clock.monotonic()
         while True:
             now = self.clock.monotonic()

@@ -19,6 +19,13 @@ def test_corpus_is_large_enough() -> None:
     assert {"fire", "nuisance", "electrical", "fault"} <= truths
     assert sum(sc.truth == "fire" for sc in names) >= 10
     assert sum(sc.truth == "nuisance" for sc in names) >= 10
+    for sc in names:
+        forwards = [e for e in sc.expect if e.type is DecisionType.FIRE_ALARM and e.count != 0]
+        if sc.truth == "nuisance" and forwards:
+            # a nuisance the engine cannot hold back must say so, and why
+            assert sc.honest_note, f"{sc.name}: forwarded nuisance without honest_note"
+        if sc.truth == "fire":
+            assert forwards, f"{sc.name}: a fire scenario must expect its fire alarm"
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
@@ -49,3 +56,25 @@ def test_scenario(path: Path) -> None:
             assert t - first <= policies[d.zone].ceiling_s + poll_s + tick_s
     if sc.truth == "fire":
         assert any(d.zone == sc.zone for _t, d in fires), "a real fire is never lost"
+
+
+def _trace(path: Path) -> list[object]:
+    r = replay(load_scenario(path))
+    out: list[object] = []
+    for t, d in r.decisions:
+        dd = d.to_dict()
+        del dd["id"]
+        for e in dd["evidence"]:
+            del e["observation_id"]
+        out.append((t, dd))
+    out += [(t, s.source, s.reason, s.count) for t, s in r.suppressed]
+    out += [(t, c.target, c.action) for t, c in r.commands]
+    return out
+
+
+@pytest.mark.parametrize(
+    "name", ["kitchen-fire", "nuisance-cooking-fumes", "detector-offline-during-verification"]
+)
+def test_replay_is_deterministic(name: str) -> None:
+    path = next(p for p in SCENARIOS if p.stem == name)
+    assert _trace(path) == _trace(path)

@@ -373,3 +373,27 @@ def test_gateway_zone_matches_app() -> None:
     from agent.engine.core import GATEWAY_ZONE
 
     assert GATEWAY_ZONE == APP_ZONE
+
+
+def test_engine_builds_from_the_example_site() -> None:
+    from agent.engine import Engine
+    from agent.events import StateChange
+    from agent.siteconfig import load_site
+    from config import EXAMPLE_SITE
+
+    engine = Engine(load_site(EXAMPLE_SITE))
+    assert engine.site.devices["kitchen-smoke-1"].resettable
+    assert engine.site.devices["main-board-leakage"].kind is DeviceKind.RESIDUAL_CURRENT
+    assert engine.site.zone_of("panel", "1/23", "storeroom") == "classroom-12"
+    obs = StateChange(
+        source="panel",
+        zone="storeroom",
+        wall=1.0,
+        mono=1.0,
+        point="1/24",
+        kind=DeviceKind.MANUAL_CALL_POINT,
+        condition=Condition.ALARM,
+        active=True,
+    )
+    (d,) = engine.feed(obs, 1.0, 1.0).decisions
+    assert d.type is DecisionType.FIRE_ALARM and d.zone == "kitchen"

@@ -209,3 +209,23 @@ def test_for_site_takes_the_site_config(tmp_path: Path) -> None:
     assert runner.nuisance_log.path.parent == site.config.storage.state_dir
     assert runner.engine.site.devices["staff-smoke"].resettable
     assert not runner.engine.site.devices["changing-smoke"].resettable
+
+
+async def test_nuisance_totals_survive_a_restart(tmp_path: Path) -> None:
+    NuisanceLog(tmp_path).append([_entry(7)])  # det-7 had 7 nuisances before the restart
+    clock = ScaledClock(SPEED)
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    index = site(coincidence_window_s=5)
+    engine = Engine(index)
+    runner = EngineRunner(engine, inbox, Sink(), lambda c: None, clock, 0.5, tmp_path)
+    task = await _running(runner)
+    await _until(lambda: engine.nuisance_counts().get("det-7") == 7)
+    inbox.put_nowait(_alarm(clock, "s2"))
+    inbox.put_nowait(_alarm(clock, "s2", active=False))
+    await _until(lambda: engine.nuisance_counts().get("s2") == 1)
+    await _stop(task)
+    engine2 = Engine(index)
+    runner2 = EngineRunner(engine2, asyncio.Queue(), Sink(), lambda c: None, clock, 0.5, tmp_path)
+    task2 = await _running(runner2)
+    await _until(lambda: engine2.nuisance_counts() == {"det-7": 7, "s2": 1})
+    await _stop(task2)

@@ -112,3 +112,17 @@ def test_apply_sets_mock_points() -> None:
     assert mock.points["leakage_setpoint"] == 300
     with pytest.raises(ScenarioError, match="no device 'x'"):
         tl.apply(0, {"x": mock})
+
+
+def test_ramp_of_a_state_is_refused() -> None:
+    sc = _scenario(
+        events=[
+            {
+                "at": 1,
+                "device": "kitchen-smoke",
+                "ramp": {"point": "smoke_alarm", "to": 1, "over_s": 5},
+            }
+        ]
+    )
+    with pytest.raises(ScenarioError, match="use `set`, not `ramp`"):
+        Timeline(sc, scenario_site(sc))
