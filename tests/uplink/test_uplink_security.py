@@ -172,3 +172,22 @@ async def test_unreadable_password_file_is_a_clear_fault(tmp_path: Path) -> None
     await run_for(up, lambda: up.fault is not None)
     assert "password_file" in (up.fault or "") and "missing" in (up.fault or "")
     await outbox.close()
+
+
+async def test_broker_refusing_client_certificate_is_a_tls_fault(
+    tmp_path: Path, pki: dict[str, Path], tls_broker: Broker
+) -> None:
+    """TLS 1.3: the broker rejects a missing client certificate after the handshake."""
+    outbox = Outbox(tmp_path / "ob.db", 1000, 10**8)
+    up = Uplink(
+        uplink_config(
+            tls_broker.port, host="localhost", tls={"ca_file": pki["ca_crt"]}, publish_timeout_s=1.0
+        ),
+        site(),
+        outbox,
+        SystemClock(),
+        "t",
+    )
+    await run_for(up, lambda: up.fault is not None)
+    assert "TLS" in (up.fault or "") and "certificate" in (up.fault or "").lower()
+    await outbox.close()
