@@ -281,3 +281,24 @@ def test_schema_rejects_bad_payloads(bad: dict[str, Any]) -> None:
     validator().validate(good)
     with pytest.raises(jsonschema.ValidationError):
         validator().validate({**good, **bad})
+
+
+@pytest.mark.parametrize("root", ["firegate/{site}/x", "firegate/#", "/firegate", "a/{0}"])
+def test_topic_root_typos_are_rejected(root: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="topic_root"):
+        uplink_config(1883, topic_root=root)
+
+
+def test_topic_layout_and_client_id() -> None:
+    from agent.uplink import client_id_for, topics_for
+
+    cfg = uplink_config(1883, topic_root="centre/{site_id}/gw/{gateway_id}")
+    t = topics_for(cfg, site())
+    assert t.decision("fire_alarm") == "centre/school-1/gw/gw1/decision/fire_alarm"
+    assert t.evidence("abc") == "centre/school-1/gw/gw1/evidence/abc"
+    assert t.status == "centre/school-1/gw/gw1/status"
+    assert t.request_name("centre/school-1/gw/gw1/request/state") == "state"
+    assert client_id_for(cfg, site()) == "firegate-school-1-gw1"
+    assert client_id_for(uplink_config(1883, client_id="mine"), site()) == "mine"
