@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 
 from agent.clock import Clock, SystemClock
 from agent.events import PRIORITY, Decision, DecisionType
+from agent.siteconfig.models import StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -753,6 +754,19 @@ class Outbox:
                 log.warning("outbox: checkpoint at close failed: %s", e)
             self._db.close()
             self._db = None
+
+
+OUTBOX_FILE = "outbox.db"
+
+
+def outbox_from_config(storage: StorageConfig, clock: Clock | None = None) -> Outbox:
+    """The outbox as the site config describes it: ``<state_dir>/outbox.db``."""
+    return Outbox(
+        storage.state_dir / OUTBOX_FILE,
+        storage.outbox_max_rows,
+        int(storage.outbox_max_mb * 1024 * 1024),
+        clock=clock,
+    )
 
 
 def _is_corrupt(e: sqlite3.DatabaseError) -> bool:

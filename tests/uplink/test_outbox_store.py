@@ -254,3 +254,12 @@ async def test_cap_full_of_fire_alarms_evicts_nothing_in_vain(tmp_path: Path) ->
     assert len(faults) == 1 and faults[0].payload["zone"] == GATEWAY_ZONE  # the cap fault
     assert ob.status()["evicted"] == {"restore": 1, "fault": 1}
     await ob.close()
+
+
+def test_outbox_from_config(tmp_path: Path) -> None:
+    from agent.outbox import outbox_from_config
+    from agent.siteconfig.models import StorageConfig
+
+    ob = outbox_from_config(StorageConfig(state_dir=tmp_path, outbox_max_rows=500, outbox_max_mb=2))
+    assert ob.path == tmp_path / "outbox.db"
+    assert (ob.max_rows, ob.max_bytes) == (500, 2 * 1024 * 1024)
