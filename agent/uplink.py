@@ -60,7 +60,10 @@ PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible ch
 REQUESTS = ("snapshot", "state")  # the whole downlink vocabulary
 REQUEST_MAX_BYTES = 4096
 READ_AHEAD = 128  # decisions read from the outbox per look while a backlog drains
-IDLE_WAKE_S = 2.0  # bound on every wait, so progress_mono moves while idle
+IDLE_WAKE_S = 2.0
+# A connection that lasted this long (or delivered something) resets the
+# reconnect backoff; one that drops at once (kicked, flapping) keeps backing off.
+STABLE_S = 30.0  # bound on every wait, so progress_mono moves while idle
 
 RequestHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -194,10 +197,12 @@ class Uplink:
             self.state = "connecting"
             link_errors = _LinkErrors()
             MQTT_LOG.addHandler(link_errors)
+            connected_mono: float | None = None
+            published_before = self.published
             try:
                 client = self._client()
                 async with client:
-                    failures = 0
+                    connected_mono = self.clock.monotonic()
                     await self._session(client)
             except asyncio.CancelledError:
                 self.state = "stopped"
@@ -210,6 +215,11 @@ class Uplink:
             finally:
                 MQTT_LOG.removeHandler(link_errors)
             self.connected_since_wall = None
+            if connected_mono is not None and (
+                self.published > published_before
+                or self.clock.monotonic() - connected_mono >= STABLE_S
+            ):
+                failures = 0  # a link that delivered or held a while starts afresh
             failures += 1
             delay = min(
                 self.config.reconnect_max_s, self.config.reconnect_min_s * 2 ** (failures - 1)
