@@ -189,7 +189,7 @@ class Outbox:
         self._counts = _Counts()
         self._memory: list[_Row] = []  # rows the disk refused, in arrival order
         self._memory_sent: set[str] = set()  # their decision_sent flag
-        self._lock = threading.Lock()  # guards _to_delete / _delete_scheduled
+        self._lock = threading.Lock()  # guards _to_delete, _delete_scheduled, _deleting
         self._to_delete: list[str] = []
         self._delete_scheduled = False
         self._deleting: set[str] = set()  # acked, delete not yet committed: never handed out
@@ -232,8 +232,8 @@ class Outbox:
 
         Returns at once; the id is never handed out again by ``next_batch``.
         """
-        self._deleting.add(decision_id)
         with self._lock:
+            self._deleting.add(decision_id)
             self._to_delete.append(decision_id)
             if self._delete_scheduled:
                 return
@@ -617,7 +617,8 @@ class Outbox:
         )
 
     def _peek_thread(self, limit: int, skip: set[str]) -> list[Pending]:
-        skip = skip | self._deleting
+        with self._lock:
+            skip = skip | self._deleting
         out: list[Pending] = []
         if self._db is not None:
             out = self._peek_disk(self._db, limit, skip)
@@ -688,7 +689,8 @@ class Outbox:
         try:
             self._guarded(self._delete_ids, ids)
         finally:
-            self._deleting.difference_update(ids)
+            with self._lock:
+                self._deleting.difference_update(ids)
 
     def _delete_ids(self, ids: list[str]) -> None:
         mem_ids = {r.id for r in self._memory}
