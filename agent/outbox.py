@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 
 from agent.clock import Clock, SystemClock
 from agent.events import PRIORITY, Decision, DecisionType
+from agent.siteconfig.models import StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class Outbox:
         self._counts = _Counts()
         self._memory: list[_Row] = []  # rows the disk refused, in arrival order
         self._memory_sent: set[str] = set()  # their decision_sent flag
-        self._lock = threading.Lock()  # guards _to_delete / _delete_scheduled
+        self._lock = threading.Lock()  # guards _to_delete, _delete_scheduled, _deleting
         self._to_delete: list[str] = []
         self._delete_scheduled = False
         self._deleting: set[str] = set()  # acked, delete not yet committed: never handed out
@@ -231,8 +232,8 @@ class Outbox:
 
         Returns at once; the id is never handed out again by ``next_batch``.
         """
-        self._deleting.add(decision_id)
         with self._lock:
+            self._deleting.add(decision_id)
             self._to_delete.append(decision_id)
             if self._delete_scheduled:
                 return
@@ -493,21 +494,40 @@ class Outbox:
         rows, nbytes = self._counts.rows, self._counts.bytes
         evicted: dict[str, int] = {}
         drop_new = False
-        while rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes:
-            victim = db.execute(
-                "SELECT seq, priority, type, bytes FROM outbox WHERE priority > 0 "
-                "ORDER BY priority DESC, seq LIMIT 1"
+        over = rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes
+        if over:
+            # A new decision may push out only decisions of its own or lower
+            # priority, never a fire alarm. If even that cannot make room, evict
+            # nothing: the new one is dropped, or (a fire alarm) stored past the cap.
+            ev_rows, ev_bytes = db.execute(
+                "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox "
+                "WHERE priority >= ? AND priority > 0",
+                (row.priority,),
             ).fetchone()
-            if victim is None or victim[1] < row.priority:
-                # everything stored outranks the new decision: it is the one to go,
-                # unless it is a fire alarm, which is stored past the cap.
-                drop_new = row.priority > 0
-                break
-            db.execute("DELETE FROM outbox WHERE seq = ?", (victim[0],))
-            changes.append((victim[2], -victim[3], -1))
-            evicted[victim[2]] = evicted.get(victim[2], 0) + 1
-            rows -= 1
-            nbytes -= victim[3]
+            fits = (
+                rows - ev_rows + 1 <= self.max_rows
+                and nbytes - ev_bytes + row.nbytes <= self.max_bytes
+            )
+            drop_new = not fits and row.priority > 0
+            while fits and (rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes):
+                victim = db.execute(
+                    "SELECT seq, priority, type, bytes FROM outbox WHERE priority > 0 "
+                    "ORDER BY priority DESC, seq LIMIT 1"
+                ).fetchone()
+                db.execute("DELETE FROM outbox WHERE seq = ?", (victim[0],))
+                changes.append((victim[2], -victim[3], -1))
+                evicted[victim[2]] = evicted.get(victim[2], 0) + 1
+                rows -= 1
+                nbytes -= victim[3]
+            if not fits and not drop_new:
+                log.error(
+                    "outbox %s: fire alarm %s stored past the cap (%d rows, %d bytes): "
+                    "fire alarms are never dropped",
+                    self.path,
+                    row.id,
+                    rows + 1,
+                    nbytes + row.nbytes,
+                )
         if drop_new:
             evicted[row.type] = evicted.get(row.type, 0) + 1
         else:
@@ -536,21 +556,23 @@ class Outbox:
                 self.max_bytes,
                 ", ".join(f"{n} {t}" for t, n in evicted.items()),
             )
-            if not self._cap_active:
-                self._cap_active = True
-                fault = self._gateway(
-                    DecisionType.FAULT,
-                    f"outbox reached its cap ({self.max_rows} rows / {self.max_bytes} bytes); "
-                    "lowest-priority decisions are being dropped",
-                    evicted=dict(evicted),
-                )
-                frow = _row_of(fault, self.clock.wall())
-                # stored in the same transaction; a FAULT outranks what was evicted
-                sub = self._insert_in_tx_nocap(db, frow)
-                changes.extend(sub)
-        elif self._cap_active and (
-            rows + 1 < RESTORE_BELOW * self.max_rows
-            and nbytes + row.nbytes < RESTORE_BELOW * self.max_bytes
+        if over and not self._cap_active:
+            self._cap_active = True
+            fault = self._gateway(
+                DecisionType.FAULT,
+                f"outbox reached its cap ({self.max_rows} rows / {self.max_bytes} bytes); "
+                "lowest-priority decisions are being dropped (never fire alarms)",
+                evicted=dict(evicted),
+            )
+            # stored in the same transaction, past the cap: one row, once per episode
+            changes.extend(self._insert_in_tx_nocap(db, _row_of(fault, self.clock.wall())))
+        elif (
+            not over
+            and self._cap_active
+            and (
+                rows + 1 < RESTORE_BELOW * self.max_rows
+                and nbytes + row.nbytes < RESTORE_BELOW * self.max_bytes
+            )
         ):
             self._cap_active = False
             restore = self._gateway(
@@ -595,7 +617,8 @@ class Outbox:
         )
 
     def _peek_thread(self, limit: int, skip: set[str]) -> list[Pending]:
-        skip = skip | self._deleting
+        with self._lock:
+            skip = skip | self._deleting
         out: list[Pending] = []
         if self._db is not None:
             out = self._peek_disk(self._db, limit, skip)
@@ -666,7 +689,8 @@ class Outbox:
         try:
             self._guarded(self._delete_ids, ids)
         finally:
-            self._deleting.difference_update(ids)
+            with self._lock:
+                self._deleting.difference_update(ids)
 
     def _delete_ids(self, ids: list[str]) -> None:
         mem_ids = {r.id for r in self._memory}
@@ -732,6 +756,19 @@ class Outbox:
                 log.warning("outbox: checkpoint at close failed: %s", e)
             self._db.close()
             self._db = None
+
+
+OUTBOX_FILE = "outbox.db"
+
+
+def outbox_from_config(storage: StorageConfig, clock: Clock | None = None) -> Outbox:
+    """The outbox as the site config describes it: ``<state_dir>/outbox.db``."""
+    return Outbox(
+        storage.state_dir / OUTBOX_FILE,
+        storage.outbox_max_rows,
+        int(storage.outbox_max_mb * 1024 * 1024),
+        clock=clock,
+    )
 
 
 def _is_corrupt(e: sqlite3.DatabaseError) -> bool:

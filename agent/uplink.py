@@ -54,12 +54,16 @@ from agent.outbox import GATEWAY_ZONE, Outbox, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
 log = logging.getLogger(__name__)
+MQTT_LOG = logging.getLogger(f"{__name__}.mqtt")  # paho-mqtt's own messages
 
 PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible change
 REQUESTS = ("snapshot", "state")  # the whole downlink vocabulary
 REQUEST_MAX_BYTES = 4096
 READ_AHEAD = 128  # decisions read from the outbox per look while a backlog drains
-IDLE_WAKE_S = 2.0  # bound on every wait, so progress_mono moves while idle
+IDLE_WAKE_S = 2.0
+# A connection that lasted this long (or delivered something) resets the
+# reconnect backoff; one that drops at once (kicked, flapping) keeps backing off.
+STABLE_S = 30.0  # bound on every wait, so progress_mono moves while idle
 
 RequestHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -191,10 +195,14 @@ class Uplink:
         while True:
             self.progress_mono = self.clock.monotonic()
             self.state = "connecting"
+            link_errors = _LinkErrors()
+            MQTT_LOG.addHandler(link_errors)
+            connected_mono: float | None = None
+            published_before = self.published
             try:
                 client = self._client()
                 async with client:
-                    failures = 0
+                    connected_mono = self.clock.monotonic()
                     await self._session(client)
             except asyncio.CancelledError:
                 self.state = "stopped"
@@ -203,8 +211,15 @@ class Uplink:
             except UplinkConfigError as e:
                 self._health_fault(f"uplink settings: {e}")
             except (aiomqtt.MqttError, _NoPuback, OSError) as e:
-                self._classify(e)
+                self._classify(e, link_errors.last)
+            finally:
+                MQTT_LOG.removeHandler(link_errors)
             self.connected_since_wall = None
+            if connected_mono is not None and (
+                self.published > published_before
+                or self.clock.monotonic() - connected_mono >= STABLE_S
+            ):
+                failures = 0  # a link that delivered or held a while starts afresh
             failures += 1
             delay = min(
                 self.config.reconnect_max_s, self.config.reconnect_min_s * 2 ** (failures - 1)
@@ -259,7 +274,7 @@ class Uplink:
             tls_context=tls_context,
             max_inflight_messages=cfg.inflight_max + 4,  # room for status and heartbeat
             will=aiomqtt.Will(self.topics.status, offline, qos=1, retain=True),
-            logger=logging.getLogger("agent.uplink.mqtt"),
+            logger=MQTT_LOG,
         )
         client.pending_calls_threshold = cfg.inflight_max + 8  # not a warning per backlog
         return client
@@ -487,7 +502,7 @@ class Uplink:
 
     # ------------------------------------------------------------------ faults
 
-    def _classify(self, e: BaseException) -> None:
+    def _classify(self, e: BaseException, link_error: str | None = None) -> None:
         rc = getattr(e, "rc", None)
         code = getattr(rc, "value", rc)
         if isinstance(e, MqttConnectError) and code in _LOGIN_CODES:
@@ -495,7 +510,14 @@ class Uplink:
                 f"broker {self.config.host}:{self.config.effective_port} refused the login "
                 f"as {self.config.username!r} ({e}); check username and password"
             )
-        elif isinstance(e.__context__, ssl.SSLError) or "ssl" in str(e).lower():
+        elif (
+            isinstance(e.__context__, ssl.SSLError)
+            or "ssl" in str(e).lower()
+            or (link_error is not None and "ssl" in link_error.lower())
+        ):
+            if link_error is not None and "ssl" in link_error.lower():
+                # e.g. the broker refused our certificate after the handshake
+                e = aiomqtt.MqttError(link_error)
             self._health_fault(
                 f"TLS with {self.config.host}:{self.config.effective_port} failed ({e}); "
                 "check ca_file, the broker's certificate and the client certificate"
@@ -547,6 +569,22 @@ def _first(eg: BaseExceptionGroup[BaseException]) -> BaseException:
         if not isinstance(e, asyncio.CancelledError):
             return e
     return eg.exceptions[0]
+
+
+class _LinkErrors(logging.Handler):
+    """Keeps the last error paho-mqtt logged during one connection attempt.
+
+    A broker that rejects the client certificate (TLS 1.3 does that after the
+    handshake) makes aiomqtt wait for a CONNACK that never comes and report a
+    timeout; the SSL error itself only reaches paho's log.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
 
 
 def _cancelling() -> bool:

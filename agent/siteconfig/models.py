@@ -280,6 +280,28 @@ class UplinkConfig(Strict):
         default=16, ge=1, le=100, description="decisions published and awaiting PUBACK at once"
     )
 
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root(cls, v: str) -> str:
+        try:
+            probe = v.format(site_id="s", gateway_id="g")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(
+                f"topic_root {v!r}: only {{site_id}} and {{gateway_id}} may be filled in ({e})"
+            ) from None
+        if (
+            not probe
+            or "+" in probe
+            or "#" in probe
+            or probe.startswith("/")
+            or probe.endswith("/")
+        ):
+            raise ValueError(
+                f"topic_root {v!r} must be a topic without wildcards (+, #) "
+                "and without a leading or trailing '/'"
+            )
+        return v
+
     @model_validator(mode="after")
     def _one_password(self) -> UplinkConfig:
         if self.password is not None and self.password_file is not None:

@@ -236,3 +236,30 @@ async def test_unusable_database_is_a_clear_error_and_memory_keeps_going(tmp_pat
     assert st["in_memory"] == 2 and st["write_failing"]  # the alarm and the fault
     assert [p.id for p in await ob.next_batch(1)] == [d.id]
     await ob.close()
+
+
+async def test_cap_full_of_fire_alarms_evicts_nothing_in_vain(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "ob.db", max_rows=4, max_bytes=10**8)
+    fires = [decision(DecisionType.FIRE_ALARM, n) for n in range(4)]
+    for d in fires:
+        await ob.submit(d)
+    late = [decision(DecisionType.RESTORE, 10), decision(DecisionType.FAULT, 11)]
+    for d in late:
+        await ob.submit(d)  # no room even after evicting everything below them: dropped
+    more = decision(DecisionType.FIRE_ALARM, 12)
+    await ob.submit(more)  # stored past the cap, evicting nothing in vain
+    kept = await ob.next_batch(100)
+    assert [p.id for p in kept if p.type == "fire_alarm"] == [d.id for d in [*fires, more]]
+    faults = [p for p in kept if p.type == "fault"]
+    assert len(faults) == 1 and faults[0].payload["zone"] == GATEWAY_ZONE  # the cap fault
+    assert ob.status()["evicted"] == {"restore": 1, "fault": 1}
+    await ob.close()
+
+
+def test_outbox_from_config(tmp_path: Path) -> None:
+    from agent.outbox import outbox_from_config
+    from agent.siteconfig.models import StorageConfig
+
+    ob = outbox_from_config(StorageConfig(state_dir=tmp_path, outbox_max_rows=500, outbox_max_mb=2))
+    assert ob.path == tmp_path / "outbox.db"
+    assert (ob.max_rows, ob.max_bytes) == (500, 2 * 1024 * 1024)

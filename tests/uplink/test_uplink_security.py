@@ -172,3 +172,74 @@ async def test_unreadable_password_file_is_a_clear_fault(tmp_path: Path) -> None
     await run_for(up, lambda: up.fault is not None)
     assert "password_file" in (up.fault or "") and "missing" in (up.fault or "")
     await outbox.close()
+
+
+async def test_broker_refusing_client_certificate_is_a_tls_fault(
+    tmp_path: Path, pki: dict[str, Path], tls_broker: Broker
+) -> None:
+    """TLS 1.3: the broker rejects a missing client certificate after the handshake."""
+    outbox = Outbox(tmp_path / "ob.db", 1000, 10**8)
+    up = Uplink(
+        uplink_config(
+            tls_broker.port, host="localhost", tls={"ca_file": pki["ca_crt"]}, publish_timeout_s=1.0
+        ),
+        site(),
+        outbox,
+        SystemClock(),
+        "t",
+    )
+    await run_for(up, lambda: up.fault is not None)
+    assert "TLS" in (up.fault or "") and "certificate" in (up.fault or "").lower()
+    await outbox.close()
+
+
+class StepClock:
+    """A clock whose sleeps pass instantly but are recorded (and advance time)."""
+
+    speed = 1.0
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_790_000_000.0 + self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+async def test_reconnect_backoff_grows_with_jitter_to_the_max(tmp_path: Path) -> None:
+    clock = StepClock()
+    outbox = Outbox(tmp_path / "ob.db", 1000, 10**8)
+    cfg = uplink_config(free_port(), reconnect_min_s=1.0, reconnect_max_s=8.0)
+    up = Uplink(cfg, site(), outbox, clock, "t")
+    task = asyncio.create_task(up.run())
+    waits: list[float] = []
+    try:
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if sum(clock.sleeps) > 60:
+                break
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
+    # rebuild each backoff from its <= 2 s chunks (IDLE_WAKE_S keeps progress moving)
+    acc = 0.0
+    for s in clock.sleeps:
+        acc += s
+        if s < 2.0 - 1e-9:
+            waits.append(acc)
+            acc = 0.0
+    assert len(waits) >= 6, waits
+    for n, w in enumerate(waits[:6]):
+        nominal = min(8.0, 1.0 * 2**n)
+        assert 0.5 * nominal - 1e-6 <= w <= nominal + 1e-6, (n, w)
+    assert len({round(w, 6) for w in waits[3:]}) > 1  # jittered, not in step
+    assert up.status()["state"] in ("backoff", "connecting", "stopped")
