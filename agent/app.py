@@ -17,7 +17,13 @@ from typing import Protocol
 from agent import __version__
 from agent.clock import Clock
 from agent.engine import EngineRunner
-from agent.events import Command, Decision, DecisionType, Observation
+from agent.events import (
+    Command,
+    Decision,
+    DecisionType,
+    Observation,
+    gateway_decision,
+)
 from agent.health import Health
 from agent.health import attach as attach_health
 from agent.outbox import Outbox
@@ -32,9 +38,6 @@ from vision.detector import Detector
 
 log = logging.getLogger(__name__)
 
-GATEWAY_ZONE = (
-    "_gateway"  # zone of decisions about the gateway itself (zone ids cannot start with _)
-)
 OBSERVATION_QUEUE_MAX = 10_000
 
 
@@ -107,16 +110,8 @@ class Agent:
         self._report(DecisionType.RESTORE, part, f"gateway part {part} running again")
 
     def _report(self, type_: DecisionType, part: str, reason: str) -> None:
-        now_w, now_m = self.clock.wall(), self.clock.monotonic()
-        d = Decision(
-            type=type_,
-            zone=GATEWAY_ZONE,
-            reason=reason,
-            first_seen_wall=now_w,
-            first_seen_mono=now_m,
-            wall=now_w,
-            mono=now_m,
-            details={"part": part},
+        d = gateway_decision(
+            type_, reason, part=part, wall=self.clock.wall(), mono=self.clock.monotonic()
         )
         task = asyncio.get_running_loop().create_task(self.sink.submit(d))
         self._pending.add(task)

@@ -210,6 +210,10 @@ class DecisionType(enum.StrEnum):
     STATS = "stats"
 
 
+# Zone of decisions about the gateway itself (its parts, outbox, uplink).
+# Zone ids in a site config cannot start with "_", so it never collides.
+GATEWAY_ZONE = "_gateway"
+
 PRIORITY: dict[DecisionType, int] = {
     DecisionType.FIRE_ALARM: 0,
     DecisionType.ELECTRICAL_PREALARM: 1,
@@ -279,3 +283,20 @@ class Decision:
             "details": dict(self.details),
             "has_snapshot": self.snapshot_jpeg is not None,
         }
+
+
+def gateway_decision(
+    type_: DecisionType, reason: str, *, part: str, wall: float, mono: float, **details: Any
+) -> Decision:
+    """A decision about the gateway itself (a part failed, the outbox is full):
+    zone GATEWAY_ZONE, observed and decided at the same instant."""
+    return Decision(
+        type=type_,
+        zone=GATEWAY_ZONE,
+        reason=reason,
+        first_seen_wall=wall,
+        first_seen_mono=mono,
+        wall=wall,
+        mono=mono,
+        details={"part": part, **details},
+    )

@@ -55,16 +55,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.clock import Clock, SystemClock
-from agent.events import PRIORITY, Decision, DecisionType
+from agent.events import PRIORITY, Decision, DecisionType, gateway_decision
 from agent.siteconfig.models import StorageConfig
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Same value as agent.app.GATEWAY_ZONE (not imported: app imports this module);
-# a test checks that the two agree.
-GATEWAY_ZONE = "_gateway"
 
 DB_VERSION = 1
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
@@ -381,19 +378,14 @@ class Outbox:
         assert self._db is not None
         for row in salvaged:
             self._insert(row, sync_full=False)
-        now_w, now_m = self.clock.wall(), self.clock.monotonic()
-        fault = Decision(
-            type=DecisionType.FAULT,
-            zone=GATEWAY_ZONE,
-            reason=f"outbox database was damaged; moved to {aside.name}, "
+        fault = self._gateway(
+            DecisionType.FAULT,
+            f"outbox database was damaged; moved to {aside.name}, "
             f"{len(salvaged)} stored decision(s) recovered",
-            first_seen_wall=now_w,
-            first_seen_mono=now_m,
-            wall=now_w,
-            mono=now_m,
-            details={"part": "outbox", "moved_to": str(aside), "recovered": len(salvaged)},
+            moved_to=str(aside),
+            recovered=len(salvaged),
         )
-        self._insert(_row_of(fault, now_w), sync_full=True)
+        self._insert(_row_of(fault, fault.wall), sync_full=True)
 
     # ------------------------------------------------------------- thread bodies
 
@@ -604,16 +596,13 @@ class Outbox:
         self._evicted_total[type_] = self._evicted_total.get(type_, 0) + n
 
     def _gateway(self, type_: DecisionType, reason: str, **details: Any) -> Decision:
-        now_w, now_m = self.clock.wall(), self.clock.monotonic()
-        return Decision(
-            type=type_,
-            zone=GATEWAY_ZONE,
-            reason=reason,
-            first_seen_wall=now_w,
-            first_seen_mono=now_m,
-            wall=now_w,
-            mono=now_m,
-            details={"part": "outbox", **details},
+        return gateway_decision(
+            type_,
+            reason,
+            part="outbox",
+            wall=self.clock.wall(),
+            mono=self.clock.monotonic(),
+            **details,
         )
 
     def _peek_thread(self, limit: int, skip: set[str]) -> list[Pending]:

@@ -49,8 +49,8 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from agent.clock import Clock
-from agent.events import PRIORITY, Decision, DecisionType, iso
-from agent.outbox import GATEWAY_ZONE, Outbox, Pending
+from agent.events import PRIORITY, DecisionType, gateway_decision, iso
+from agent.outbox import Outbox, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
 log = logging.getLogger(__name__)
@@ -546,17 +546,9 @@ class Uplink:
             task.add_done_callback(self._request_tasks.discard)
 
     async def _report(self, type_: DecisionType, reason: str) -> None:
-        now_w, now_m = self.clock.wall(), self.clock.monotonic()
         await self.outbox.submit(
-            Decision(
-                type=type_,
-                zone=GATEWAY_ZONE,
-                reason=reason,
-                first_seen_wall=now_w,
-                first_seen_mono=now_m,
-                wall=now_w,
-                mono=now_m,
-                details={"part": "uplink"},
+            gateway_decision(
+                type_, reason, part="uplink", wall=self.clock.wall(), mono=self.clock.monotonic()
             )
         )
 

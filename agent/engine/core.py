@@ -48,6 +48,7 @@ from typing import Any
 
 from agent.engine.site import RESET_COMMAND, SiteIndex
 from agent.events import (
+    GATEWAY_ZONE,
     Command,
     CommandResult,
     Condition,
@@ -62,8 +63,6 @@ from agent.events import (
     VideoDetection,
 )
 from agent.siteconfig import LoadedSite, ZonePolicy
-
-GATEWAY_ZONE = "_gateway"  # same value as agent.app.GATEWAY_ZONE (app imports the engine)
 
 DETECTOR_KINDS = frozenset({DeviceKind.SMOKE, DeviceKind.HEAT, DeviceKind.MULTI})
 IMMEDIATE_KINDS = frozenset({DeviceKind.MANUAL_CALL_POINT, DeviceKind.PANEL})

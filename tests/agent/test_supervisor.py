@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from agent.app import GATEWAY_ZONE, Agent, LogSink
+from agent.app import Agent, LogSink
 from agent.clock import SystemClock
-from agent.events import DecisionType
+from agent.events import GATEWAY_ZONE, DecisionType
 from agent.supervisor import Supervisor
 
 

@@ -368,13 +368,6 @@ def test_policy_rejects_persistence_beyond_ceiling() -> None:
         ZonePolicy(confirmation_window_s=30)  # UL 864: at least 60 s
 
 
-def test_gateway_zone_matches_app() -> None:
-    from agent.app import GATEWAY_ZONE as APP_ZONE
-    from agent.engine.core import GATEWAY_ZONE
-
-    assert GATEWAY_ZONE == APP_ZONE
-
-
 def test_engine_builds_from_the_example_site() -> None:
     from agent.engine import Engine
     from agent.events import StateChange

@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent import app
-from agent.events import DecisionType
-from agent.outbox import GATEWAY_ZONE, Outbox
+from agent.events import GATEWAY_ZONE, DecisionType
+from agent.outbox import Outbox
 from tests.uplink.uplink_support import decision
 
 
 def moved_aside(folder: Path) -> list[Path]:
     return sorted(folder.glob("ob.db.corrupt-*"))
-
-
-def test_gateway_zone_matches_app() -> None:
-    assert GATEWAY_ZONE == app.GATEWAY_ZONE
 
 
 async def test_priority_order_and_order_within_priority(tmp_path: Path) -> None:
