@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.clock import SystemClock  # noqa: E402
-from agent.events import Observation, Reading  # noqa: E402
-from agent.siteconfig import LoadedSite, load_site  # noqa: E402
-from agent.siteconfig.models import RtuBus  # noqa: E402
-from drivers import frames  # noqa: E402
-from drivers.bus import BusWorker  # noqa: E402
-from drivers.profile import ModbusProfile  # noqa: E402
+from agent.clock import SystemClock
+from agent.events import Observation, Reading
+from agent.siteconfig import LoadedSite, load_site
+from agent.siteconfig.models import RtuBus
+from drivers import frames
+from drivers.bus import BusWorker
+from drivers.profile import ModbusProfile
 
 BAUD = 9600
 N_DEVICES = 16
@@ -217,7 +217,9 @@ def main() -> int:
             fg_rate, pm_rate = sum(fg.values()) / secs, sum(pm.values()) / pm_s
             rows.append(("firegate BusWorker", fg_rate, fg_cpu, sum(fg.values())))
             rows.append(("plain pymodbus loop", pm_rate, pm_cpu, sum(pm.values())))
-            rows.append(("firegate, 5 ms gap (*)", sum(fg5.values()) / secs, fg5_cpu, sum(fg5.values())))
+            rows.append(
+                ("firegate, 5 ms gap (*)", sum(fg5.values()) / secs, fg5_cpu, sum(fg5.values()))
+            )
             print(f"\nall {N_DEVICES} alive, saturated bus ({secs:g} s each):")
             for name, rate, cpu, n in rows:
                 print(
@@ -234,7 +236,9 @@ def main() -> int:
             print(f"  fairness: slowest device got {spread:.1%} of the fastest's polls")
 
             tell("kill")
-            fgd, _, _ = asyncio.run(_firegate(site, 4.0, secs))  # warm-up: the dead one goes offline
+            fgd, _, _ = asyncio.run(
+                _firegate(site, 4.0, secs)
+            )  # warm-up: the dead one goes offline
             live = {i: n for i, n in fgd.items() if i != DEAD_ID}
             live_rate = sum(live.values()) / secs
             per_dev_alive = fg_rate / N_DEVICES

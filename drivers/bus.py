@@ -242,7 +242,11 @@ class BusWorker:
         if not d.offline and d.failures >= self.bus.offline_after:
             d.offline = True
             log.warning("device %s (id %d) offline: %s", d.cfg.name, d.cfg.device_id, why)
-            await self._emit(self._state(d, "", Condition.OFFLINE, True, why, self.clock.wall(), self.clock.monotonic()))
+            await self._emit(
+                self._state(
+                    d, "", Condition.OFFLINE, True, why, self.clock.wall(), self.clock.monotonic()
+                )
+            )
         if d.offline:
             d.next_due = self.clock.monotonic() + self.bus.offline_poll_s
 
@@ -255,7 +259,11 @@ class BusWorker:
         if d.offline:
             d.offline = False
             log.info("device %s (id %d) answers again", d.cfg.name, d.cfg.device_id)
-            await self._emit(self._state(d, "", Condition.OFFLINE, False, "answers again", first_wall, first_mono))
+            await self._emit(
+                self._state(
+                    d, "", Condition.OFFLINE, False, "answers again", first_wall, first_mono
+                )
+            )
         ev = codec.evaluate(d.profile, raws)
         for r in ev.readings:
             wall, mono = times[r.point.name]
@@ -276,17 +284,30 @@ class BusWorker:
                 # a reading is superseded by the next poll; state changes are not dropped
                 self.readings_dropped += 1
                 if self.readings_dropped == 1 or self.readings_dropped % 1000 == 0:
-                    log.warning("bus %s: observation queue full, %d reading(s) dropped", self.name, self.readings_dropped)
+                    log.warning(
+                        "bus %s: observation queue full, %d reading(s) dropped",
+                        self.name,
+                        self.readings_dropped,
+                    )
         for key, (active, detail) in ev.states.items():
             if d.answered and d.states.get(key) == active:
                 continue
             d.states[key] = active
             point, condition = key
-            await self._emit(self._state(d, point, condition, active, detail, first_wall, first_mono))
+            await self._emit(
+                self._state(d, point, condition, active, detail, first_wall, first_mono)
+            )
         d.answered = True
 
     def _state(
-        self, d: _Device, point: str, condition: Condition, active: bool, detail: str, wall: float, mono: float
+        self,
+        d: _Device,
+        point: str,
+        condition: Condition,
+        active: bool,
+        detail: str,
+        wall: float,
+        mono: float,
     ) -> StateChange:
         return StateChange(
             source=d.cfg.name,
@@ -329,7 +350,14 @@ class BusWorker:
                 d.next_due = min(d.next_due, self.clock.monotonic())
             except ModbusError as e:
                 detail = str(e)
-        log.info("bus %s: command %s to %s: %s (%s)", self.name, cmd.action, cmd.target, "ok" if ok else "failed", detail)
+        log.info(
+            "bus %s: command %s to %s: %s (%s)",
+            self.name,
+            cmd.action,
+            cmd.target,
+            "ok" if ok else "failed",
+            detail,
+        )
         await self._emit(
             CommandResult(
                 source=cmd.target,

@@ -141,7 +141,9 @@ def raw_from_engineering(point: Point, value: float) -> int:
     return i & (0xFFFF if t.registers == 1 else 0xFFFF_FFFF)
 
 
-def block_raws(profile: ModbusProfile, block: ReadBlock, registers: Sequence[int], bits: Sequence[bool]) -> dict[str, int]:
+def block_raws(
+    profile: ModbusProfile, block: ReadBlock, registers: Sequence[int], bits: Sequence[bool]
+) -> dict[str, int]:
     """Raw values of the block's points from one reply (bits as 0/1)."""
     out: dict[str, int] = {}
     for p in block.points:

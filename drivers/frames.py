@@ -171,7 +171,9 @@ def parse_reply(request_pdu: bytes, reply_pdu: bytes) -> Reply:
     if reply_pdu[0] != fc:
         raise FrameError(f"reply function {reply_pdu[0]:#04x} does not match request {fc:#04x}")
     if len(reply_pdu) != expected_reply_length(request_pdu):
-        raise FrameError(f"reply has {len(reply_pdu)} bytes, expected {expected_reply_length(request_pdu)}")
+        raise FrameError(
+            f"reply has {len(reply_pdu)} bytes, expected {expected_reply_length(request_pdu)}"
+        )
     if fc in READ_FUNCTIONS:
         count = struct.unpack_from(">H", request_pdu, 3)[0]
         nbytes = reply_pdu[1]

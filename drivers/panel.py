@@ -208,7 +208,9 @@ class PanelReader:
             pat = ev.pattern
             if pat.all_points:
                 targets = [
-                    p for (p, c), on in self.states.items() if c is pat.condition and on != pat.active
+                    p
+                    for (p, c), on in self.states.items()
+                    if c is pat.condition and on != pat.active
                 ]
                 if not targets and pat.active:
                     targets = [""]
@@ -224,11 +226,15 @@ class PanelReader:
                 await self.out.put(
                     StateChange(
                         source=self.name,
-                        zone=self._zone(ev.loop, ev.address) if point == ev.point else self._zone_of(point),
+                        zone=self._zone(ev.loop, ev.address)
+                        if point == ev.point
+                        else self._zone_of(point),
                         wall=wall,
                         mono=mono,
                         point=point,
-                        kind=pat.device_kind if point == ev.point else self.kinds.get(point, DeviceKind.PANEL),
+                        kind=pat.device_kind
+                        if point == ev.point
+                        else self.kinds.get(point, DeviceKind.PANEL),
                         condition=pat.condition,
                         active=pat.active,
                         detail=f"panel: {line}",

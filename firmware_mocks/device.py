@@ -13,6 +13,7 @@ the bus serves requests in another.
 from __future__ import annotations
 
 import enum
+import itertools
 import struct
 import threading
 from collections.abc import Callable
@@ -76,7 +77,10 @@ class SimDevice:
         self._writable: set[int] = set()
         prof = self.profile
         for t in Table:
-            (self.bits if t.is_bit else self.registers).setdefault(t, {})  # type: ignore[arg-type]
+            if t.is_bit:
+                self.bits.setdefault(t, {})
+            else:
+                self.registers.setdefault(t, {})
         for p in prof.points:
             a = prof.pdu_address(p.address)
             for i in range(p.count):
@@ -107,7 +111,7 @@ class SimDevice:
         # unused registers inside a gap the profile lets a read bridge
         for t in Table:
             addrs = sorted(self._readable[t])
-            for lo, hi in zip(addrs, addrs[1:], strict=False):
+            for lo, hi in itertools.pairwise(addrs):
                 if 1 < hi - lo <= prof.max_gap + 1:
                     self._readable[t].update(range(lo + 1, hi))
 
@@ -128,7 +132,9 @@ class SimDevice:
             elif p.flags:
                 self._set_words(p.table, a, codec.words_from_raw(p, int(value)))
             else:
-                self._set_words(p.table, a, codec.words_from_raw(p, codec.raw_from_engineering(p, value)))
+                self._set_words(
+                    p.table, a, codec.words_from_raw(p, codec.raw_from_engineering(p, value))
+                )
 
     def set_condition(self, name: str, active: bool) -> None:
         """Put a bool point's condition on or off (knows ``active_when``)."""
@@ -230,7 +236,9 @@ class SimDevice:
                         data[i // 8] |= 1 << (i % 8)
                 return bytes((fc, len(data))) + bytes(data)
             regs = self.registers[table]
-            return bytes((fc, 2 * count)) + struct.pack(f">{count}H", *(regs.get(a, 0) for a in rng))
+            return bytes((fc, 2 * count)) + struct.pack(
+                f">{count}H", *(regs.get(a, 0) for a in rng)
+            )
         if fc in (frames.WRITE_REGISTER, frames.WRITE_COIL):
             if len(pdu) != 5:
                 raise _Refuse(3)
@@ -244,7 +252,9 @@ class SimDevice:
             else:
                 self.registers[Table.HOLDING][addr] = value
             self.writes.append((addr, value))
-            self._on_write(Table.HOLDING if fc == frames.WRITE_REGISTER else Table.COIL, addr, value)
+            self._on_write(
+                Table.HOLDING if fc == frames.WRITE_REGISTER else Table.COIL, addr, value
+            )
             return pdu[:5]
         if fc == frames.WRITE_REGISTERS:
             if len(pdu) < 6:
@@ -270,14 +280,22 @@ class SimDevice:
         """
         for name, c in self.profile.commands.items():
             cval = value if table is Table.HOLDING else (0xFF00 if value else 0)
-            if self.profile.pdu_address(c.address) == addr and c.table is table and (
-                c.value == cval or (table is Table.COIL and bool(c.value) == bool(value))
+            if (
+                self.profile.pdu_address(c.address) == addr
+                and c.table is table
+                and (c.value == cval or (table is Table.COIL and bool(c.value) == bool(value)))
             ):
                 self.commands_received.append(name)
                 if name == "reset":
                     for p in self.profile.points:
-                        if p.table.is_bit and p.condition is not None and p.condition.value in ("alarm", "prealarm"):
-                            self.bits[p.table][self.profile.pdu_address(p.address)] = not p.active_when
+                        if (
+                            p.table.is_bit
+                            and p.condition is not None
+                            and p.condition.value in ("alarm", "prealarm")
+                        ):
+                            self.bits[p.table][
+                                self.profile.pdu_address(p.address)
+                            ] = not p.active_when
 
 
 class _Refuse(Exception):

@@ -83,7 +83,9 @@ class SimRtuBus:
     # -------------------------------------------------------------- life cycle
 
     def start(self) -> SimRtuBus:
-        self._thread = threading.Thread(target=self._serve, name=f"sim-rtu:{self.path}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, name=f"sim-rtu:{self.path}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -202,12 +204,22 @@ class SimRtuBus:
             reply = dev.reply_filter(reply)
             if not reply:
                 return
-        self._reply(reply, len(frame), rx_at, dev.reply_delay_s, dev.late_s if fault is Fault.LATE else 0.0)
+        self._reply(
+            reply, len(frame), rx_at, dev.reply_delay_s, dev.late_s if fault is Fault.LATE else 0.0
+        )
 
-    def _reply(self, reply: bytes, request_len: int, rx_at: float, delay_s: float, late_s: float) -> None:
+    def _reply(
+        self, reply: bytes, request_len: int, rx_at: float, delay_s: float, late_s: float
+    ) -> None:
         if self.emulate_wire_time:
             start = max(rx_at, self._bus_free_at)
-            due = start + request_len * self.char_s + self.silence_s + delay_s + len(reply) * self.char_s
+            due = (
+                start
+                + request_len * self.char_s
+                + self.silence_s
+                + delay_s
+                + len(reply) * self.char_s
+            )
             self._bus_free_at = due + self.silence_s
         else:
             due = rx_at + delay_s

@@ -65,7 +65,9 @@ class Step(Strict):
     @model_validator(mode="after")
     def _one_thing(self) -> Step:
         if (self.point is None) == (self.fault is None and not self.clear_faults):
-            raise ValueError("a step sets a `point` (with `value`), or injects a `fault`, or clears them")
+            raise ValueError(
+                "a step sets a `point` (with `value`), or injects a `fault`, or clears them"
+            )
         if self.point is not None and self.value is None:
             raise ValueError("a point step needs a `value`")
         return self
@@ -98,7 +100,9 @@ def value_at(step: Step, t: float) -> float:
     return step.value + (step.ramp_to - step.value) * frac
 
 
-def play(spec: SimSpec, devices: dict[int, SimDevice], duration_s: float | None, say: object = print) -> None:
+def play(
+    spec: SimSpec, devices: dict[int, SimDevice], duration_s: float | None, say: object = print
+) -> None:
     """Apply the script in real time until its end (or ``duration_s``)."""
     for s in spec.script:
         if s.device not in devices:

@@ -24,7 +24,12 @@ from firmware_mocks.device import Fault, SimDevice
 
 class SimTcpServer:
     def __init__(
-        self, devices: Iterable[SimDevice] = (), *, host: str = "127.0.0.1", port: int = 0, seed: int = 0
+        self,
+        devices: Iterable[SimDevice] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
     ) -> None:
         self.devices = {d.device_id: d for d in devices}
         self.host = host
@@ -68,7 +73,9 @@ class SimTcpServer:
     def _main(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._server = loop.run_until_complete(asyncio.start_server(self._client, self.host, self.port))
+        self._server = loop.run_until_complete(
+            asyncio.start_server(self._client, self.host, self.port)
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
@@ -100,7 +107,9 @@ class SimTcpServer:
                     continue
                 if dev.reply_delay_s:
                     await asyncio.sleep(dev.reply_delay_s)
-                adu = frames.mbap(tid, unit % 247 + 1 if fault is Fault.WRONG_ID else unit, reply_pdu)
+                adu = frames.mbap(
+                    tid, unit % 247 + 1 if fault is Fault.WRONG_ID else unit, reply_pdu
+                )
                 if fault is Fault.LATE:
                     await asyncio.sleep(dev.late_s)
                 elif fault is Fault.TRUNCATED:
@@ -108,7 +117,11 @@ class SimTcpServer:
                     await writer.drain()
                     return
                 elif fault in (Fault.GARBAGE, Fault.GARBAGE_PREFIX):
-                    adu = self._rng.randbytes(len(adu)) if fault is Fault.GARBAGE else self._rng.randbytes(5) + adu
+                    adu = (
+                        self._rng.randbytes(len(adu))
+                        if fault is Fault.GARBAGE
+                        else self._rng.randbytes(5) + adu
+                    )
                 writer.write(adu)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -37,9 +37,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--parity", default="N", help="N, E or O, a comma list, or 'auto' for all (default N)"
     )
     p.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
-    p.add_argument("--ids", default="1-247", help="ids to probe, e.g. 1-32 or 1,3,5-9 (default 1-247)")
     p.add_argument(
-        "--timeout", type=float, default=0.1, metavar="S", help="reply timeout per id (default 0.1 s)"
+        "--ids", default="1-247", help="ids to probe, e.g. 1-32 or 1,3,5-9 (default 1-247)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=0.1,
+        metavar="S",
+        help="reply timeout per id (default 0.1 s)",
     )
     p.add_argument(
         "--all-settings",
@@ -80,7 +86,9 @@ def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     try:
         ids = parse_ids(args.ids)
-        bauds = [int(b) for b in _choices(args.baudrate, tuple(str(b) for b in BAUDRATES), "baudrate")]
+        bauds = [
+            int(b) for b in _choices(args.baudrate, tuple(str(b) for b in BAUDRATES), "baudrate")
+        ]
         parities = _choices(args.parity, ("N", "E", "O"), "parity")
         if not 0.01 <= args.timeout <= 5:
             raise ValueError("--timeout must be between 0.01 and 5 s")
@@ -121,14 +129,19 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         except PortError as e:
-            print(f"firegate scan: {e} (check the port name and that nothing else uses it)", file=sys.stderr)
+            print(
+                f"firegate scan: {e} (check the port name and that nothing else uses it)",
+                file=sys.stderr,
+            )
             return 2
         found.extend(got)
         if got and not args.all_settings:
             break
     dt = time.monotonic() - t0
     if not found:
-        print(f"no device answered ({dt:.1f} s). Check wiring (A/B swapped?), baud rate and parity.")
+        print(
+            f"no device answered ({dt:.1f} s). Check wiring (A/B swapped?), baud rate and parity."
+        )
         return 1
     print(f"found {len(found)} device(s) in {dt:.1f} s")
     return 0

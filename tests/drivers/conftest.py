@@ -40,7 +40,9 @@ def collect() -> Callable[..., object]:
     return _collect
 
 
-async def _collect(q: asyncio.Queue[Observation], until: Callable[[list[Observation]], bool], timeout_s: float) -> list[Observation]:
+async def _collect(
+    q: asyncio.Queue[Observation], until: Callable[[list[Observation]], bool], timeout_s: float
+) -> list[Observation]:
     """Observations from ``q`` until ``until(seen)`` holds; fails after ``timeout_s``."""
     seen: list[Observation] = []
     async with asyncio.timeout(timeout_s):

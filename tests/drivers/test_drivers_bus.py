@@ -23,7 +23,15 @@ EFIRE = load_modbus_profile("generic-electrical-fire")
 DETECTOR = load_modbus_profile("generic-modbus-detector")
 
 
-def rtu_yaml(path: str, *, timeout_s: float = 0.1, retries: int = 0, offline_after: int = 2, interval_s: float = 0.2, offline_poll_s: float = 1.0) -> str:
+def rtu_yaml(
+    path: str,
+    *,
+    timeout_s: float = 0.1,
+    retries: int = 0,
+    offline_after: int = 2,
+    interval_s: float = 0.2,
+    offline_poll_s: float = 1.0,
+) -> str:
     return f"""
 - name: rs485-1
   type: rtu
@@ -58,7 +66,8 @@ async def running(site: LoadedSite) -> AsyncIterator[tuple[BusWorker, asyncio.Qu
 
 def sim_bus(**kw: Any) -> SimRtuBus:
     return SimRtuBus(
-        [SimDevice(1, ACREL), SimDevice(3, CALECTRO), SimDevice(7, EFIRE), SimDevice(9, DETECTOR)], **kw
+        [SimDevice(1, ACREL), SimDevice(3, CALECTRO), SimDevice(7, EFIRE), SimDevice(9, DETECTOR)],
+        **kw,
     )
 
 
@@ -72,12 +81,20 @@ def readings(obs: list[Observation], source: str | None = None) -> list[Reading]
 
 def active(obs: list[Observation], source: str, condition: Condition, point: str = "") -> bool:
     def match(o: Observation) -> bool:
-        return isinstance(o, StateChange) and o.source == source and o.condition is condition and o.point == point and o.active
+        return (
+            isinstance(o, StateChange)
+            and o.source == source
+            and o.condition is condition
+            and o.point == point
+            and o.active
+        )
 
     return any(match(o) for o in obs)
 
 
-async def test_first_poll_gives_values_and_whole_state(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_first_poll_gives_values_and_whole_state(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with sim_bus() as sim:
         sim.device(1).set_point("leakage_l1", 123)
         sim.device(1).set_point("setpoint_l1", 300)
@@ -87,7 +104,13 @@ async def test_first_poll_gives_values_and_whole_state(make_site: Callable[[str]
         site = make_site(rtu_yaml(sim.path))
         async with running(site) as (w, q):
             t0 = time.time()
-            seen = await collect(q, lambda s: {o.source for o in states(s)} >= {"leak-1", "smoke-3", "efire-7", "det-9"}, 5)
+            seen = await collect(
+                q,
+                lambda s: (
+                    {o.source for o in states(s)} >= {"leak-1", "smoke-3", "efire-7", "det-9"}
+                ),
+                5,
+            )
             r = {(o.source, o.point): o for o in readings(seen)}
             assert r[("leak-1", "loop1")].value == 123
             assert r[("leak-1", "loop1")].setpoint == 300
@@ -99,12 +122,18 @@ async def test_first_poll_gives_values_and_whole_state(make_site: Callable[[str]
             assert all(t0 - 0.5 < o.wall < time.time() + 0.01 for o in readings(seen))
             # the whole current state once, when the device first answers
             sc = {(o.point, o.condition): o.active for o in states(seen, "smoke-3")}
-            assert sc == {("", Condition.FAULT): False, ("", Condition.DIRTY): False, ("", Condition.ALARM): False}
+            assert sc == {
+                ("", Condition.FAULT): False,
+                ("", Condition.DIRTY): False,
+                ("", Condition.ALARM): False,
+            }
             assert all(o.kind.value == "smoke" for o in states(seen, "smoke-3"))
             assert w.status()["devices"]["leak-1"]["online"]
 
 
-async def test_alarm_edges_only_and_reset_command(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_alarm_edges_only_and_reset_command(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with sim_bus() as sim:
         site = make_site(rtu_yaml(sim.path, interval_s=0.1))
         async with running(site) as (w, q):
@@ -114,12 +143,26 @@ async def test_alarm_edges_only_and_reset_command(make_site: Callable[[str], Loa
             await asyncio.sleep(0.5)  # several more polls in alarm: no repeated edge
             later = [o for o in (q.get_nowait() for _ in range(q.qsize()))]
             assert not states(later, "smoke-3")
-            w.commands.put_nowait(Command(target="smoke-3", action="reset", wall=time.time(), mono=time.monotonic()))
-            seen = await collect(q, lambda s: any(isinstance(o, CommandResult) for o in s) and any(isinstance(o, StateChange) and o.source == "smoke-3" and not o.active for o in s), 3)
+            w.commands.put_nowait(
+                Command(target="smoke-3", action="reset", wall=time.time(), mono=time.monotonic())
+            )
+            seen = await collect(
+                q,
+                lambda s: (
+                    any(isinstance(o, CommandResult) for o in s)
+                    and any(
+                        isinstance(o, StateChange) and o.source == "smoke-3" and not o.active
+                        for o in s
+                    )
+                ),
+                3,
+            )
             res = next(o for o in seen if isinstance(o, CommandResult))
             assert res.ok and res.action == "reset" and res.source == "smoke-3"
             assert sim.device(3).commands_received == ["reset"]
-            assert [(o.condition, o.active) for o in states(seen, "smoke-3")] == [(Condition.ALARM, False)]
+            assert [(o.condition, o.active) for o in states(seen, "smoke-3")] == [
+                (Condition.ALARM, False)
+            ]
             # a command the profile lacks, and a device not on this bus
             w.commands.put_nowait(Command(target="leak-1", action="reset", wall=0, mono=0))
             w.commands.put_nowait(Command(target="nobody", action="reset", wall=0, mono=0))
@@ -129,7 +172,9 @@ async def test_alarm_edges_only_and_reset_command(make_site: Callable[[str], Loa
             assert not bad[1].ok and "not on bus" in bad[1].detail
 
 
-async def test_sentinel_is_a_fault_never_a_reading_and_flags_or(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_sentinel_is_a_fault_never_a_reading_and_flags_or(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with sim_bus() as sim:
         site = make_site(rtu_yaml(sim.path, interval_s=0.1))
         async with running(site) as (_, q):
@@ -152,12 +197,27 @@ async def test_sentinel_is_a_fault_never_a_reading_and_flags_or(make_site: Calla
             more = [q.get_nowait() for _ in range(q.qsize())]
             assert not [o for o in states(more, "leak-1") if o.point == "loop3"]
             sim.device(1).set_flag("fault_flags_1_6", 2 * 2 + 1, False)
-            seen = await collect(q, lambda s: any(o.point == "loop3" and not o.active for o in states(s, "leak-1")), 3)
+            seen = await collect(
+                q,
+                lambda s: any(o.point == "loop3" and not o.active for o in states(s, "leak-1")),
+                3,
+            )
 
 
-async def test_offline_within_configured_time_and_back(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_offline_within_configured_time_and_back(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with sim_bus() as sim:
-        site = make_site(rtu_yaml(sim.path, timeout_s=0.1, retries=1, offline_after=2, interval_s=0.2, offline_poll_s=1.0))
+        site = make_site(
+            rtu_yaml(
+                sim.path,
+                timeout_s=0.1,
+                retries=1,
+                offline_after=2,
+                interval_s=0.2,
+                offline_poll_s=1.0,
+            )
+        )
         async with running(site) as (w, q):
             await collect(q, lambda s: len(states(s, "smoke-3")) >= 3, 5)
             sim.device(3).inject(Fault.NO_REPLY)
@@ -176,12 +236,23 @@ async def test_offline_within_configured_time_and_back(make_site: Callable[[str]
             await asyncio.sleep(1.05)
             assert sim.device(3).requests - r0 <= 2
             sim.device(3).clear_faults()
-            seen = await collect(q, lambda s: any(o.source == "smoke-3" and o.condition is Condition.OFFLINE and not o.active for o in states(s)), 3)
+            seen = await collect(
+                q,
+                lambda s: any(
+                    o.source == "smoke-3" and o.condition is Condition.OFFLINE and not o.active
+                    for o in states(s)
+                ),
+                3,
+            )
             assert not w.status()["devices"]["smoke-3"]["offline"]
 
 
-@pytest.mark.parametrize("fault", [Fault.CRC, Fault.WRONG_ID, Fault.TRUNCATED, Fault.GARBAGE, Fault.GARBAGE_PREFIX])
-async def test_bad_frames_never_give_a_wrong_value(fault: Fault, make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+@pytest.mark.parametrize(
+    "fault", [Fault.CRC, Fault.WRONG_ID, Fault.TRUNCATED, Fault.GARBAGE, Fault.GARBAGE_PREFIX]
+)
+async def test_bad_frames_never_give_a_wrong_value(
+    fault: Fault, make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with sim_bus() as sim:
         site = make_site(rtu_yaml(sim.path, retries=1, offline_after=3, interval_s=0.1))
         dev = sim.device(1)
@@ -193,7 +264,14 @@ async def test_bad_frames_never_give_a_wrong_value(fault: Fault, make_site: Call
             dev.inject(fault, count=8)
             await asyncio.sleep(1.2)
             dev.clear_faults()
-            seen = await collect(q, lambda s: any(r.source == "leak-1" and r.point == "loop1" and r.value == 777 for r in readings(s)), 5)
+            seen = await collect(
+                q,
+                lambda s: any(
+                    r.source == "leak-1" and r.point == "loop1" and r.value == 777
+                    for r in readings(s)
+                ),
+                5,
+            )
             values = {r.value for r in readings(seen, "leak-1") if r.point == "loop1"}
             assert values <= {55.0, 777.0}, values
             if fault is Fault.GARBAGE_PREFIX:
@@ -203,9 +281,13 @@ async def test_bad_frames_never_give_a_wrong_value(fault: Fault, make_site: Call
                 assert w.request_errors >= 1
 
 
-async def test_late_reply_not_taken_for_a_later_request(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_late_reply_not_taken_for_a_later_request(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with sim_bus() as sim:
-        site = make_site(rtu_yaml(sim.path, timeout_s=0.1, retries=0, offline_after=5, interval_s=0.1))
+        site = make_site(
+            rtu_yaml(sim.path, timeout_s=0.1, retries=0, offline_after=5, interval_s=0.1)
+        )
         dev = sim.device(1)
         dev.late_s = 0.15
         async with running(site) as (w, q):
@@ -220,21 +302,40 @@ async def test_late_reply_not_taken_for_a_later_request(make_site: Callable[[str
                 assert r.value == 0.0
 
 
-async def test_port_vanishes_and_comes_back(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_port_vanishes_and_comes_back(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with sim_bus() as sim:
         site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2))
         async with running(site) as (w, q):
             await collect(q, lambda s: len(states(s, "smoke-3")) >= 3, 5)
             sim.vanish()
             t0 = time.process_time()
-            seen = await collect(q, lambda s: all(active(s, n, Condition.OFFLINE) for n in ("leak-1", "smoke-3", "efire-7", "det-9")), 3)
+            seen = await collect(
+                q,
+                lambda s: all(
+                    active(s, n, Condition.OFFLINE)
+                    for n in ("leak-1", "smoke-3", "efire-7", "det-9")
+                ),
+                3,
+            )
             assert any("ttySIM0" in o.detail for o in states(seen))
             await asyncio.sleep(1.0)
             assert not w.status()["open"]
             # no busy loop while the port is gone
             assert time.process_time() - t0 < 0.5
             sim.reappear()
-            seen = await collect(q, lambda s: all(any(o.source == n and o.condition is Condition.OFFLINE and not o.active for o in states(s)) for n in ("leak-1", "smoke-3")), 6)
+            seen = await collect(
+                q,
+                lambda s: all(
+                    any(
+                        o.source == n and o.condition is Condition.OFFLINE and not o.active
+                        for o in states(s)
+                    )
+                    for n in ("leak-1", "smoke-3")
+                ),
+                6,
+            )
             assert w.status()["open"]
 
 
@@ -254,19 +355,32 @@ async def test_tcp_bus(make_site: Callable[[str], LoadedSite], collect: Any) -> 
     - {{name: leak-1, profile: acrel-aim-r100, device_id: 1, zone: electrical-room, poll_interval_s: 0.1}}
     - {{name: efire-2, profile: generic-electrical-fire, device_id: 2, zone: electrical-room, poll_interval_s: 0.1}}
 """)
-        async with running(site) as (w, q):
-            seen = await collect(q, lambda s: any(r.source == "efire-2" and r.point == "leakage" for r in readings(s)), 5)
-            assert next(r for r in readings(seen, "efire-2") if r.point == "leakage").value == pytest.approx(250.5)
+        async with running(site) as (_w, q):
+            seen = await collect(
+                q,
+                lambda s: any(r.source == "efire-2" and r.point == "leakage" for r in readings(s)),
+                5,
+            )
+            assert next(
+                r for r in readings(seen, "efire-2") if r.point == "leakage"
+            ).value == pytest.approx(250.5)
             srv.device(2).inject(Fault.WRONG_ID, count=4)
             srv.device(2).set_point("leakage", 9.0)
             await asyncio.sleep(0.6)
             seen = [q.get_nowait() for _ in range(q.qsize())]
-            assert {r.value for r in readings(seen, "efire-2") if r.point == "leakage"} <= {250.5, 9.0}
+            assert {r.value for r in readings(seen, "efire-2") if r.point == "leakage"} <= {
+                250.5,
+                9.0,
+            }
             srv.device(1).inject(Fault.NO_REPLY)
             await collect(q, lambda s: active(s, "leak-1", Condition.OFFLINE), 3)
             srv.device(2).inject(Fault.GARBAGE, count=2)
             srv.device(2).set_point("leakage", 12.0)
-            await collect(q, lambda s: any(r.source == "efire-2" and r.value == 12.0 for r in readings(s)), 5)
+            await collect(
+                q, lambda s: any(r.source == "efire-2" and r.value == 12.0 for r in readings(s)), 5
+            )
             srv.drop_connections()
             srv.device(2).set_point("leakage", 13.0)
-            await collect(q, lambda s: any(r.source == "efire-2" and r.value == 13.0 for r in readings(s)), 5)
+            await collect(
+                q, lambda s: any(r.source == "efire-2" and r.value == 13.0 for r in readings(s)), 5
+            )

@@ -17,7 +17,14 @@ from drivers.profile import ModbusProfile, Point
 
 def profile(points: list[dict[str, object]], **kw: object) -> ModbusProfile:
     return ModbusProfile.model_validate(
-        {"vendor": "t", "model": "t", "device_kind": "electrical_fire", "addressing": "zero_based", "points": points, **kw}
+        {
+            "vendor": "t",
+            "model": "t",
+            "device_kind": "electrical_fire",
+            "addressing": "zero_based",
+            "points": points,
+            **kw,
+        }
     )
 
 
@@ -59,11 +66,20 @@ def test_wire_time_model() -> None:
 def test_plan_merges_contiguous_and_bridges_allowed_gaps() -> None:
     pts = [reg("a", 0), reg("b", 1), reg("c", 5), reg("d", 6, type="f32"), reg("e", 40)]
     assert [(b.start, b.count) for b in codec.plan_reads(profile(pts))] == [(0, 2), (5, 3), (40, 1)]
-    assert [(b.start, b.count) for b in codec.plan_reads(profile(pts, max_gap=3))] == [(0, 8), (40, 1)]
-    assert [(b.start, b.count) for b in codec.plan_reads(profile(pts, max_gap=40, max_read=8))] == [(0, 8), (40, 1)]
+    assert [(b.start, b.count) for b in codec.plan_reads(profile(pts, max_gap=3))] == [
+        (0, 8),
+        (40, 1),
+    ]
+    assert [(b.start, b.count) for b in codec.plan_reads(profile(pts, max_gap=40, max_read=8))] == [
+        (0, 8),
+        (40, 1),
+    ]
     many = [reg(f"p{i}", i) for i in range(130)]
     assert [(b.start, b.count) for b in codec.plan_reads(profile(many))] == [(0, 125), (125, 5)]
-    mixed = [reg("x", 3), {"name": "y", "table": "discrete", "address": 3, "type": "bool", "condition": "alarm"}]
+    mixed = [
+        reg("x", 3),
+        {"name": "y", "table": "discrete", "address": 3, "type": "bool", "condition": "alarm"},
+    ]
     plan = codec.plan_reads(profile(mixed))
     assert {(b.table.value, b.pdu[0]) for b in plan} == {("holding", 3), ("discrete", 2)}
 
@@ -89,7 +105,15 @@ def test_signed_scaled_and_range_checked() -> None:
 def test_evaluate_sentinel_nan_flags_or() -> None:
     prof = profile(
         [
-            reg("leak", 0, unit="mA", quantity="residual_current_ma", sub_point="l1", sentinels={0xFAFA: "open circuit"}, setpoint_point="sp"),
+            reg(
+                "leak",
+                0,
+                unit="mA",
+                quantity="residual_current_ma",
+                sub_point="l1",
+                sentinels={0xFAFA: "open circuit"},
+                setpoint_point="sp",
+            ),
             {"name": "sp", "table": "holding", "address": 1, "sub_point": "l1"},
             reg("temp", 2, type="f32", sub_point="t1"),
             {
@@ -110,7 +134,18 @@ def test_evaluate_sentinel_nan_flags_or() -> None:
     assert ev.states[("l1", Condition.FAULT)] == (True, "open circuit; short; open")
     assert ev.states[("t1", Condition.FAULT)] == (True, "not a number")
     assert ev.states[("t1", Condition.PREALARM)] == (False, "")
-    ev = codec.evaluate(prof, {"leak": 120, "sp": 300, "temp": codec.raw_from_engineering(prof.point_by_name["temp"], 30.0), "flags": 0b100})
-    assert [(r.point.name, r.value, r.setpoint) for r in ev.readings] == [("leak", 120.0, 300.0), ("temp", 30.0, None)]
+    ev = codec.evaluate(
+        prof,
+        {
+            "leak": 120,
+            "sp": 300,
+            "temp": codec.raw_from_engineering(prof.point_by_name["temp"], 30.0),
+            "flags": 0b100,
+        },
+    )
+    assert [(r.point.name, r.value, r.setpoint) for r in ev.readings] == [
+        ("leak", 120.0, 300.0),
+        ("temp", 30.0, None),
+    ]
     assert ev.states[("l1", Condition.FAULT)] == (False, "")
     assert ev.states[("t1", Condition.PREALARM)] == (True, "hot")

@@ -73,8 +73,12 @@ async def _one(path: str) -> tuple[int, ...] | None:
     garbage=st.binary(min_size=1, max_size=300),
     pos=st.integers(0, 1000),
 )
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_link_garbage_never_a_wrong_value(sim: SimRtuBus, mode: str, garbage: bytes, pos: int) -> None:
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_link_garbage_never_a_wrong_value(
+    sim: SimRtuBus, mode: str, garbage: bytes, pos: int
+) -> None:
     dev = sim.device(1)
     dev.reply_filter = _mangle(mode, garbage, pos)
     try:
@@ -89,7 +93,9 @@ def test_link_garbage_never_a_wrong_value(sim: SimRtuBus, mode: str, garbage: by
         assert regs == truth
 
 
-async def test_worker_survives_noise_bursts_between_polls(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_worker_survives_noise_bursts_between_polls(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     dev = SimDevice(1, ACREL)
     dev.set_point("leakage_l5", 42)
     rng = random.Random(7)

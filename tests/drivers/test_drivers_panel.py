@@ -37,7 +37,9 @@ def panel_yaml(path: str, silence: str = "") -> str:
 
 
 @contextlib.asynccontextmanager
-async def running(site: LoadedSite, clock: Clock | None = None) -> AsyncIterator[tuple[PanelReader, asyncio.Queue[Observation]]]:
+async def running(
+    site: LoadedSite, clock: Clock | None = None
+) -> AsyncIterator[tuple[PanelReader, asyncio.Queue[Observation]]]:
     bus = site.config.buses[0]
     assert isinstance(bus, PanelBus)
     q: asyncio.Queue[Observation] = asyncio.Queue()
@@ -58,11 +60,16 @@ def test_parse_generic_lines() -> None:
     ]
     ev = parse_line(PANEL, "2026-11-28 10:41:07 MCP L3 A001")
     assert ev[0].pattern.device_kind is DeviceKind.MANUAL_CALL_POINT and ev[0].point == "L3/A1"
-    assert [(e.pattern.condition, e.pattern.active) for e in parse_line(PANEL, "2026-11-28 10:52:30 RESET")] == [
+    assert [
+        (e.pattern.condition, e.pattern.active)
+        for e in parse_line(PANEL, "2026-11-28 10:52:30 RESET")
+    ] == [
         (Condition.ALARM, False),
         (Condition.PREALARM, False),
     ]
-    assert parse_line(PANEL, "2026-11-28 10:43:55 FAULT    L2 A007 OPEN CIRCUIT")[0].point == "L2/A7"
+    assert (
+        parse_line(PANEL, "2026-11-28 10:43:55 FAULT    L2 A007 OPEN CIRCUIT")[0].point == "L2/A7"
+    )
     assert parse_line(PANEL, "2026-11-28 10:50:01 RESTORE  L2 A007")[0].pattern.active is False
     assert parse_line(PANEL, "PRINTER PAPER LOW") == []
     assert parse_line(PANEL, "FIREWALL L1 A2") == []  # word boundary: not a FIRE line
@@ -75,7 +82,9 @@ def test_parser_never_crashes(line: str) -> None:
         assert e.point == "" or e.point.startswith("L")
 
 
-async def test_reader_events_zones_edges_reset(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_reader_events_zones_edges_reset(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with SimPanel() as panel:
         site = make_site(panel_yaml(panel.path))
         async with running(site) as (reader, q):
@@ -107,10 +116,12 @@ async def test_reader_events_zones_edges_reset(make_site: Callable[[str], Loaded
             assert reader.status()["unmatched"] == 1
 
 
-async def test_reader_port_vanishes_and_returns(make_site: Callable[[str], LoadedSite], collect: Any) -> None:
+async def test_reader_port_vanishes_and_returns(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
     with SimPanel() as panel:
         site = make_site(panel_yaml(panel.path))
-        async with running(site) as (reader, q):
+        async with running(site) as (_reader, q):
             await asyncio.sleep(0.2)
             panel.vanish()
             t0 = time.process_time()
@@ -121,7 +132,9 @@ async def test_reader_port_vanishes_and_returns(make_site: Callable[[str], Loade
             assert time.process_time() - t0 < 0.3  # backoff, no busy loop
             panel.reappear()
             seen = await collect(q, lambda s: len(s) >= 1, 4)
-            assert isinstance(seen[0], StateChange) and not seen[0].active and seen[0].point == "link"
+            assert (
+                isinstance(seen[0], StateChange) and not seen[0].active and seen[0].point == "link"
+            )
             panel.fire(1, 23)
             seen = await collect(q, lambda s: len(s) >= 1, 3)
             assert isinstance(seen[0], StateChange) and seen[0].point == "L1/A23"

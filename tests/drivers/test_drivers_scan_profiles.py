@@ -36,7 +36,13 @@ def test_all_profiles_load_and_required_models_exist() -> None:
     for n in names:
         p = load_profile(find_profile(n, ()))  # type: ignore[arg-type]
         kinds[n] = p
-    assert {"acrel-aim-r100", "calectro-ug3-o-mb-r", "generic-electrical-fire", "generic-modbus-detector", "generic-panel"} <= set(names)
+    assert {
+        "acrel-aim-r100",
+        "calectro-ug3-o-mb-r",
+        "generic-electrical-fire",
+        "generic-modbus-detector",
+        "generic-panel",
+    } <= set(names)
     assert isinstance(kinds["generic-panel"], PanelProfile)
     efire = kinds["generic-electrical-fire"]
     assert isinstance(efire, ModbusProfile)
@@ -55,7 +61,9 @@ async def test_every_profile_has_a_matching_mock(name: str) -> None:
     for i, p in enumerate(prof.points):
         if p.address == ident_at:
             continue  # holds the model code the scan looks for
-        if p.quantity is not None or (not p.table.is_bit and not p.flags and p.type is not DataType.BOOL):
+        if p.quantity is not None or (
+            not p.table.is_bit and not p.flags and p.type is not DataType.BOOL
+        ):
             v = {DataType.F32: 20.5 + i, DataType.S16: -(i + 1)}.get(p.type, float(i + 1))
             v = v * p.scale + p.offset if p.type is not DataType.F32 else v
             dev.set_point(p.name, v)
@@ -69,7 +77,11 @@ async def test_every_profile_has_a_matching_mock(name: str) -> None:
                 reply = frames.parse_reply(block.pdu, await link.transact(5, block.pdu, 0.2))
                 raws.update(codec.block_raws(prof, block, reply.registers, reply.bits))
             if prof.identify is not None:
-                fc = frames.READ_HOLDING if prof.identify.table.value == "holding" else frames.READ_INPUT
+                fc = (
+                    frames.READ_HOLDING
+                    if prof.identify.table.value == "holding"
+                    else frames.READ_INPUT
+                )
                 pdu = frames.read_request(fc, prof.pdu_address(prof.identify.address), 1)
                 reg = frames.parse_reply(pdu, await link.transact(5, pdu, 0.2)).registers[0]
                 assert reg & prof.identify.mask == prof.identify.value & prof.identify.mask
@@ -88,12 +100,19 @@ async def test_every_profile_has_a_matching_mock(name: str) -> None:
 
 
 async def test_scan_finds_ids_in_bounded_time() -> None:
-    devs = [SimDevice(3, load_modbus_profile("calectro-ug3-o-mb-r")), SimDevice(1, load_modbus_profile("acrel-aim-r100")), SimDevice(17, load_modbus_profile("generic-modbus-detector")), SimDevice(9, load_modbus_profile("generic-electrical-fire"))]
+    devs = [
+        SimDevice(3, load_modbus_profile("calectro-ug3-o-mb-r")),
+        SimDevice(1, load_modbus_profile("acrel-aim-r100")),
+        SimDevice(17, load_modbus_profile("generic-modbus-detector")),
+        SimDevice(9, load_modbus_profile("generic-electrical-fire")),
+    ]
     with SimRtuBus(devs, emulate_wire_time=True, baudrate=9600) as sim:
         ids = range(1, 21)
         bound = scan_bound_s(len(ids), 1, 0.05, 9600)
         t0 = time.monotonic()
-        found = await scan_line(sim.path, 9600, "N", 1, ids, timeout_s=0.05, profiles=modbus_profiles())
+        found = await scan_line(
+            sim.path, 9600, "N", 1, ids, timeout_s=0.05, profiles=modbus_profiles()
+        )
         took = time.monotonic() - t0
     assert [f.device_id for f in found] == [1, 3, 9, 17]
     assert took <= bound + 0.5, (took, bound)
@@ -105,8 +124,24 @@ async def test_scan_finds_ids_in_bounded_time() -> None:
 
 
 def test_scan_command_finds_baud_rate(capsys: pytest.CaptureFixture[str]) -> None:
-    with SimRtuBus([SimDevice(4, load_modbus_profile("calectro-ug3-o-mb-r"))], baudrate=19200, check_baudrate=True) as sim:
-        code = firegate(["scan", "--port", sim.path, "--baudrate", "9600,19200", "--ids", "1-6", "--timeout", "0.05"])
+    with SimRtuBus(
+        [SimDevice(4, load_modbus_profile("calectro-ug3-o-mb-r"))],
+        baudrate=19200,
+        check_baudrate=True,
+    ) as sim:
+        code = firegate(
+            [
+                "scan",
+                "--port",
+                sim.path,
+                "--baudrate",
+                "9600,19200",
+                "--ids",
+                "1-6",
+                "--timeout",
+                "0.05",
+            ]
+        )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "id   4: answers at 19200 8N1" in out
@@ -135,7 +170,12 @@ script:
   - {{at_s: 0, device: 1, point: leakage_l1, value: 0, ramp_to: 100, over_s: 0.5}}
 """
     )
-    proc = subprocess.Popen([sys.executable, "-m", "firmware_mocks", "run", str(spec), "--duration", "3"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_mocks", "run", str(spec), "--duration", "3"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -164,5 +204,11 @@ script:
 def test_mock_cli_rejects_bad_file(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("devices: [{id: 3, profile: calectro-ug3-o-mb-r, colour: red}]\n")
-    r = subprocess.run([sys.executable, "-m", "firmware_mocks", "run", str(spec)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "firmware_mocks", "run", str(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "colour" in r.stderr
