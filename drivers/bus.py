@@ -81,6 +81,8 @@ def next_due(due: float, interval_s: float, now: float) -> float:
     nxt = due + interval_s
     if nxt <= now:
         nxt += (math.floor((now - nxt) / interval_s) + 1) * interval_s
+        while nxt <= now:  # floating-point rounding of the line above
+            nxt += interval_s
     return nxt
 
 

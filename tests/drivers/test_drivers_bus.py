@@ -384,3 +384,41 @@ async def test_tcp_bus(make_site: Callable[[str], LoadedSite], collect: Any) -> 
             await collect(
                 q, lambda s: any(r.source == "efire-2" and r.value == 13.0 for r in readings(s)), 5
             )
+
+
+async def test_port_missing_at_start_then_plugged_in(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
+    with sim_bus() as sim:
+        sim.vanish()
+        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2))
+        async with running(site) as (w, q):
+            seen = await collect(q, lambda s: len(states(s)) >= 4, 3)
+            assert {o.source for o in states(seen)} == {"leak-1", "smoke-3", "efire-7", "det-9"}
+            assert all(o.condition is Condition.OFFLINE and o.active for o in states(seen))
+            assert "cannot open" in states(seen)[0].detail
+            assert w.progress_mono > 0
+            sim.reappear()
+            await collect(q, lambda s: len(readings(s, "leak-1")) >= 12, 15)
+
+
+async def test_wire_time_emulation_matches_the_model() -> None:
+    # 10 reads of 10 registers at 9600 baud: each at least 45.8 ms on the "wire"
+    from drivers import frames
+    from drivers.link import RtuLink
+
+    with SimRtuBus([SimDevice(1, ACREL)], baudrate=9600, emulate_wire_time=True) as sim:
+        link = RtuLink(sim.path, 9600, turnaround_s=0.0)
+        await link.open()
+        pdu = frames.read_request(frames.READ_HOLDING, 0x4A, 10)
+        try:
+            await link.transact(1, pdu, 0.3)
+            t0 = time.monotonic()
+            for _ in range(10):
+                await link.transact(1, pdu, 0.3)
+            per_read = (time.monotonic() - t0) / 10
+        finally:
+            link.close()
+    model = frames.transaction_wire_s(9600, 8, 25)
+    # never faster than the wire; the upper bound only catches gross errors (shared CI cores)
+    assert model * 0.99 <= per_read <= model * 3, (per_read, model)
