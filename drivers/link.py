@@ -365,25 +365,30 @@ class TcpLink:
             reader, writer = self._reader, self._writer
             self._tid = (self._tid + 1) & 0xFFFF
             tid = self._tid
+            mid_frame = False
             try:
                 writer.write(frames.mbap(tid, unit, pdu))
                 async with asyncio.timeout(timeout_s):
                     await writer.drain()
                     while True:
+                        # a cancelled readexactly consumes nothing: only a header
+                        # read without its body breaks the stream's framing
                         head = await reader.readexactly(7)
+                        mid_frame = True
                         rtid, proto, length, runit = struct.unpack(">HHHB", head)
                         if proto != 0 or not 2 <= length <= 254:
                             # lost framing: the stream cannot be trusted any more
                             raise FrameError(f"garbled MBAP header from {self.where}")
                         body = await reader.readexactly(length - 1)
+                        mid_frame = False
                         if rtid == tid and runit == unit:
                             return body
                         log.debug(
                             "dropped reply tid=%d unit=%d (want %d/%d)", rtid, runit, tid, unit
                         )
             except TimeoutError:
-                # a half-read frame would break the stream's framing: start afresh
-                self.close()
+                if mid_frame:
+                    self.close()  # half a frame read: start afresh on a new connection
                 raise NoReply(
                     f"no reply from unit {unit} at {self.where} within {timeout_s:g} s"
                 ) from None
