@@ -184,9 +184,16 @@ class BusWorker:
             self._reopen_at = self.clock.monotonic() + delay
             self._port_error = str(e)
             return
-        if self._reopen_failures:
+        if self._reopen_failures or self._port_error:
             log.info("bus %s: %s open again", self.name, self.link.where)
+            # devices that went offline with the port are asked again now,
+            # not at their next offline poll (up to offline_poll_s away)
+            now = self.clock.monotonic()
+            for d in self.devices:
+                if d.offline:
+                    d.next_due = min(d.next_due, now)
         self._reopen_failures = 0
+        self._port_error = ""
 
     # --------------------------------------------------------------- one request
 

@@ -174,10 +174,10 @@ class SerialLine:
             view = view[n:]
 
     async def wait_data(self, timeout_s: float) -> None:
-        """Return when new bytes arrived, the port was lost, or ``timeout_s`` passed."""
+        """Return when bytes are waiting in ``buf``, the port was lost, or ``timeout_s`` passed."""
+        if self.buf or self._ser is None:
+            return  # bytes that came while the caller was busy: no wake-up is lost
         self._event.clear()
-        if self._ser is None:
-            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, timeout_s)):
                 await self._event.wait()

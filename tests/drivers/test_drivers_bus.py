@@ -306,7 +306,8 @@ async def test_port_vanishes_and_comes_back(
     make_site: Callable[[str], LoadedSite], collect: Any
 ) -> None:
     with sim_bus() as sim:
-        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2))
+        # offline devices are re-polled as soon as the port is back, not after offline_poll_s
+        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2, offline_poll_s=60))
         async with running(site) as (w, q):
             await collect(q, lambda s: len(states(s, "smoke-3")) >= 3, 5)
             sim.vanish()
@@ -391,7 +392,7 @@ async def test_port_missing_at_start_then_plugged_in(
 ) -> None:
     with sim_bus() as sim:
         sim.vanish()
-        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2))
+        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2, offline_poll_s=60))
         async with running(site) as (w, q):
             seen = await collect(q, lambda s: len(states(s)) >= 4, 3)
             assert {o.source for o in states(seen)} == {"leak-1", "smoke-3", "efire-7", "det-9"}
