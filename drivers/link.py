@@ -10,6 +10,9 @@ for three reasons measured or seen while building it (see bench/bus_throughput.p
   and the wait goes on for the right reply until the timeout; a reply that
   arrives late (after its request timed out) is discarded before the next
   request, so it can never be taken as the answer to another request;
+  (RTU has no transaction id: a late reply that arrives while a request for
+  the same registers of the same device is pending cannot be told apart; it
+  then carries those registers' values at most one timeout old);
 * an unplugged adapter surfaces as ``PortError`` at once (EIO / hang-up on
   the descriptor), never as a busy loop on a dead descriptor.
 

@@ -212,3 +212,19 @@ def test_mock_cli_rejects_bad_file(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 2 and "colour" in r.stderr
+
+
+def test_build_driver_parts_from_the_example_site() -> None:
+    from agent.clock import SystemClock
+    from agent.siteconfig import load_site
+    from config import EXAMPLE_SITE
+    from drivers.parts import build_driver_parts
+
+    site = load_site(EXAMPLE_SITE)
+    dp = build_driver_parts(site, asyncio.Queue(), SystemClock())
+    assert [w.name for w in dp.workers] == ["rs485-1"]
+    assert [p.name for p in dp.panels] == ["panel"]
+    assert dp.commands_by_device["kitchen-smoke-1"] is dp.workers[0].commands
+    for p in dp.parts:
+        st = p.status()
+        assert isinstance(st, dict) and p.progress_mono > 0
