@@ -325,6 +325,11 @@ async def test_port_vanishes_and_comes_back(
             assert not w.status()["open"]
             # no busy loop while the port is gone
             assert time.process_time() - t0 < 0.5
+            # a command meanwhile fails cleanly, with the reason
+            w.commands.put_nowait(Command(target="smoke-3", action="reset", wall=0, mono=0))
+            res = await collect(q, lambda s: any(isinstance(o, CommandResult) for o in s), 3)
+            failed = next(o for o in res if isinstance(o, CommandResult))
+            assert not failed.ok and "ttySIM0" in failed.detail
             sim.reappear()
             seen = await collect(
                 q,
