@@ -428,3 +428,34 @@ async def test_wire_time_emulation_matches_the_model() -> None:
     model = frames.transaction_wire_s(9600, 8, 25)
     # never faster than the wire; the upper bound only catches gross errors (shared CI cores)
     assert model * 0.99 <= per_read <= model * 3, (per_read, model)
+
+
+async def test_scaled_clock_polls_in_simulated_time(make_site: Callable[[str], LoadedSite]) -> None:
+    # the demo runs the agent at --speed N: poll intervals are simulated seconds,
+    # bus timeouts stay real
+    from agent.clock import ScaledClock
+
+    with SimRtuBus([SimDevice(3, CALECTRO)]) as sim:
+        site = make_site(f"""
+- name: rs485-1
+  type: rtu
+  port: {sim.path}
+  timeout_s: 0.1
+  devices:
+    - {{name: smoke-3, profile: calectro-ug3-o-mb-r, device_id: 3, zone: kitchen, poll_interval_s: 1}}
+""")
+        bus = site.config.buses[0]
+        assert isinstance(bus, RtuBus)
+        q: asyncio.Queue[Observation] = asyncio.Queue()
+        clock = ScaledClock(20.0)
+        w = BusWorker(bus, site, q, clock)
+        task = asyncio.create_task(w.run())
+        try:
+            await asyncio.sleep(1.0)  # 20 simulated seconds
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        polls = w.status()["devices"]["smoke-3"]["polls_ok"]
+        assert 15 <= polls <= 22, polls
+        assert clock.monotonic() - w.progress_mono < 3.0
