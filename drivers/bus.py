@@ -1,14 +1,17 @@
 """One worker per Modbus bus (serial line or TCP host): polls its devices, runs commands.
 
-Scheduling: every device has one due time; the worker always serves the
-device that is due earliest, one request at a time, so a saturated bus
-serves its devices round-robin and nothing ever queues up (a late poll is
-not repeated to catch up: back-pressure is impossible by construction).
+Scheduling: every device has one due time on a fixed grid of its poll
+interval; the worker always serves the device that is due earliest, one
+request at a time, so a saturated bus serves its devices round-robin and
+nothing ever queues up. Grid points missed while the bus was busy are
+skipped, never made up with catch-up polls (see ``next_due``): back-pressure
+is impossible by construction.
 
 Failures: a request that gets no valid reply is retried ``retries`` times;
 after ``offline_after`` failed polls in a row a device is reported OFFLINE
 and polled only every ``offline_poll_s`` (without retries) until it answers,
 so a dead device costs the others one timeout per ``offline_poll_s``.
+Retries are only spent on a device whose previous poll succeeded.
 
 A lost port (USB adapter unplugged, TCP connection refused) is reopened with
 exponential backoff; polls that fall due meanwhile fail at once, so the
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +72,18 @@ class _Device:
     @property
     def interval_s(self) -> float:
         return self.cfg.poll_interval_s
+
+
+def next_due(due: float, interval_s: float, now: float) -> float:
+    """The next poll time on the device's fixed grid after ``now``: a poll that was
+    late is not followed by catch-up polls, so over any stretch of time a device
+    is polled at most once per interval and a saturated bus builds no backlog."""
+    nxt = due + interval_s
+    if nxt <= now:
+        nxt += (math.floor((now - nxt) / interval_s) + 1) * interval_s
+        while nxt <= now:  # floating-point rounding of the line above
+            nxt += interval_s
+    return nxt
 
 
 def make_link(bus: RtuBus | TcpBus) -> Link:
@@ -168,9 +184,16 @@ class BusWorker:
             self._reopen_at = self.clock.monotonic() + delay
             self._port_error = str(e)
             return
-        if self._reopen_failures:
+        if self._reopen_failures or self._port_error:
             log.info("bus %s: %s open again", self.name, self.link.where)
+            # devices that went offline with the port are asked again now,
+            # not at their next offline poll (up to offline_poll_s away)
+            now = self.clock.monotonic()
+            for d in self.devices:
+                if d.offline:
+                    d.next_due = min(d.next_due, now)
         self._reopen_failures = 0
+        self._port_error = ""
 
     # --------------------------------------------------------------- one request
 
@@ -199,10 +222,12 @@ class BusWorker:
     # --------------------------------------------------------------------- polls
 
     async def _poll(self, d: _Device) -> None:
-        retries = 0 if d.offline else self.bus.retries
+        # retries are for a transient error of a healthy device; a device that
+        # failed its last poll gets one try per poll, so a dead one costs little
+        retries = self.bus.retries if d.failures == 0 else 0
         raws: dict[str, int] = {}
         times: dict[str, tuple[float, float]] = {}
-        d.next_due = max(d.next_due + d.interval_s, self.clock.monotonic())
+        d.next_due = next_due(d.next_due, d.interval_s, self.clock.monotonic())
         try:
             for block in d.plan:
                 reply, wall, mono = await self._request(d.cfg.device_id, block.pdu, retries=retries)

@@ -220,7 +220,9 @@ def evaluate(profile: ModbusProfile, raws: Mapping[str, int]) -> Evaluation:
                 put((f.point or p.sub_point, f.condition), on, f.detail)
         elif p.quantity is not None:
             value, fault = _measure(p, raw)
-            put((reading_point(p), Condition.FAULT), value is None, fault)
+            if p.sentinels or p.type is DataType.F32:
+                # only a value that can say "sensor fault" has a fault state
+                put((reading_point(p), Condition.FAULT), value is None, fault)
             if value is None:
                 continue
             setpoint = None

@@ -138,7 +138,11 @@ class PanelReader:
                 log.warning("panel %s: %s; retrying with backoff", self.name, e)
             self._port_fault = str(e)
             await self._link_state()
-            await self.clock.sleep(delay)
+            # sleep in slices so progress_mono keeps moving during a long backoff
+            until = self.clock.monotonic() + delay
+            while (left := until - self.clock.monotonic()) > 0:
+                await self.clock.sleep(min(left, MAX_IDLE_WAIT_S))
+                self.progress_mono = self.clock.monotonic()
             return False
         self._reopen_failures = 0
         self._last_data_mono = self.clock.monotonic()

@@ -13,6 +13,7 @@ the bus serves requests in another.
 from __future__ import annotations
 
 import enum
+import itertools
 import struct
 import threading
 from collections.abc import Callable
@@ -76,7 +77,10 @@ class SimDevice:
         self._writable: set[int] = set()
         prof = self.profile
         for t in Table:
-            (self.bits if t.is_bit else self.registers).setdefault(t, {})  # type: ignore[arg-type]
+            if t.is_bit:
+                self.bits.setdefault(t, {})
+            else:
+                self.registers.setdefault(t, {})
         for p in prof.points:
             a = prof.pdu_address(p.address)
             for i in range(p.count):
@@ -99,15 +103,15 @@ class SimDevice:
                 self._readable[Table.COIL].add(a)
                 self.bits[Table.COIL].setdefault(a, False)
         if prof.identify is not None:
-            ident = prof.identify
-            a = prof.pdu_address(ident.address)
-            self._readable[ident.table].add(a)
-            regs = self.registers[ident.table]
-            regs[a] = (regs.get(a, 0) & ~ident.mask & 0xFFFF) | (ident.value & ident.mask)
+            self._readable[prof.identify.table].add(prof.pdu_address(prof.identify.address))
+            self.registers[prof.identify.table].setdefault(
+                prof.pdu_address(prof.identify.address), 0
+            )
+            self._keep_identity()
         # unused registers inside a gap the profile lets a read bridge
         for t in Table:
             addrs = sorted(self._readable[t])
-            for lo, hi in zip(addrs, addrs[1:], strict=False):
+            for lo, hi in itertools.pairwise(addrs):
                 if 1 < hi - lo <= prof.max_gap + 1:
                     self._readable[t].update(range(lo + 1, hi))
 
@@ -117,8 +121,11 @@ class SimDevice:
         """Set a point to an engineering value (mA, degrees C), encoded as the profile says.
 
         Bool points take the raw bit (``set_point("smoke_alarm", 1)``); status
-        words take the raw word. Raises KeyError for an unknown point and
-        ValueError for a value the point's type cannot hold.
+        words take the raw word, of which only the bits the profile's flags
+        name are changed (other bits, such as the Acrel meter type, stay). The
+        identification register of ``firegate scan`` keeps its model code.
+        Raises KeyError for an unknown point and ValueError for a value the
+        point's type cannot hold.
         """
         p = self.profile.point_by_name[name]
         a = self.profile.pdu_address(p.address)
@@ -126,11 +133,24 @@ class SimDevice:
             if p.table.is_bit:
                 self.bits[p.table][a] = bool(value)
             elif p.flags:
-                self._set_words(p.table, a, codec.words_from_raw(p, int(value)))
+                mask = sum({1 << f.bit for f in p.flags})
+                old = codec.raw_from_words(
+                    p, [self.registers[p.table].get(a + i, 0) for i in range(p.count)]
+                )
+                raw = (old & ~mask) | (int(value) & mask)
+                self._set_words(p.table, a, codec.words_from_raw(p, raw))
             else:
                 self._set_words(
                     p.table, a, codec.words_from_raw(p, codec.raw_from_engineering(p, value))
                 )
+            self._keep_identity()
+
+    def _keep_identity(self) -> None:
+        ident = self.profile.identify
+        if ident is not None:
+            regs = self.registers[ident.table]
+            a = self.profile.pdu_address(ident.address)
+            regs[a] = (regs.get(a, 0) & ~ident.mask & 0xFFFF) | (ident.value & ident.mask)
 
     def set_condition(self, name: str, active: bool) -> None:
         """Put a bool point's condition on or off (knows ``active_when``)."""

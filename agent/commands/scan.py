@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     bound = sum(scan_bound_s(len(ids), 1, args.timeout, b) for b, _ in settings)
     print(
         f"scanning {args.port}: {len(ids)} id(s) x {len(settings)} setting(s), "
-        f"timeout {args.timeout:g} s per id; at most {bound:.0f} s"
+        f"timeout {args.timeout:g} s per id; probing takes at most {bound:.0f} s "
+        "(plus a few reads per device found, to suggest a profile)"
     )
     t0 = time.monotonic()
     found: list[Found] = []

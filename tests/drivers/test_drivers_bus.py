@@ -306,7 +306,8 @@ async def test_port_vanishes_and_comes_back(
     make_site: Callable[[str], LoadedSite], collect: Any
 ) -> None:
     with sim_bus() as sim:
-        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2))
+        # offline devices are re-polled as soon as the port is back, not after offline_poll_s
+        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2, offline_poll_s=60))
         async with running(site) as (w, q):
             await collect(q, lambda s: len(states(s, "smoke-3")) >= 3, 5)
             sim.vanish()
@@ -324,6 +325,11 @@ async def test_port_vanishes_and_comes_back(
             assert not w.status()["open"]
             # no busy loop while the port is gone
             assert time.process_time() - t0 < 0.5
+            # a command meanwhile fails cleanly, with the reason
+            w.commands.put_nowait(Command(target="smoke-3", action="reset", wall=0, mono=0))
+            res = await collect(q, lambda s: any(isinstance(o, CommandResult) for o in s), 3)
+            failed = next(o for o in res if isinstance(o, CommandResult))
+            assert not failed.ok and "ttySIM0" in failed.detail
             sim.reappear()
             seen = await collect(
                 q,
@@ -355,7 +361,7 @@ async def test_tcp_bus(make_site: Callable[[str], LoadedSite], collect: Any) -> 
     - {{name: leak-1, profile: acrel-aim-r100, device_id: 1, zone: electrical-room, poll_interval_s: 0.1}}
     - {{name: efire-2, profile: generic-electrical-fire, device_id: 2, zone: electrical-room, poll_interval_s: 0.1}}
 """)
-        async with running(site) as (w, q):
+        async with running(site) as (_w, q):
             seen = await collect(
                 q,
                 lambda s: any(r.source == "efire-2" and r.point == "leakage" for r in readings(s)),
@@ -384,3 +390,72 @@ async def test_tcp_bus(make_site: Callable[[str], LoadedSite], collect: Any) -> 
             await collect(
                 q, lambda s: any(r.source == "efire-2" and r.value == 13.0 for r in readings(s)), 5
             )
+
+
+async def test_port_missing_at_start_then_plugged_in(
+    make_site: Callable[[str], LoadedSite], collect: Any
+) -> None:
+    with sim_bus() as sim:
+        sim.vanish()
+        site = make_site(rtu_yaml(sim.path, offline_after=2, interval_s=0.2, offline_poll_s=60))
+        async with running(site) as (w, q):
+            seen = await collect(q, lambda s: len(states(s)) >= 4, 3)
+            assert {o.source for o in states(seen)} == {"leak-1", "smoke-3", "efire-7", "det-9"}
+            assert all(o.condition is Condition.OFFLINE and o.active for o in states(seen))
+            assert "cannot open" in states(seen)[0].detail
+            assert w.progress_mono > 0
+            sim.reappear()
+            await collect(q, lambda s: len(readings(s, "leak-1")) >= 12, 15)
+
+
+async def test_wire_time_emulation_matches_the_model() -> None:
+    # 10 reads of 10 registers at 9600 baud: each at least 45.8 ms on the "wire"
+    from drivers import frames
+    from drivers.link import RtuLink
+
+    with SimRtuBus([SimDevice(1, ACREL)], baudrate=9600, emulate_wire_time=True) as sim:
+        link = RtuLink(sim.path, 9600, turnaround_s=0.0)
+        await link.open()
+        pdu = frames.read_request(frames.READ_HOLDING, 0x4A, 10)
+        try:
+            await link.transact(1, pdu, 0.3)
+            t0 = time.monotonic()
+            for _ in range(10):
+                await link.transact(1, pdu, 0.3)
+            per_read = (time.monotonic() - t0) / 10
+        finally:
+            link.close()
+    model = frames.transaction_wire_s(9600, 8, 25)
+    # never faster than the wire; the upper bound only catches gross errors (shared CI cores)
+    assert model * 0.99 <= per_read <= model * 3, (per_read, model)
+
+
+async def test_scaled_clock_polls_in_simulated_time(make_site: Callable[[str], LoadedSite]) -> None:
+    # the demo runs the agent at --speed N: poll intervals are simulated seconds,
+    # bus timeouts stay real
+    from agent.clock import ScaledClock
+
+    with SimRtuBus([SimDevice(3, CALECTRO)]) as sim:
+        site = make_site(f"""
+- name: rs485-1
+  type: rtu
+  port: {sim.path}
+  timeout_s: 0.1
+  devices:
+    - {{name: smoke-3, profile: calectro-ug3-o-mb-r, device_id: 3, zone: kitchen, poll_interval_s: 1}}
+""")
+        bus = site.config.buses[0]
+        assert isinstance(bus, RtuBus)
+        q: asyncio.Queue[Observation] = asyncio.Queue()
+        clock = ScaledClock(20.0)
+        w = BusWorker(bus, site, q, clock)
+        task = asyncio.create_task(w.run())
+        try:
+            await asyncio.sleep(1.0)  # 20 simulated seconds
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        polls = w.status()["devices"]["smoke-3"]["polls_ok"]
+        assert 15 <= polls <= 22, polls
+        assert clock.monotonic() - w.progress_mono < 3.0

@@ -12,6 +12,7 @@ from pymodbus.framer.rtu import FramerRTU
 
 from agent.events import Condition
 from drivers import codec, frames
+from drivers.bus import next_due
 from drivers.profile import ModbusProfile, Point
 
 
@@ -149,3 +150,19 @@ def test_evaluate_sentinel_nan_flags_or() -> None:
     ]
     assert ev.states[("l1", Condition.FAULT)] == (False, "")
     assert ev.states[("t1", Condition.PREALARM)] == (True, "hot")
+
+
+@given(
+    due=st.floats(0, 1e5),
+    interval=st.floats(0.1, 3600),
+    late=st.floats(-10, 1e4),
+)
+def test_next_due_is_on_the_grid_and_never_catches_up(
+    due: float, interval: float, late: float
+) -> None:
+    now = due + late
+    nxt = next_due(due, interval, now)
+    assert nxt > now or nxt == due + interval
+    k = (nxt - due) / interval
+    assert abs(k - round(k)) < 1e-6 * max(1.0, k)  # on the device's grid
+    assert nxt - max(now, due) <= interval * (1 + 1e-9) + 1e-6  # the next free grid point

@@ -212,3 +212,35 @@ def test_mock_cli_rejects_bad_file(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 2 and "colour" in r.stderr
+
+
+def test_build_driver_parts_from_the_example_site() -> None:
+    from agent.clock import SystemClock
+    from agent.siteconfig import load_site
+    from config import EXAMPLE_SITE
+    from drivers.parts import build_driver_parts
+
+    site = load_site(EXAMPLE_SITE)
+    dp = build_driver_parts(site, asyncio.Queue(), SystemClock())
+    assert [w.name for w in dp.workers] == ["rs485-1"]
+    assert [p.name for p in dp.panels] == ["panel"]
+    assert dp.commands_by_device["kitchen-smoke-1"] is dp.workers[0].commands
+    for p in dp.parts:
+        st = p.status()
+        assert isinstance(st, dict) and p.progress_mono > 0
+
+
+def test_mock_keeps_identity_and_unflagged_bits_when_a_timeline_sets_every_point() -> None:
+    # a scenario timeline sets every point to its value at rest, status words included
+    for name in ("acrel-aim-r100", "generic-modbus-detector"):
+        prof = load_modbus_profile(name)
+        dev = SimDevice(1, prof)
+        for p in prof.points:
+            dev.set_point(p.name, 0)
+        ident = prof.identify
+        assert ident is not None
+        got = dev.get_register(ident.table, prof.pdu_address(ident.address))
+        assert got & ident.mask == ident.value & ident.mask, name
+    acrel = SimDevice(1, load_modbus_profile("acrel-aim-r100"))
+    acrel.set_point("fault_flags_1_6", 0xFFFF)
+    assert acrel.get_raw("fault_flags_1_6") == 0x1FFF  # 12 flag bits set, meter type 1 kept
