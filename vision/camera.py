@@ -146,6 +146,7 @@ class CameraWorker:
     # ------------------------------------------------------------------- part
 
     async def run(self) -> None:
+        self._started_mono = self.clock.monotonic()
         self.capture.start()
         period_s = 1.0 / self.cam.detect_fps
         try:

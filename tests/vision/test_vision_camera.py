@@ -32,13 +32,14 @@ def detector() -> Detector:
 
 
 def moving_frames(n: int, size: tuple[int, int] = (160, 120)) -> list[np.ndarray]:
-    """A plain grey scene with a dark bar moving across: changes every frame, no fire."""
-    w, h = size
+    """A room (no fire, no smoke) with a dark bar moving across: changes every frame."""
+    room = cv2.resize(cv2.imread(str(FIXTURES / "normal_hotel_room.jpg")), size)
+    w = size[0]
     out = []
     for i in range(n):
-        img = np.full((h, w, 3), 120, np.uint8)
+        img = room.copy()
         x = (i * 7) % (w - 20)
-        img[:, x : x + 20] = 60
+        img[:, x : x + 20] //= 2
         out.append(img)
     return out
 
