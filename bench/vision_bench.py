@@ -37,7 +37,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vision.detector import DEFAULT_MODEL, Detector  # noqa: E402
+from vision.detector import DEFAULT_MODEL, Detector
 
 FRAME_W, FRAME_H, VIDEO_FPS = 1280, 720, 25.0
 
@@ -65,7 +65,7 @@ def onnx_stats(path: Path, size: tuple[int, int]) -> tuple[int, float]:
         if node.op_type == "Conv":
             wshape = inits[node.input[1]]
             out = shapes[node.output[0]]
-            cout, cin_per_group, kh, kw = wshape
+            _cout, cin_per_group, kh, kw = wshape
             macs += int(np.prod(out)) * cin_per_group * kh * kw
         elif node.op_type in ("Gemm", "MatMul"):
             wshape = inits.get(node.input[1]) or tuple(shapes.get(node.input[1], ()))
@@ -78,11 +78,14 @@ def time_session(sess: ort.InferenceSession, x: np.ndarray, seconds: float) -> l
     for _ in range(5):
         sess.run(None, {name: x})
     out = []
-    end = time.perf_counter() + seconds
+    c0, w0 = time.process_time(), time.perf_counter()
+    end = w0 + seconds
     while time.perf_counter() < end:
         t0 = time.perf_counter()
         sess.run(None, {name: x})
         out.append((time.perf_counter() - t0) * 1000)
+    cores = (time.process_time() - c0) / (time.perf_counter() - w0)
+    print(f"  ({len(out)} runs used {cores:.2f} cores on average: one intra-op thread)")
     return out
 
 
@@ -90,8 +93,12 @@ def baseline_session(size: tuple[int, int]) -> ort.InferenceSession:
     """One 3x3 conv, 3 -> 16 channels, stride 2: the floor of any CNN at this size."""
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(16, 3, 3, 3)).astype(np.float32), "w")
-    node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).normal(size=(16, 3, 3, 3)).astype(np.float32), "w"
+    )
+    node = helper.make_node(
+        "Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+    )
     graph = helper.make_graph(
         [node],
         "baseline",
@@ -110,8 +117,13 @@ def make_video(path: Path, seconds: float) -> str:
     """A 1280x720 clip with motion; returns the codec used."""
     rng = np.random.default_rng(0)
     bg = cv2.resize(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8), (FRAME_W, FRAME_H))
-    for fourcc, name in (("avc1", "H.264 (avc1)"), ("mp4v", "MPEG-4 Part 2 (mp4v), no H.264 encoder here")):
-        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (FRAME_W, FRAME_H))
+    for fourcc, name in (
+        ("avc1", "H.264 (avc1)"),
+        ("mp4v", "MPEG-4 Part 2 (mp4v), no H.264 encoder here"),
+    ):
+        vw = cv2.VideoWriter(
+            str(path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (FRAME_W, FRAME_H)
+        )
         if not vw.isOpened():
             continue
         for i in range(int(seconds * VIDEO_FPS)):
@@ -127,7 +139,9 @@ def make_video(path: Path, seconds: float) -> str:
     raise RuntimeError("no usable video encoder in this OpenCV build")
 
 
-def camera_loop(path: Path, det: Detector, detect_fps: float) -> tuple[int, int, float, float, float]:
+def camera_loop(
+    path: Path, det: Detector, detect_fps: float
+) -> tuple[int, int, float, float, float]:
     """Decode every frame of the file, detect at ``detect_fps``; returns
     (frames decoded, frames analysed, decode ms total, preprocess ms, inference ms)."""
     cap = cv2.VideoCapture(str(path))
@@ -165,34 +179,50 @@ def main() -> int:
     det = Detector.load(args.model, threads=1)
     size = det.input_size
     params, flops = onnx_stats(args.model, size)
-    print(f"model {args.model.name}: {args.model.stat().st_size / 1024:.0f} KiB, {params} parameters, "
-          f"{flops / 1e6:.0f} MFLOPs ({flops / 2e6:.0f} M multiply-adds) at {size[0]}x{size[1]}")
-    print(f"cpu: {os.cpu_count()} logical cores visible; load average {os.getloadavg()[0]:.2f} "
-          "(shared machine: figures are upper bounds)")
+    print(
+        f"model {args.model.name}: {args.model.stat().st_size / 1024:.0f} KiB, {params} parameters, "
+        f"{flops / 1e6:.0f} MFLOPs ({flops / 2e6:.0f} M multiply-adds) at {size[0]}x{size[1]}"
+    )
+    print(
+        f"cpu: {os.cpu_count()} logical cores visible; load average {os.getloadavg()[0]:.2f} "
+        "(shared machine: figures are upper bounds)"
+    )
 
     x = np.random.default_rng(0).uniform(0, 255, (1, 3, size[1], size[0])).astype(np.float32)
     ms = time_session(det.session, x, args.seconds)
     base = time_session(baseline_session(size), x, args.seconds / 2)
     med, p95 = statistics.median(ms), float(np.percentile(ms, 95))
     bmed = statistics.median(base)
-    print(f"inference, 1 thread: median {med:.2f} ms, p95 {p95:.2f} ms over {len(ms)} runs "
-          f"(target <= 10 ms: {'met' if med <= 10 else 'NOT met'})")
-    print(f"  baseline (one 3x3 conv 3->16): {bmed:.3f} ms -> model = {med / bmed:.0f}x baseline; "
-          f"{flops / (med / 1000) / 1e9:.1f} GFLOP/s achieved")
+    print(
+        f"inference, 1 thread: median {med:.2f} ms, p95 {p95:.2f} ms over {len(ms)} runs "
+        f"(target <= 10 ms: {'met' if med <= 10 else 'NOT met'})"
+    )
+    print(
+        f"  baseline (one 3x3 conv 3->16): {bmed:.3f} ms -> model = {med / bmed:.0f}x baseline; "
+        f"{flops / (med / 1000) / 1e9:.1f} GFLOP/s achieved"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "bench_720p.mp4"
         codec = make_video(video, args.video_s)
         size_mb = video.stat().st_size / 1e6
-        print(f"test clip: {args.video_s:g} s of 1280x720 at {VIDEO_FPS:g} fps, {codec}, {size_mb:.1f} MB")
+        print(
+            f"test clip: {args.video_s:g} s of 1280x720 at {VIDEO_FPS:g} fps, {codec}, {size_mb:.1f} MB"
+        )
         n, analysed, dec, pre, inf = camera_loop(video, det, 2.0)
         per_frame = (pre + inf) / analysed
-        print(f"per analysed frame: preprocess {pre / analysed:.2f} ms + inference {inf / analysed:.2f} ms "
-              f"= {per_frame:.2f} ms; decode {dec / n:.2f} ms per frame x {VIDEO_FPS:g} fps "
-              f"(every frame of a stream must be decoded)")
-        cost_per_s = dec / n * VIDEO_FPS + per_frame * 2.0  # ms of CPU per second of video, one camera
-        print(f"one camera, 2 fps analysis on a 25 fps stream: {cost_per_s / 10:.1f} % of one core "
-              f"(decode {dec / n * VIDEO_FPS / 10:.1f} %, detection {per_frame * 2 / 10:.1f} %)")
+        print(
+            f"per analysed frame: preprocess {pre / analysed:.2f} ms + inference {inf / analysed:.2f} ms "
+            f"= {per_frame:.2f} ms; decode {dec / n:.2f} ms per frame x {VIDEO_FPS:g} fps "
+            f"(every frame of a stream must be decoded)"
+        )
+        cost_per_s = (
+            dec / n * VIDEO_FPS + per_frame * 2.0
+        )  # ms of CPU per second of video, one camera
+        print(
+            f"one camera, 2 fps analysis on a 25 fps stream: {cost_per_s / 10:.1f} % of one core "
+            f"(decode {dec / n * VIDEO_FPS / 10:.1f} %, detection {per_frame * 2 / 10:.1f} %)"
+        )
 
         # four cameras for real: the CPU time of four concurrent loops over one clip each
         import threading
@@ -206,10 +236,12 @@ def main() -> int:
             t.join()
         cpu_s, wall_s = time.process_time() - c0, time.perf_counter() - t0
         share = cpu_s / args.video_s  # CPU seconds per second of four-camera video
-        print(f"four cameras at 2 fps: {cpu_s:.1f} CPU s for {args.video_s:g} s of video each "
-              f"(ran in {wall_s:.1f} s) -> {share * 100:.0f} % of one core including decode "
-              f"(target <= 50 %: {'met' if share <= 0.5 else 'NOT met'}); "
-              f"detection alone {per_frame * 2 * 4 / 10:.1f} % of one core")
+        print(
+            f"four cameras at 2 fps: {cpu_s:.1f} CPU s for {args.video_s:g} s of video each "
+            f"(ran in {wall_s:.1f} s) -> {share * 100:.0f} % of one core including decode "
+            f"(target <= 50 %: {'met' if share <= 0.5 else 'NOT met'}); "
+            f"detection alone {per_frame * 2 * 4 / 10:.1f} % of one core"
+        )
     return 0
 
 
