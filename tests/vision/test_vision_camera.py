@@ -125,7 +125,7 @@ async def test_frozen_picture_is_a_fault_and_clears_when_it_moves(
         o for o in seen if isinstance(o, StateChange) and o.condition is Condition.FROZEN
     )
     # the picture froze 2 s into the clip: reported 5 s later, give or take scheduling
-    assert 6.0 <= frozen_at.mono - w._started_mono <= 9.0
+    assert 6.0 <= frozen_at.mono - w._started_mono <= 12.0
 
 
 async def test_stream_that_stalls_is_stale_and_never_blocks(
