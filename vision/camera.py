@@ -42,7 +42,7 @@ from agent.events import (
 from agent.logs import redact_url
 from agent.siteconfig.models import CameraConfig
 from vision.capture import Capture, CaptureState, Frame
-from vision.detector import CLASSES, Detector, FrameResult
+from vision.detector import CLASSES, Detector, FrameError, FrameResult
 from vision.masks import ignore_cells
 from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams
 
@@ -141,11 +141,13 @@ class CameraWorker:
         self.frames_seen = 0
         self.frames_analysed = 0
         self.frames_skipped = 0
+        self.frames_bad = 0
         self.detections_sent = 0
 
     # ------------------------------------------------------------------- part
 
     async def run(self) -> None:
+        self._started_mono = self.clock.monotonic()
         self.capture.start()
         period_s = 1.0 / self.cam.detect_fps
         try:
@@ -177,6 +179,7 @@ class CameraWorker:
             "frames_seen": self.frames_seen,
             "frames_analysed": self.frames_analysed,
             "frames_skipped_unchanged": self.frames_skipped,
+            "frames_bad": self.frames_bad,
             "fire": None if r is None else round(r.fire, 3),
             "smoke": None if r is None else round(r.smoke, 3),
             "inference_ms": None if r is None else round(r.inference_ms, 2),
@@ -218,12 +221,17 @@ class CameraWorker:
             self.frames_skipped += 1
             result = self._last_result
         else:
-            result = await asyncio.to_thread(
-                self.detector.detect,
-                frame.image,
-                ignore_cells=self._ignore_mask(frame.image.shape[1], frame.image.shape[0]),
-                region_thresholds=self.region_thresholds,
-            )
+            try:
+                result = await asyncio.to_thread(
+                    self.detector.detect,
+                    frame.image,
+                    ignore_cells=self._ignore_mask(frame.image.shape[1], frame.image.shape[0]),
+                    region_thresholds=self.region_thresholds,
+                )
+            except FrameError as e:  # a garbled frame from the decoder: skip it, keep going
+                self.frames_bad += 1
+                log.warning("camera %s: frame %d unusable: %s", self.cam.name, frame.seq, e)
+                return
             self.frames_analysed += 1
             self._analysed_thumb = thumb
             self._analysed_mono = now

@@ -36,6 +36,7 @@ from vision.metrics import roc_auc, threshold_at_fpr
 log = logging.getLogger("vision.train")
 
 STRIDE_PX = 16
+P_FEATURELESS = 0.06  # share of training images replaced by a synthetic featureless frame
 MODELS_DIR = Path(__file__).parent / "models"
 CACHE_DIR = Path(__file__).parent / ".cache"
 
@@ -147,6 +148,33 @@ def _light_beam(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out.clip(0, 255).astype(np.uint8)
 
 
+def _featureless(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A frame with nothing in it: a covered lens, a bare wall, black night, an
+    over-exposed picture. Flat colour, a smooth gradient and sensor noise. The
+    model must not call such a frame smoke (a blind camera is a fault, not a fire)."""
+    base = rng.uniform(0, 255) if rng.random() < 0.7 else rng.uniform(0, 255, 3)
+    img = np.broadcast_to(np.asarray(base, np.float32), (size, size, 3)).copy()
+    if rng.random() < 0.6:
+        angle = rng.uniform(0, 2 * math.pi)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+        ramp = (xx * math.cos(angle) + yy * math.sin(angle)) * rng.uniform(10, 80)
+        img += ramp[..., None]
+    if rng.random() < 0.3:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+        img *= (1 - rng.uniform(0.2, 0.6) * (xx**2 + yy**2) * 2)[..., None]
+    img += rng.normal(0, rng.uniform(0.5, 10), img.shape).astype(np.float32)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def _night(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same scene with the lights off: dark, noisy, often grey."""
+    f = img.astype(np.float32) * rng.uniform(0.05, 0.35)
+    if rng.random() < 0.5:
+        f = np.repeat(f.mean(axis=2, keepdims=True), 3, axis=2)
+    f += rng.normal(0, rng.uniform(1, 6), f.shape).astype(np.float32)
+    return f.clip(0, 255).astype(np.uint8)
+
+
 def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     f = img.astype(np.float32)
     if rng.random() < 0.8:
@@ -235,7 +263,13 @@ def make_batch(
         im = cv2.resize(img[y : y + h, x : x + w], (size, size), interpolation=cv2.INTER_AREA)
         if flip:
             im = im[:, ::-1]
+        blank = rng is not None and rng.random() < P_FEATURELESS
+        if rng is not None and blank:
+            xb[j] = _featureless(size, rng).transpose(2, 0, 1)
+            continue  # labels and cell targets stay 0: no fire, no smoke
         if rng is not None:
+            if s.fire == 0 and s.smoke == 0 and rng.random() < 0.15:
+                im = _night(np.ascontiguousarray(im), rng)
             if rng.random() < 0.15:
                 im = _haze(im, rng)
             if rng.random() < 0.1:
@@ -261,7 +295,7 @@ def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits[keep], target[keep])
 
 
-def predict(model: FireNet, x: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def predict(model: nn.Module, x: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     cells, scores = [], []
     with torch.no_grad():
@@ -296,6 +330,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     xv, _, yv = make_batch(samples, images, va, args.size, None)
     yv = np.array([[samples[i].fire, samples[i].smoke] for i in va], np.float32)
 
+    weights = np.array([args.fire_weight if samples[i].fire == 1 else 1.0 for i in tr])
+    weights /= weights.sum()
     model = FireNet()
     n_params = sum(p.numel() for p in model.parameters())
     log.info("FireNet: %d parameters; train %d, val %d images", n_params, len(tr), len(va))
@@ -305,11 +341,18 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=total, pct_start=0.15
     )
+    # an exponential moving average of the weights: steadier than the last step's
+    ema = torch.optim.swa_utils.AveragedModel(
+        model,
+        multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
+        use_buffers=True,
+    )
     best: dict[str, Any] = {"score": -1.0}
     start = time.monotonic()
     for epoch in range(args.epochs):
         model.train()
-        perm = rng.permutation(tr)
+        # fire photos are few (and indoor fires fewest): draw fire-positive images more often
+        perm = rng.choice(tr, size=len(tr), replace=True, p=weights)
         losses = []
         for b in range(steps_per_epoch):
             idx = perm[b * args.batch : (b + 1) * args.batch]
@@ -322,8 +365,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
-        _, sv = predict(model, xv)
+            ema.update_parameters(model)
+            losses.append(float(loss.detach()))
+        _, sv = predict(ema.module, xv)
         m = evaluate_scores(sv, yv)
         score = m["fire_auc"] + m["smoke_auc"] + m["fire_recall_at_5fpr"]
         elapsed_min = (time.monotonic() - start) / 60
@@ -340,7 +384,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "score": score,
                 "epoch": epoch + 1,
                 "val": m,
-                "state": {k: v.clone() for k, v in model.state_dict().items()},
+                "state": {k: v.clone() for k, v in ema.module.state_dict().items()},
             }
         if elapsed_min > args.time_budget_min and epoch + 1 < args.epochs:
             log.warning(
@@ -413,12 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="datasets folder")
     p.add_argument("--out", type=Path, default=MODELS_DIR / "firenet.onnx")
     p.add_argument("--size", type=int, default=224, help="input size in pixels (multiple of 16)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=36)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--time-budget-min", type=float, default=22.0)
+    p.add_argument("--fire-weight", type=float, default=2.0, help="sampling weight of fire images")
+    p.add_argument("--ema", type=float, default=0.99, help="weight averaging decay per step")
+    p.add_argument("--time-budget-min", type=float, default=28.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.size % STRIDE_PX:
@@ -449,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
         "params": res["params"],
         "train_minutes": round(res["train_minutes"], 1),
         "seed": args.seed,
+        "epochs": args.epochs,
+        "size": args.size,
+        "ema": args.ema,
+        "fire_weight": args.fire_weight,
         "onnx_max_abs_diff_vs_torch": worst,
         "torch": torch.__version__,
     }

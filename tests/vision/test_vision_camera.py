@@ -32,13 +32,14 @@ def detector() -> Detector:
 
 
 def moving_frames(n: int, size: tuple[int, int] = (160, 120)) -> list[np.ndarray]:
-    """A plain grey scene with a dark bar moving across: changes every frame, no fire."""
-    w, h = size
+    """A room (no fire, no smoke) with a dark bar moving across: changes every frame."""
+    room = cv2.resize(cv2.imread(str(FIXTURES / "normal_hotel_room.jpg")), size)
+    w = size[0]
     out = []
     for i in range(n):
-        img = np.full((h, w, 3), 120, np.uint8)
+        img = room.copy()
         x = (i * 7) % (w - 20)
-        img[:, x : x + 20] = 60
+        img[:, x : x + 20] //= 2
         out.append(img)
     return out
 
@@ -124,7 +125,7 @@ async def test_frozen_picture_is_a_fault_and_clears_when_it_moves(
         o for o in seen if isinstance(o, StateChange) and o.condition is Condition.FROZEN
     )
     # the picture froze 2 s into the clip: reported 5 s later, give or take scheduling
-    assert 6.0 <= frozen_at.mono - w._started_mono <= 9.0
+    assert 6.0 <= frozen_at.mono - w._started_mono <= 12.0
 
 
 async def test_stream_that_stalls_is_stale_and_never_blocks(
@@ -225,3 +226,88 @@ async def test_mask_over_the_fire_hides_it(tmp_path: Path, detector: Detector) -
     assert w.frames_analysed >= 3
     assert not any(isinstance(o, VideoDetection) for o in seen)
     assert w.status()["fire"] == 0.0
+
+
+async def test_image_sequence_source(tmp_path: Path, detector: Detector) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(moving_frames(8)):
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), f)
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    cam = camera(str(folder / "%04d.jpg"), stale_after_s=2.0)
+    w = CameraWorker(cam, detector, q, ScaledClock(SPEED))
+    seen = await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+    assert changes(seen, Condition.OFFLINE) == [False]
+    assert w.capture.frames == 8
+    assert w.frames_analysed >= 2
+
+
+async def test_http_stream_that_stalls_reconnects(tmp_path: Path, detector: Detector) -> None:
+    """An HTTP camera that stops sending mid-stream: STALE, then FFmpeg's read
+    timeout ends the read, the capture reconnects and frames flow again."""
+    import http.server
+    import socketserver
+
+    data = write_video(tmp_path / "src.avi", moving_frames(300)).read_bytes()
+    requests: list[int] = []
+    done = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(1)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.end_headers()
+            try:
+                if len(requests) == 1:
+                    self.wfile.write(data[: len(data) // 3])
+                    self.wfile.flush()
+                    done.wait(20)  # stall: connection open, nothing sent
+                else:
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    done.wait(20)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    srv = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/live.avi"
+        q: asyncio.Queue[Observation] = asyncio.Queue()
+        cam = camera(url, stale_after_s=3.0, open_timeout_s=2.0)
+        w = CameraWorker(cam, detector, q, ScaledClock(SPEED))
+
+        def recovered(seen: list[Observation]) -> bool:
+            stale = changes(seen, Condition.STALE)
+            return (
+                w.capture.opens >= 2
+                and w.capture.frames > frames_at_first_open[0] + 20
+                and stale[-1:] == [False]
+            )
+
+        frames_at_first_open = [10**9]
+
+        async def note_first_open() -> None:
+            while w.capture.opens < 2:
+                frames_at_first_open[0] = w.capture.frames
+                await asyncio.sleep(0.02)
+
+        watcher = asyncio.create_task(note_first_open())
+        seen = await collect(w, q, recovered, timeout_s=20)
+        watcher.cancel()
+        stale = changes(seen, Condition.STALE)
+        assert stale[0] is True and stale[-1] is False, (stale, w.status())
+        assert len(requests) >= 2 and w.capture.opens >= 2
+        assert w.capture.frames > frames_at_first_open[0] + 20  # frames flow again
+        assert not any(isinstance(o, VideoDetection) for o in seen)
+    finally:
+        done.set()
+        srv.shutdown()
+        srv.server_close()
