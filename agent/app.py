@@ -24,7 +24,7 @@ from agent.events import (
     Observation,
     gateway_decision,
 )
-from agent.health import Health
+from agent.health import METRICS, Health
 from agent.health import attach as attach_health
 from agent.outbox import Outbox
 from agent.siteconfig import LoadedSite
@@ -56,6 +56,17 @@ class LogSink:
     async def submit(self, decision: Decision) -> None:
         self.decisions.append(decision)
         log.warning("decision %s zone=%s: %s", decision.type.value, decision.zone, decision.reason)
+
+
+class CountingSink:
+    """Counts decisions by type (metrics), then hands them to the real sink."""
+
+    def __init__(self, inner: DecisionSink) -> None:
+        self.inner = inner
+
+    async def submit(self, decision: Decision) -> None:
+        METRICS.decisions.inc(type=decision.type.value)
+        await self.inner.submit(decision)
 
 
 @dataclass
@@ -94,6 +105,31 @@ class Agent:
             queue.put_nowait(command)
         except asyncio.QueueFull:
             log.error("command queue of %s full; %s dropped", command.target, command.action)
+
+    def collect_metrics(self) -> None:
+        """Mirror the parts' own counters into the metrics registry (at scrape time,
+        so that parts keep no metrics code on their hot paths)."""
+        for part in self.parts:
+            if isinstance(part, BusWorker):
+                for name, dev in part.status()["devices"].items():
+                    METRICS.polls.set_total(
+                        dev["polls_ok"] + dev["polls_failed"], bus=part.name, device=name
+                    )
+                    METRICS.poll_errors.set_total(
+                        dev["polls_failed"], bus=part.name, device=name, error="failed"
+                    )
+                    METRICS.device_condition.set(
+                        1.0 if dev["offline"] else 0.0, device=name, condition="offline"
+                    )
+            elif isinstance(part, CameraWorker):
+                st = part.status()
+                METRICS.frames.set_total(st["frames_analysed"], camera=part.name)
+                for cond in ("stale", "frozen", "offline"):
+                    METRICS.device_condition.set(
+                        1.0 if cond in st["faults"] else 0.0, device=part.name, condition=cond
+                    )
+        if self.outbox is not None:
+            METRICS.outbox_depth.set(self.outbox.status()["rows"])
 
     async def close(self) -> None:
         """Release what outlives the parts (the outbox's database)."""
@@ -142,7 +178,8 @@ def build_agent(
             clock=clock,
         )
         sink = outbox
-    agent = Agent(site=site, clock=clock, sink=sink, outbox=outbox)
+    agent = Agent(site=site, clock=clock, sink=CountingSink(sink), outbox=outbox)
+    METRICS.collectors["parts"] = agent.collect_metrics
 
     for bus in cfg.buses:
         if isinstance(bus, PanelBus):
