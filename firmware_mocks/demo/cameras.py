@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -157,6 +158,16 @@ class SimCameraServer:
 
     def show(self, name: str, picture: Picture) -> None:
         self.feeds[name].picture = picture
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no reader is connected (a reader that leaves first ends its
+        stream cleanly); True if none is left."""
+        deadline = time.monotonic() + timeout_s
+        while any(f.clients for f in self.feeds.values()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def start(self) -> SimCameraServer:
         self._thread = threading.Thread(

@@ -62,6 +62,10 @@ DEMO_DIR = Path(__file__).resolve().parent
 SCENARIO_FILE = DEMO_DIR / "school-day.yaml"
 SITE_TEMPLATE = DEMO_DIR / "site.yaml"
 DEFAULT_SPEED = 15.0
+# Above this, real-time bounds inside the agent (the uplink's 2 s idle wake,
+# agent/uplink.py IDLE_WAKE_S) pass the health part's 60 s stall limit in
+# simulated time, and the agent would rightly report itself stalled.
+MAX_SPEED = 25.0
 DAY_START = (7, 50)  # the day's scenario time 0, local time of day
 TICK_REAL_S = 0.1  # how often the mocks follow the timeline (real seconds)
 CAMERA_FPS_MAX = 12.0  # real frames per second a simulated camera sends at most
@@ -680,8 +684,11 @@ def _install_logging(folder: Path) -> tuple[_ErrorCollector, Callable[[], None]]
 
 async def run_demo(opts: DemoOptions) -> DemoResult:
     """Play the day; returns what happened. Raises DemoError if it cannot start."""
-    if opts.speed <= 0:
-        raise DemoError("--speed must be positive")
+    if not 0 < opts.speed <= MAX_SPEED:
+        raise DemoError(
+            f"--speed must be above 0 and at most {MAX_SPEED:g} (real-time timeouts in the "
+            "agent must stay short in simulated time)"
+        )
     sc = load_scenario(opts.scenario)
     temp = opts.state_dir is None
     folder = Path(tempfile.mkdtemp(prefix="firegate-demo-")) if temp else Path(opts.state_dir)  # type: ignore[arg-type]
@@ -900,6 +907,9 @@ async def _run(
         except Exception as e:
             errors.messages.append(f"supervisor: {type(e).__name__}: {e}")
         await agent.close()
+        if cam_server is not None:
+            # the agent's capture threads hang up after their next frame
+            await asyncio.to_thread(cam_server.wait_idle, 2.0)
         if sub_task is not None:
             sub_task.cancel()
             with contextlib.suppress(BaseException):
@@ -910,6 +920,7 @@ async def _run(
         result.real_s = time.monotonic() - real0
     show_news()
     result.errors = list(errors.messages)
+    result.raw_alarms = [h for h in result.raw_alarms if h.t <= result.day_s]
     if upstream.error and not result.interrupted:
         result.errors.append(upstream.error)
     print_summary(con, result, folder if opts.state_dir is not None else None)
@@ -962,10 +973,11 @@ def print_summary(con: Console, r: DemoResult, kept: Path | None) -> None:
         + (", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) or "none")
     )
     held = len(nuisance_raw) - len(r.forwarded_nuisances)
+    spikes = sum(1 for h in nuisance_raw if not h.detector_alarm)
     con.say(
         f"  nuisances held back          {max(0, held):3d}   "
-        f"({len(r.suppressed)} by alarm verification, in the nuisance log; "
-        "the rest never became an alarm, e.g. a leakage spike shorter than the sustain time)"
+        f"({len(r.suppressed)} after alarm verification, kept in the local nuisance log; "
+        f"{spikes} electrical spike(s) shorter than the sustain time)"
     )
     tta = r.time_to_alert_s
     if tta is not None:
@@ -982,12 +994,14 @@ def print_summary(con: Console, r: DemoResult, kept: Path | None) -> None:
             f"rule {rule}, {'verified' if d.get('verified') else 'NOT verified'}; "
             f"the gateway decided {tta:.1f} s after reading the first alarm"
         )
-    else:
+    elif not r.interrupted:
         con.say(f"  fire in the {r.fire_zone}: NOT forwarded")
     con.say(f"  errors logged by the agent   {len(r.errors):3d}")
     if kept is not None:
         con.say(f"  state folder kept: {kept} (site.yaml, outbox.db, nuisance.jsonl, agent.log)")
-    if r.ok:
+    if r.interrupted:
+        con.say(f"Result: stopped at {con.clock(r.day_s)} (Ctrl-C), before the end of the day.")
+    elif r.ok:
         con.say("Result: OK - the fire was forwarded, every nuisance was held back.")
     else:
         con.say("Result: FAILED")
