@@ -682,6 +682,44 @@ def _install_logging(folder: Path) -> tuple[_ErrorCollector, Callable[[], None]]
     return errors, restore
 
 
+DEMO_MARKER = ".firegate-demo"
+# what a demo run leaves in its folder (a later run clears these, and only these)
+DEMO_FILES = (
+    "site.yaml",
+    "agent.log",
+    "status.json",
+    "mosquitto.conf",
+    "mosquitto.log",
+    "outbox.db*",
+    "nuisance.jsonl*",
+    "snapshot-*.jpg",
+    "rs485-*",
+    "panel",
+)
+
+
+def prepare_state_dir(folder: Path) -> None:
+    """An empty (or new) folder, or one a previous demo run used: cleared of its files.
+
+    Anything else is refused, so that --state-dir can never empty a real
+    gateway's state folder."""
+    if folder.exists() and not folder.is_dir():
+        raise DemoError(f"--state-dir {folder}: not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = list(folder.iterdir())
+    if not entries:
+        return
+    if not (folder / DEMO_MARKER).is_file():
+        raise DemoError(
+            f"--state-dir {folder} is not empty and was not used by a demo before; "
+            "give a new or empty folder"
+        )
+    for pattern in DEMO_FILES:
+        for p in folder.glob(pattern):
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+
+
 async def run_demo(opts: DemoOptions) -> DemoResult:
     """Play the day; returns what happened. Raises DemoError if it cannot start."""
     if not 0 < opts.speed <= MAX_SPEED:
@@ -691,8 +729,12 @@ async def run_demo(opts: DemoOptions) -> DemoResult:
         )
     sc = load_scenario(opts.scenario)
     temp = opts.state_dir is None
-    folder = Path(tempfile.mkdtemp(prefix="firegate-demo-")) if temp else Path(opts.state_dir)  # type: ignore[arg-type]
-    folder.mkdir(parents=True, exist_ok=True)
+    if opts.state_dir is None:
+        folder = Path(tempfile.mkdtemp(prefix="firegate-demo-"))
+    else:
+        folder = Path(opts.state_dir)
+        prepare_state_dir(folder)
+    (folder / DEMO_MARKER).write_text("a folder of `firegate demo`; the next demo run clears it\n")
     stack = contextlib.ExitStack()
     try:
         return await _run(opts, sc, folder, stack)

@@ -140,3 +140,25 @@ async def test_demo_refuses_a_speed_the_agent_cannot_keep_up_with(tmp_path: Path
         else:
             raise AssertionError(f"speed {speed} accepted")
     assert _names(tmp_path) == []  # nothing was started
+
+
+def test_state_dir_is_cleared_only_when_a_demo_used_it(tmp_path: Path) -> None:
+    from firmware_mocks.demo.play import DEMO_MARKER, DemoError, prepare_state_dir
+
+    real = tmp_path / "var-lib-firegate"
+    real.mkdir()
+    (real / "outbox.db").write_bytes(b"a real gateway's outbox")
+    try:
+        prepare_state_dir(real)
+    except DemoError as e:
+        assert "not empty" in str(e)
+    else:
+        raise AssertionError("a foreign folder was accepted")
+    assert (real / "outbox.db").read_bytes() == b"a real gateway's outbox"
+
+    used = tmp_path / "demo"
+    used.mkdir()
+    for name in (DEMO_MARKER, "outbox.db", "outbox.db-wal", "nuisance.jsonl", "notes.txt"):
+        (used / name).write_text("x")
+    prepare_state_dir(used)
+    assert _names(used) == sorted([DEMO_MARKER, "notes.txt"])
