@@ -36,6 +36,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ import yaml
 from agent.clock import ScaledClock
 from agent.events import Condition, DecisionType, DeviceKind
 from agent.siteconfig import LoadedSite, load_site
-from agent.siteconfig.models import PanelBus, RtuBus, TcpBus
+from agent.siteconfig.models import PanelBus, RtuBus
 from drivers.profile import DataType, ModbusProfile, Point
 from firmware_mocks.device import Fault, SimDevice
 from firmware_mocks.panel import SimPanel
@@ -798,17 +799,21 @@ async def _run(
     end_s = min(sc.duration_s, opts.until_s) if opts.until_s is not None else sc.duration_s
 
     con.say(f"firegate demo: {site.config.site.name}, one morning at x{opts.speed:g} speed")
-    con.say(f"  {sc.description.strip()}")
+    for line in textwrap.wrap(" ".join(sc.description.split()), 96):
+        con.say(f"  {line}")
     con.say(f"  site config  {cfg_path}")
-    rtu = [b.name for b in site.config.buses if isinstance(b, RtuBus)]
-    con.say(
-        f"  devices      {len(world.mocks)} Modbus devices: RS-485 buses "
-        + ", ".join(f"{n} on {world.ports[n]}" for n in rtu)
-        + "; Modbus TCP "
-        + ", ".join(world.ports[b.name] for b in site.config.buses if isinstance(b, TcpBus))
-        + "; panel line "
-        + ", ".join(world.ports[p.name] for p in site.config.panels())
-    )
+    label = "devices"
+    for bus in site.config.buses:
+        if isinstance(bus, PanelBus):
+            what = f"fire panel printer line, pty {world.ports[bus.name]}"
+        elif isinstance(bus, RtuBus):
+            what = f"RS-485 {bus.baudrate} baud, pty {world.ports[bus.name]}: " + ", ".join(
+                d.name for d in bus.devices
+            )
+        else:
+            what = f"Modbus TCP {world.ports[bus.name]}: " + ", ".join(d.name for d in bus.devices)
+        con.say(f"  {label:<12} {bus.name} ({what})")
+        label = ""
     if cam_server is not None:
         con.say(
             f"  cameras      {', '.join(streams or {})} as HTTP MJPEG on port {cam_server.port}"
@@ -819,10 +824,23 @@ async def _run(
             "(the devices and the engine run as usual)"
         )
     con.say(f"  upstream     {upstream_label}")
-    con.say(f"  logs         {folder / 'agent.log'}")
+    con.say(
+        f"  logs         {folder / 'agent.log'}"
+        + (" (removed at the end: keep it with --state-dir)" if opts.state_dir is None else "")
+    )
     con.say(
         f"  the day      {con.clock(0)[:5]}-{con.clock(end_s)[:5]} ({end_s:g} s) in about "
         f"{end_s / opts.speed:.0f} s; Ctrl-C stops it"
+    )
+    con.say()
+    con.say(
+        "ALARM a device raises an alarm  EVENT something happens  RESET the gateway resets a "
+        "detector to verify it\nHELD  the gateway holds a nuisance back  "
+        + (
+            "SENT  an alert the monitoring centre received"
+            if broker
+            else "QUEUED  an alert the gateway stored to send"
+        )
     )
     con.say()
     con.say("TIME      WHO     ZONE             WHAT")
