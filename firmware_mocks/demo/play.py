@@ -430,10 +430,10 @@ class LocalBroker:
 
     def start(self) -> None:
         conf = self.folder / "mosquitto.conf"
+        # as root, mosquitto would otherwise drop to user "mosquitto" and lose its files
+        user = f"user {pwd.getpwuid(0).pw_name}\n" if os.getuid() == 0 else ""
         conf.write_text(
-            # as root, mosquitto would otherwise drop to user "mosquitto"
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            f"listener {self.port} 127.0.0.1\n"
+            user + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence false\n"
             f"log_dest file {self.folder / 'mosquitto.log'}\n"
