@@ -71,12 +71,16 @@ def run(args: argparse.Namespace) -> int:
         broker=args.broker,
         until_s=args.until,
     )
+    stopped = "firegate demo: stopped (Ctrl-C); everything it started has been stopped."
     try:
         result = asyncio.run(run_demo(opts))
     except (DemoError, ConfigError, ScenarioError, OSError) as e:
         print(f"firegate demo: cannot run: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while starting up: run_demo has cleaned up
+        print(stopped)
+        return 130
     if result.interrupted:
-        print("firegate demo: stopped (Ctrl-C); everything it started has been stopped.")
+        print(stopped)
         return 130
     return 0 if result.ok else 1

@@ -750,6 +750,22 @@ async def _run(
 ) -> DemoResult:
     from firmware_mocks.demo.cameras import Picture, SimCameraServer, demo_feeds
 
+    # Ctrl-C and SIGTERM end the day from the very start: a signal during the
+    # (synchronous) start-up is handled at the first await, and every start-up
+    # step below has registered how to undo itself on ``stack``.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+
+    def on_signal() -> None:
+        interrupted.set()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal)
+            stack.callback(loop.remove_signal_handler, sig)
+
     template_site = load_site(opts.site_template)
     world = World(template_site, folder)
     stack.callback(world.stop)
@@ -861,20 +877,6 @@ async def _run(
         sub_task = asyncio.create_task(upstream.from_broker(broker.port, root, ready))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), 5)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    interrupted = asyncio.Event()
-
-    def on_signal() -> None:
-        interrupted.set()
-        stop.set()
-
-    signals = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal)
-            signals.append(sig)
-
     mono0 = clock.monotonic()
     # scenario time 0 is now; the agent's wall clock says DAY_START at that moment
     wall_shift = clock.wall() - day_start
@@ -974,8 +976,6 @@ async def _run(
             sub_task.cancel()
             with contextlib.suppress(BaseException):
                 await sub_task
-        for sig in signals:
-            loop.remove_signal_handler(sig)
         result.day_s = clock.monotonic() - mono0
         result.real_s = time.monotonic() - real0
     show_news()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,55 @@ def test_state_dir_is_cleared_only_when_a_demo_used_it(tmp_path: Path) -> None:
         (used / name).write_text("x")
     prepare_state_dir(used)
     assert _names(used) == sorted([DEMO_MARKER, "notes.txt"])
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            out.append(f"{p.name}: {cmd}")
+    return out
+
+
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    state = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo", "--speed", "20", "--state-dir", str(state)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        deadline = time.monotonic() + 40
+        playing = re.compile(r"^\d\d:\d\d:\d\d  RESET ")
+        for line in proc.stdout:  # wait until the day is playing (the first reset)
+            seen.append(line)
+            if playing.match(line) or time.monotonic() > deadline:
+                break
+        assert playing.match(seen[-1]), "".join(seen)
+        if find_mosquitto() is not None:
+            assert _processes_mentioning(str(state / "mosquitto.conf")), "no broker was started"
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, rest
+    assert "Ctrl-C" in rest and "Result: stopped" in rest
+    assert _processes_mentioning(str(state)) == []  # broker and everything else gone
+    assert not (state / "rs485-1").exists() and not (state / "panel").exists()  # ptys closed
