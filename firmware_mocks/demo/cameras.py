@@ -32,7 +32,9 @@ BOUNDARY = b"firegateframe"
 class Picture(enum.StrEnum):
     QUIET = "quiet"
     FIRE = "fire"
-    FROZEN = "frozen"
+    FROZEN = "frozen"  # the same picture again and again
+    STALE = "stale"  # connected, but no frames
+    OFFLINE = "offline"  # connections dropped and refused
 
 
 def read_clip(path: Path) -> list[np.ndarray]:
@@ -78,8 +80,11 @@ class Feed:
     _last: bytes = b""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next_jpeg(self) -> bytes:
+    def next_jpeg(self) -> bytes | None:
+        """The next frame to send; None: send nothing now (stale)."""
         with self._lock:
+            if self.picture is Picture.STALE:
+                return None
             if self.picture is Picture.FROZEN and self._last:
                 return self._last
             frames = self.fire if self.picture is Picture.FIRE else self.quiet
@@ -120,6 +125,9 @@ class SimCameraServer:
                 if feed is None:
                     self.send_error(404, f"no camera {name!r}")
                     return
+                if feed.picture is Picture.OFFLINE:
+                    self.send_error(503, "camera offline")
+                    return
                 self.send_response(200)
                 self.send_header(
                     "Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"
@@ -130,7 +138,11 @@ class SimCameraServer:
                 try:
                     # real-time pacing: this is the camera's own frame rate
                     while not server._stop.wait(server.period_s):
+                        if feed.picture is Picture.OFFLINE:
+                            return  # drop the connection, as a camera that loses power
                         jpg = feed.next_jpeg()
+                        if jpg is None:
+                            continue
                         self.wfile.write(
                             b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\n"
                             b"Content-Length: "

@@ -51,6 +51,7 @@ from agent.events import Condition, DecisionType, DeviceKind
 from agent.siteconfig import LoadedSite, load_site
 from agent.siteconfig.models import PanelBus, RtuBus
 from drivers.profile import DataType, ModbusProfile, Point
+from firmware_mocks.demo.cameras import Picture, SimCameraServer, demo_feeds
 from firmware_mocks.device import Fault, SimDevice
 from firmware_mocks.panel import SimPanel
 from firmware_mocks.rtu import SimRtuBus
@@ -748,8 +749,6 @@ async def run_demo(opts: DemoOptions) -> DemoResult:
 async def _run(
     opts: DemoOptions, sc: Scenario, folder: Path, stack: contextlib.ExitStack
 ) -> DemoResult:
-    from firmware_mocks.demo.cameras import Picture, SimCameraServer, demo_feeds
-
     # Ctrl-C and SIGTERM end the day from the very start: a signal during the
     # (synchronous) start-up is handled at the first await, and every start-up
     # step below has registered how to undo itself on ``stack``.
@@ -887,7 +886,7 @@ async def _run(
     outbox_db = folder / "outbox.db"
     next_i = 0
     shown = 0
-    camera_of = {c.name: c for c in site.config.cameras} if with_cameras else {}
+    camera_names = {c.name for c in site.config.cameras} if with_cameras else set()
 
     def t_of_wall(wall: float) -> float:
         return wall - wall_shift - day_start
@@ -939,7 +938,7 @@ async def _run(
             while next_i < len(script) and script[next_i].t <= t:
                 h = script[next_i]
                 next_i += 1
-                _act(h, world, cam_server, camera_of, Picture)
+                _act(h, world, cam_server, camera_names)
                 con.line(h.t, "ALARM" if h.raw_alarm else "EVENT", h.zone, h.text)
             for name in world.follow(tl, t, sc.reset_restart_s):
                 result.resets.append((t, name))
@@ -994,26 +993,20 @@ def _zone_of(site: LoadedSite, device: str) -> str:
     return ""
 
 
-def _act(
-    h: Happening,
-    world: World,
-    cams: Any,
-    camera_of: dict[str, Any],
-    picture: Any,
-) -> None:
+def _act(h: Happening, world: World, cams: SimCameraServer | None, cameras: set[str]) -> None:
     """What a happening does to the mocks beyond point values (those follow the timeline)."""
     ev = h.event
     if ev is None:
         return
     if ev.panel is not None and ev.line is not None:
         world.panels[ev.panel].write_line(ev.line)
-    elif ev.camera is not None and cams is not None and ev.camera in camera_of:
-        if ev.fault == "frozen":
-            cams.show(ev.camera, picture.FROZEN if ev.active else picture.QUIET)
+    elif ev.camera is not None and cams is not None and ev.camera in cameras:
+        if ev.fault is not None:
+            cams.show(ev.camera, Picture(ev.fault) if ev.active else Picture.QUIET)
         elif ev.video == "end":
-            cams.show(ev.camera, picture.QUIET)
+            cams.show(ev.camera, Picture.QUIET)
         elif ev.video is not None:
-            cams.show(ev.camera, picture.FIRE)
+            cams.show(ev.camera, Picture.FIRE)
 
 
 def print_summary(con: Console, r: DemoResult, kept: Path | None) -> None:
