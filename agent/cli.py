@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from agent import __version__
 
-COMMANDS = ("run", "check_config", "doctor", "status", "scan", "detect")
+COMMANDS = ("run", "check_config", "doctor", "status", "scan", "detect", "demo")
 
 log = logging.getLogger("firegate")
 

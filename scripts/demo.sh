@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set up (first run) and run the demo site.
+# Set up (first run) and run the demo: a simulated school's gateway through a
+# scripted morning. Arguments go to `firegate demo` (e.g. --speed 24, --state-dir DIR).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" ""
 cd "$ROOT"
-firegate check-config config/example-site.yaml
-exec firegate run --config config/example-site.yaml --exit-after "${DEMO_SECONDS:-15}"
+exec firegate demo "$@"
