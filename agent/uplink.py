@@ -186,6 +186,7 @@ class Uplink:
             "last_puback": None if self.last_puback_wall is None else iso(self.last_puback_wall),
             "latency_median_s": round(lat[len(lat) // 2], 4) if lat else None,
             "queued": self.outbox.status()["rows"],
+            "outbox": self.outbox.status(),  # `firegate status` shows it as its own section
         }
 
     # -------------------------------------------------------------------- loop
@@ -445,7 +446,7 @@ class Uplink:
                     inflight[p.id] = task
                     free -= 1
                 try:
-                    async with asyncio.timeout(IDLE_WAKE_S):
+                    async with asyncio.timeout(IDLE_WAKE_S / self.clock.speed):
                         await wake.wait()
                 except TimeoutError:
                     new = True  # look again now and then, whatever happened

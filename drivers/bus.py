@@ -393,6 +393,7 @@ class BusWorker:
             "commands_pending": self.commands.qsize(),
             "devices": {
                 d.cfg.name: {
+                    "state": "offline" if d.offline else ("online" if d.answered else "waiting"),
                     "id": d.cfg.device_id,
                     "online": d.answered and not d.offline,
                     "offline": d.offline,

@@ -42,7 +42,7 @@ class PanelEvent:
     """What one matching pattern says about one line."""
 
     pattern: LinePattern
-    point: str  # "L1/A23", or "" for the panel itself
+    point: str  # "1/23" (loop/address, as the site config's panel points), or "" for the panel
     loop: int | None
     address: int | None
     text: str
@@ -55,7 +55,7 @@ def point_name(loop: int | None, address: int | None) -> str:
         return f"L{loop}"
     if loop is None:
         return f"A{address}"
-    return f"L{loop}/A{address}"
+    return f"{loop}/{address}"  # the form of the site config's `points` keys
 
 
 def parse_line(profile: PanelProfile, line: str) -> list[PanelEvent]:
@@ -251,8 +251,8 @@ class PanelReader:
         return self.bus.zone
 
     def _zone_of(self, point: str) -> str:
-        if point.startswith("L") and "/A" in point:
-            loop, _, addr = point[1:].partition("/A")
+        loop, sep, addr = point.partition("/")
+        if sep and loop.isdigit() and addr.isdigit():
             return self._zone(int(loop), int(addr))
         return self.bus.zone
 

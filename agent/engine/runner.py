@@ -194,5 +194,10 @@ class EngineRunner:
             "command_errors": self._command_errors,
             "nuisance_log": self.nuisance_log.status() if self.nuisance_log else None,
             "open_incidents": st["open_incidents"],
+            # one line per zone in `firegate status`
+            "zones": {
+                z: "fire alarm" if confirmed else "alarm, confirming"
+                for z, confirmed in st["open_incidents"].items()
+            },
             "counters": st["counters"],
         }

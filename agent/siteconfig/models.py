@@ -138,11 +138,16 @@ class PanelBus(SerialPort):
     @field_validator("points")
     @classmethod
     def _point_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
+        out: dict[str, str] = {}
+        for key, zone in v.items():
             loop, sep, addr = key.partition("/")
             if not sep or not loop.isdigit() or not addr.isdigit():
                 raise ValueError(f"point {key!r} must be 'loop/address', e.g. '1/23'")
-        return v
+            norm = f"{int(loop)}/{int(addr)}"  # '01/023' and '1/23' are the same point
+            if norm in out:
+                raise ValueError(f"point {key!r} is listed twice (as {norm!r})")
+            out[norm] = zone
+        return out
 
 
 Bus = Annotated[RtuBus | TcpBus | PanelBus, Field(discriminator="type")]
