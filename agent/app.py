@@ -10,9 +10,10 @@ in its own module and knows nothing of the others' internals.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent import __version__
 from agent.clock import Clock
@@ -33,7 +34,7 @@ from agent.supervisor import Part, Supervisor
 from agent.uplink import Uplink
 from drivers.bus import BusWorker
 from drivers.panel import PanelReader
-from vision.camera import CameraWorker
+from vision.camera import CameraWorker, snapshot_jpeg
 from vision.detector import Detector
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,11 @@ class LogSink:
     async def submit(self, decision: Decision) -> None:
         self.decisions.append(decision)
         log.warning("decision %s zone=%s: %s", decision.type.value, decision.zone, decision.reason)
+
+
+def _status_of(part: Part) -> Any:
+    fn = getattr(part, "status", None)
+    return fn() if callable(fn) else None
 
 
 class CountingSink:
@@ -131,6 +137,56 @@ class Agent:
         if self.outbox is not None:
             METRICS.outbox_depth.set(self.outbox.status()["rows"])
 
+    async def handle_request(self, name: str, body: dict[str, Any]) -> None:
+        """Answer a downlink request (the uplink has already filtered it to the two
+        allowed: ``snapshot`` and ``state``). Answers go out as STATS decisions,
+        through the outbox like everything else; nothing here changes what the
+        gateway does about a fire."""
+        now_w, now_m = self.clock.wall(), self.clock.monotonic()
+        if name == "state":
+            state = {p.name: _status_of(p) for p in self.parts}
+            await self.sink.submit(
+                gateway_decision(
+                    DecisionType.STATS,
+                    "state on request",
+                    part="agent",
+                    wall=now_w,
+                    mono=now_m,
+                    request="state",
+                    state=state,
+                )
+            )
+            return
+        camera = str(body.get("camera", ""))
+        worker = next(
+            (p for p in self.parts if isinstance(p, CameraWorker) and p.name == camera), None
+        )
+        if worker is None:
+            log.warning("downlink: snapshot of unknown camera %r ignored", camera)
+            return
+        frame = worker.capture.latest()
+        if frame is None or now_m - frame.mono > worker.cam.stale_after_s:
+            reason, jpeg = f"no fresh frame from camera {camera}", None
+        else:
+            reason, jpeg = (
+                f"snapshot of camera {camera} on request",
+                snapshot_jpeg(frame.image, None),
+            )
+        decision = gateway_decision(
+            DecisionType.STATS,
+            reason,
+            part="agent",
+            wall=now_w,
+            mono=now_m,
+            request="snapshot",
+            camera=camera,
+        )
+        await self.sink.submit(
+            dataclasses.replace(
+                decision, zone=worker.cam.zone, cameras=(camera,), snapshot_jpeg=jpeg
+            )
+        )
+
     async def close(self) -> None:
         """Release what outlives the parts (the outbox's database)."""
         for task in list(self._pending):
@@ -201,7 +257,8 @@ def build_agent(
         EngineRunner.for_site(site, agent.observations, agent.sink, agent.route_command, clock)
     )
     if outbox is not None and cfg.uplink is not None:
-        agent.parts.append(Uplink(cfg.uplink, cfg, outbox, clock, __version__))
+        hook = agent.handle_request if cfg.uplink.downlink else None
+        agent.parts.append(Uplink(cfg.uplink, cfg, outbox, clock, __version__, on_request=hook))
     # Health watches agent.parts itself (the live list); it sends READY=1 and
     # feeds the watchdog only while every part makes progress.
     attach_health(agent.parts, site, clock)
