@@ -83,5 +83,15 @@ class SiteIndex:
             return cam
         panel = self.panels.get(source)
         if panel is not None:
-            return panel.points.get(point, panel.zone)
+            return panel.points.get(_panel_key(point), panel.zone)
         return reported if reported in self.policies else None
+
+
+def _panel_key(point: str) -> str:
+    """The site config's "loop/address" key of a panel point: drivers.panel names
+    points "L1/A24" (the replay and the config say "1/24"); both map alike."""
+    if point.startswith("L") and "/A" in point:
+        loop, _, addr = point[1:].partition("/A")
+        if loop.isdigit() and addr.isdigit():
+            return f"{int(loop)}/{int(addr)}"
+    return point
