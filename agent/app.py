@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent import __version__
 from agent.clock import Clock
@@ -27,8 +27,9 @@ from agent.supervisor import Part, Supervisor
 from agent.uplink import Uplink
 from drivers.bus import BusWorker
 from drivers.panel import PanelReader
-from vision.camera import CameraWorker
-from vision.detector import Detector
+
+if TYPE_CHECKING:
+    from vision.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,11 @@ def build_agent(
             agent.commands[dev.name] = worker.commands
 
     if cfg.cameras:
+        # imported here: OpenCV, onnxruntime and numpy cost ~50 MB of RSS, which
+        # a gateway without cameras should not carry (bench/footprint.py)
+        from vision.camera import CameraWorker
+        from vision.detector import Detector
+
         # one model for every camera: onnxruntime sessions are safe to share
         # between threads, and one copy keeps memory small
         det = detector or Detector.load(threads=1)
