@@ -189,9 +189,34 @@ def model_info() -> str:
     return f"{m.relative_to(ROOT)} ({m.stat().st_size // 1024} KB, sha256 {digest})"
 
 
-def measure(cmd: list[str], warmup_s: float, seconds: float, interval_s: float) -> Footprint:
+def unit_environment() -> dict[str, str]:
+    """The Environment= settings of systemd/firegate.service: the agent is measured as
+    the unit runs it (MALLOC_ARENA_MAX matters for RSS)."""
+    env: dict[str, str] = {}
+    unit = ROOT / "systemd" / "firegate.service"
+    if unit.is_file():
+        for line in unit.read_text().splitlines():
+            if line.startswith("Environment="):
+                for item in line.removeprefix("Environment=").split():
+                    key, _, value = item.partition("=")
+                    env[key] = value
+    return env
+
+
+def measure(
+    cmd: list[str],
+    warmup_s: float,
+    seconds: float,
+    interval_s: float,
+    env: dict[str, str] | None = None,
+) -> Footprint:
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         time.sleep(warmup_s)  # imports and start-up are not the idle footprint
@@ -230,6 +255,11 @@ def main() -> int:
     p.add_argument("--video", type=Path, help="video file for the cameras4 scenario")
     p.add_argument(
         "--video-fps", type=float, default=25.0, help="frame rate of the generated clip (25)"
+    )
+    p.add_argument(
+        "--no-unit-env",
+        action="store_true",
+        help="do not apply systemd/firegate.service's Environment= to the agent",
     )
     p.add_argument("--profile", type=Path, help="also run the agent under cProfile into FILE")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -271,7 +301,8 @@ def main() -> int:
             args.interval_s,
         )
         run_cmd = [sys.executable, "-m", "agent", "run", "--config", str(cfg)]
-        agent = measure(run_cmd, args.warmup_s, args.seconds, args.interval_s)
+        env = {} if args.no_unit_env else unit_environment()
+        agent = measure(run_cmd, args.warmup_s, args.seconds, args.interval_s, env)
         status_file = state / "status.json"
         parts = []
         if status_file.is_file():
@@ -284,6 +315,7 @@ def main() -> int:
     result = {
         "what": label,
         "model": model_info() if args.scenario == "cameras4" else None,
+        "environment": " ".join(f"{k}={v}" for k, v in env.items()),
         "parts_watched_by_health": parts,
         "agent": asdict(agent),
         "python_floor": asdict(floor),
@@ -298,6 +330,7 @@ def main() -> int:
     print(f"firegate footprint, {label} (parts: {', '.join(parts) or 'none'})")
     if result["model"]:
         print(f"  model:        {result['model']}")
+    print(f"  environment:  {result['environment'] or 'as inherited (no unit settings)'}")
     print(
         f"  agent:        CPU {agent.cpu_percent:.2f} % of one core over {agent.seconds:g} s; "
         f"RSS {agent.rss_mb_mean:.1f} MB mean, {agent.rss_mb_max:.1f} MB max; {agent.threads} threads"
