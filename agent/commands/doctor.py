@@ -402,6 +402,18 @@ async def _check_bus(site: LoadedSite, bus: RtuBus | TcpBus, timeout_s: float) -
     try:
         await link.open()
     except PortError as e:
+        if isinstance(bus, RtuBus) and "exclusively lock" in str(e):
+            # the running agent (or another program) polls this bus: do not fight it
+            holders = ", ".join(_holders(Path(bus.port))) or "another process"
+            return [
+                Result(
+                    f"devices on {bus.name}",
+                    Outcome.SKIP,
+                    f"{bus.port} is in use by {holders}; {_n(len(bus.devices), 'device')} not read",
+                    "if that is the agent, `firegate status` shows each device; to check them "
+                    "here, stop it first (systemctl stop firegate)",
+                )
+            ]
         return [
             Result(
                 f"device {d.name}",

@@ -133,6 +133,23 @@ async def test_wrong_profile_is_named(tmp_path: Path, bus: SimRtuBus) -> None:
     assert f"not a {LEAKAGE}" in r.fix and "firegate scan" in r.fix
 
 
+async def test_port_held_by_the_running_agent_is_skipped_not_failed(
+    tmp_path: Path, bus: SimRtuBus
+) -> None:
+    import serial
+
+    cfg = write_site(tmp_path, rtu_bus(bus.path, [("kitchen-smoke", SMOKE, 1)]))
+    held = serial.Serial(bus.path, exclusive=True, timeout=0)  # as the agent's bus worker does
+    try:
+        [r] = (await devices(cfg)).values()
+    finally:
+        held.close()
+    # (the holder is this test process, which doctor leaves out of the names)
+    assert r.outcome is Outcome.SKIP and "in use by" in r.detail
+    assert "firegate status" in r.fix
+    assert bus.device(1).requests == 0  # nothing sent behind the agent's back
+
+
 async def test_port_missing_fails_every_device(tmp_path: Path) -> None:
     cfg = write_site(
         tmp_path,
