@@ -10,6 +10,7 @@ compressed, driven and judged.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -18,9 +19,13 @@ from pathlib import Path
 import pytest
 
 from agent.events import DecisionType
-from tests.e2e.e2e_harness import Case, Outcome, kill_leftovers, run_case
+from tests.e2e.e2e_harness import MOSQUITTO, Case, Outcome, kill_leftovers, run_case
 
-pytestmark = [pytest.mark.realtime, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.realtime,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(not os.access(MOSQUITTO, os.X_OK), reason=f"no mosquitto at {MOSQUITTO}"),
+]
 
 MAX_DELIVERY_S = 2.0  # decision taken -> received by the subscriber
 MAX_SIM_DRIFT_S = 5.0  # real decision time vs the same scenario in simulated time
