@@ -345,7 +345,7 @@ def _check_port(name: str, port: Path, who: Identity) -> Result:
     return Result(name, Outcome.PASS, detail)
 
 
-DEVICE_TIMEOUT_S = 0.5  # per read: a healthy device answers within tens of milliseconds
+DEVICE_TIMEOUT_S = 0.5  # per attempt (two at most): a healthy device answers in tens of ms
 
 
 @dataclass(frozen=True)
@@ -434,14 +434,19 @@ async def _check_bus(site: LoadedSite, bus: RtuBus | TcpBus, timeout_s: float) -
             what = f"{p.name} ({p.table.value} {p.address})"
             t0 = time.monotonic()
             try:
-                reply = await link.transact(d.device_id, block.pdu, timeout_s)
+                try:
+                    reply = await _ask(link, d.device_id, block.pdu, timeout_s)
+                except (NoReply, FrameError):
+                    # one lost or hit frame must not fail a device on site: ask once more
+                    t0 = time.monotonic()
+                    reply = await _ask(link, d.device_id, block.pdu, timeout_s)
                 parsed = frames.parse_reply(block.pdu, reply)
                 raw = codec.block_raws(prof, block, parsed.registers, parsed.bits)[p.name]
                 probe = _Probe("ok", f"{p.name} = {_shown(p, raw)}", time.monotonic() - t0)
             except DeviceException as e:
                 probe = _Probe("refused", f"answered, but refused to read {what}: {e}")
             except NoReply:
-                probe = _Probe("silent", f"no answer within {timeout_s:g} s")
+                probe = _Probe("silent", f"no answer within {timeout_s:g} s (asked twice)")
             except FrameError as e:
                 probe = _Probe("garbled", f"only garbled replies ({e})")
             except PortError as e:
@@ -469,6 +474,15 @@ async def _check_bus(site: LoadedSite, bus: RtuBus | TcpBus, timeout_s: float) -
             )
         )
     return out
+
+
+async def _ask(link: Any, unit: int, pdu: bytes, timeout_s: float) -> bytes:
+    # a Modbus TCP link closes itself after a timeout (the stream's framing is
+    # unknown then): reopen it, as the bus worker does, before the next request
+    if not link.is_open:
+        await link.open()
+    reply: bytes = await link.transact(unit, pdu, timeout_s)
+    return reply
 
 
 def _device_fix(bus: RtuBus | TcpBus, d: Any, kind: str, answering: int) -> str:

@@ -116,6 +116,14 @@ async def test_nothing_answers_at_a_wrong_baud_rate(tmp_path: Path) -> None:
     assert "swap A and B" in r.fix and "baud rate" in r.fix and "9600" in r.fix
 
 
+async def test_one_lost_reply_is_asked_again_not_failed(tmp_path: Path, bus: SimRtuBus) -> None:
+    bus.device(1).inject(Fault.NO_REPLY, count=1)  # one frame lost on the line
+    cfg = write_site(tmp_path, rtu_bus(bus.path, [("kitchen-smoke", SMOKE, 1)]))
+    [r] = (await devices(cfg)).values()
+    assert r.outcome is Outcome.PASS, r
+    assert bus.device(1).requests == 2
+
+
 async def test_corrupted_replies_point_at_line_settings(tmp_path: Path, bus: SimRtuBus) -> None:
     bus.device(1).inject(Fault.CRC)  # every reply, until cleared
     cfg = write_site(tmp_path, rtu_bus(bus.path, [("kitchen-smoke", SMOKE, 1)]))
@@ -169,11 +177,12 @@ async def test_modbus_tcp_device(tmp_path: Path) -> None:
     host: 127.0.0.1
     port: {srv.port}
     devices:
-      - {{name: gw-smoke, profile: {SMOKE}, device_id: 3, zone: kitchen}}
-      - {{name: gw-missing, profile: {SMOKE}, device_id: 4, zone: kitchen}}""",
+      - {{name: gw-missing, profile: {SMOKE}, device_id: 4, zone: kitchen}}
+      - {{name: gw-smoke, profile: {SMOKE}, device_id: 3, zone: kitchen}}""",
         )
         got = await devices(cfg)
-    assert got["device gw-smoke"].outcome is Outcome.PASS
+    # after the silent unit the link reconnects: the next device is still read
+    assert got["device gw-smoke"].outcome is Outcome.PASS, got
     assert got["device gw-missing"].outcome is Outcome.FAIL
     assert "unit id 4" in got["device gw-missing"].fix
 
