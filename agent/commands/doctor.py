@@ -525,8 +525,8 @@ def _shown(point: Any, raw: int) -> str:
 
     if point.table.is_bit:
         active = bool(raw) == point.active_when
-        cond = point.condition.value if point.condition is not None else "on"
-        return f"{cond} {'active' if active else 'inactive'}"
+        cond = point.condition.value if point.condition is not None else "condition"
+        return f"{int(bool(raw))} ({cond} {'ACTIVE' if active else 'clear'})"
     if point.flags:
         return f"0x{raw:04x}"
     value = codec.engineering(point, raw)

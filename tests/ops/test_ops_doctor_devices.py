@@ -94,6 +94,7 @@ async def test_missing_device_fails_by_name_and_the_others_pass(
     got = await devices(cfg)
     assert set(got) == {"device kitchen-smoke", "device board-leakage", "device hall-smoke"}
     assert got["device kitchen-smoke"].outcome is Outcome.PASS, got
+    assert "mounted = 1 (fault clear)" in got["device kitchen-smoke"].detail
     assert got["device board-leakage"].outcome is Outcome.PASS, got
     assert "leakage_l1 = 37 mA" in got["device board-leakage"].detail
     missing = got["device hall-smoke"]
