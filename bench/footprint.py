@@ -64,6 +64,33 @@ class Footprint:
     rss_mb_mean: float
     rss_mb_max: float
     threads: int
+    cpu_percent_by_thread_group: dict[str, float]
+
+
+def _thread_ticks(pid: int) -> dict[str, int]:
+    """CPU ticks per thread group: the main thread (the event loop), FFmpeg's
+    decoder threads (named av:*), and every other thread (capture reads and
+    colour conversion, inference in to_thread workers, the outbox, the bus mocks'
+    counterparts are not here: they live in the bench process)."""
+    out: dict[str, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                head, _, rest = f.read().rpartition(b")")
+            comm = head.split(b"(", 1)[1].decode(errors="replace")
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        fields = rest.split()
+        ticks = int(fields[11]) + int(fields[12])
+        group = (
+            "main thread (event loop)"
+            if tid == str(pid)
+            else "FFmpeg decoder threads"
+            if comm.startswith("av:")
+            else "other threads"
+        )
+        out[group] = out.get(group, 0) + ticks
+    return out
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -86,6 +113,7 @@ def _status(pid: int) -> tuple[float, int]:
 def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
     """Measure a running process for ``seconds``."""
     t0, c0 = time.monotonic(), _cpu_ticks(pid)
+    g0 = _thread_ticks(pid)
     rss: list[float] = []
     threads = 0
     while time.monotonic() - t0 < seconds:
@@ -93,12 +121,15 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
         mb, threads = _status(pid)
         rss.append(mb)
     dt, dc = time.monotonic() - t0, _cpu_ticks(pid) - c0
+    g1 = _thread_ticks(pid)  # threads that ended during the window are not in it
+    groups = {k: round(100.0 * (v - g0.get(k, 0)) / CLK_TCK / dt, 2) for k, v in sorted(g1.items())}
     return Footprint(
         seconds=round(dt, 1),
         cpu_percent=round(100.0 * dc / CLK_TCK / dt, 3),
         rss_mb_mean=round(sum(rss) / len(rss), 1),
         rss_mb_max=round(max(rss), 1),
         threads=threads,
+        cpu_percent_by_thread_group=groups,
     )
 
 
@@ -334,6 +365,10 @@ def main() -> int:
     print(
         f"  agent:        CPU {agent.cpu_percent:.2f} % of one core over {agent.seconds:g} s; "
         f"RSS {agent.rss_mb_mean:.1f} MB mean, {agent.rss_mb_max:.1f} MB max; {agent.threads} threads"
+    )
+    print(
+        "  by thread:    "
+        + "; ".join(f"{k} {v:.2f} %" for k, v in agent.cpu_percent_by_thread_group.items())
     )
     print(
         f"  python floor: CPU {floor.cpu_percent:.2f} %; RSS {floor.rss_mb_mean:.1f} MB "
