@@ -156,6 +156,7 @@ class Received:
     wall: float  # when the subscriber got it
     topic: str
     payload: dict[str, Any]
+    raw: bytes = b""
 
 
 @dataclass
@@ -182,11 +183,11 @@ class Subscriber:
                         raw = m.payload if isinstance(m.payload, bytes) else b""
                         try:
                             payload = json.loads(raw) if raw else {}
-                        except ValueError:
+                        except (ValueError, UnicodeDecodeError):
                             payload = {"raw": raw[:64].hex()}
                         if not isinstance(payload, dict):
                             payload = {"value": payload}
-                        self.messages.append(Received(time.time(), str(m.topic), payload))
+                        self.messages.append(Received(time.time(), str(m.topic), payload, raw))
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
 
@@ -254,6 +255,7 @@ def site_yaml(
     *,
     zone_policy: Mapping[str, Mapping[str, Any]] | None = None,
     bus_timing: Mapping[str, Mapping[str, Any]] | None = None,
+    clips: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write the generated site config for ``sc`` into ``tmp``; returns its path."""
     src = ((sc.path.parent if sc.path else SCENARIO_DIR) / sc.site).resolve()
@@ -269,7 +271,12 @@ def site_yaml(
     for z in data["zones"]:
         if z["id"] in (zone_policy or {}):
             z["policy"] = {**z.get("policy", {}), **zone_policy[z["id"]]}  # type: ignore[index]
-    data.pop("cameras", None)
+    # cameras only where the case gives them a clip (others would go stale: faults)
+    data["cameras"] = [
+        {**c, "source": str(clips[c["name"]])}
+        for c in data.get("cameras", [])
+        if c["name"] in (clips or {})
+    ]
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
     data["storage"] = {"state_dir": str(state)}
@@ -284,6 +291,32 @@ def site_yaml(
     }
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+FIXTURES = ROOT / "tests" / "fixtures" / "vision"
+MODEL = ROOT / "vision" / "models" / "firenet.onnx"
+
+
+def make_clip(image: str, path: Path, seconds: float, fps: float = 10.0) -> Path:
+    """A 1280x720 mp4v clip of a fixture picture (tests/fixtures/vision/NAME.jpg) with a
+    little motion (a moving bar, a frame counter), so it is neither frozen nor unchanged."""
+    import cv2
+
+    src = cv2.imread(str(FIXTURES / f"{image}.jpg"))
+    if src is None:
+        raise FileNotFoundError(FIXTURES / f"{image}.jpg")
+    base = cv2.resize(src, (1280, 720))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (1280, 720))
+    if not out.isOpened():
+        raise RuntimeError("OpenCV cannot write mp4v here")
+    for i in range(int(seconds * fps)):
+        frame = base.copy()
+        y = (i * 7) % 700
+        frame[y : y + 20, :40] = 255 - frame[y : y + 20, :40]
+        cv2.putText(frame, str(i), (1150, 700), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        out.write(frame)
+    out.release()
     return path
 
 
@@ -522,6 +555,8 @@ class Case:
     zone_policy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     bus_timing: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     kill_after_stored: DecisionType | None = None  # the kill -9 run (see run_kill)
+    videos: Mapping[str, str] = field(default_factory=dict)  # camera -> fixture picture
+    corpus_check: bool = True  # False: the test judges (real video cannot be replayed)
     why: str = ""
 
 
@@ -541,6 +576,9 @@ class Outcome:
     received_before_kill: list[str] = field(default_factory=list)  # decision ids
     delivered_after_restart: list[dict[str, Any]] = field(default_factory=list)
     log_tail: str = ""
+    evidence: dict[str, bytes] = field(default_factory=dict)  # decision id -> JPEG
+    started_wall: float = 0.0  # when the agent process was started
+    t0_wall: float = 0.0  # scenario time 0
     wall_s: float = 0.0
     error: str = ""
 
@@ -570,6 +608,10 @@ def prepare(case: Case, tmp: Path) -> tuple[Scenario, Mocks, Broker, Path, Loade
     broker = Broker(tmp / "broker")
     try:
         broker.start()
+        clips = {
+            cam: make_clip(img, tmp / f"{cam}.mp4", case.end_s + 60)
+            for cam, img in case.videos.items()
+        }
         cfg = site_yaml(
             sc0,
             tmp,
@@ -578,6 +620,7 @@ def prepare(case: Case, tmp: Path) -> tuple[Scenario, Mocks, Broker, Path, Loade
             broker.port,
             zone_policy=case.zone_policy,
             bus_timing=case.bus_timing,
+            clips=clips,
         )
         site = load_site(cfg)
     except BaseException:
@@ -615,8 +658,9 @@ async def run_case(case: Case, tmp: Path) -> Outcome:
     sc, mocks, broker, cfg, site = prepare(case, tmp)
     out.scenario = sc
     # the same compressed scenario on the same generated site, in simulated time
-    out.simulated = replay(sc, site=site)
-    out.sim_problems = check(out.simulated)
+    if case.corpus_check:
+        out.simulated = replay(sc, site=site)
+        out.sim_problems = check(out.simulated)
     agent = AgentProcess(cfg, tmp / "agent.log")
     sub = Subscriber(broker.port)
     sub_task = asyncio.create_task(sub.run())
@@ -624,6 +668,7 @@ async def run_case(case: Case, tmp: Path) -> Outcome:
         await asyncio.wait_for(sub.ready.wait(), 10)
         driver = Driver(sc, site, mocks)
         driver.apply(0.0)
+        started_wall = time.time()
         agent.start()
         await _wait(sub.online, 30, "'online' status from the agent's uplink", agent)
         # every device polled at least twice: the engine has its initial states
@@ -650,7 +695,12 @@ async def run_case(case: Case, tmp: Path) -> Outcome:
         from agent.engine.nuisance_log import NuisanceLog
 
         out.nuisance_log = NuisanceLog(site.config.storage.state_dir).read()
-        if case.kill_after_stored is None:
+        out.evidence = {
+            m.topic.rsplit("/", 1)[1]: m.raw for m in sub.messages if "/evidence/" in m.topic
+        }
+        out.started_wall = started_wall
+        out.t0_wall = t0_wall
+        if case.kill_after_stored is None and case.corpus_check:
             # the kill run restarts mid-incident: its own test judges it
             out.problems = check(ReplayResult(sc, out.decisions, [], [], 0, {}))
     except Exception as e:

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from agent.events import DecisionType
-from tests.e2e.e2e_harness import MOSQUITTO, Case, Outcome, kill_leftovers, run_case
+from tests.e2e.e2e_harness import (
+    MODEL,
+    MOSQUITTO,
+    Case,
+    Outcome,
+    kill_leftovers,
+    run_case,
+)
 
 pytestmark = [
     pytest.mark.realtime,
@@ -73,6 +80,16 @@ CASES = {
             cuts=((0, 8),),
             end_s=20,
             why="a panel printer line through the panel reader: forwarded at once",
+        ),
+        Case(
+            "fire-on-camera-only",
+            "storeroom-camera-only",  # its site; its abstract video events are not used
+            cuts=(),
+            end_s=40,
+            videos={"cam-gym": "fire_cctv", "cam-storeroom": "normal_hotel_room"},
+            corpus_check=False,
+            why="real 1280x720 video through OpenCV and the shipped model: a fire seen "
+            "only by the gym camera; a quiet room on the storeroom camera",
         ),
         Case(
             "kill-9-mid-stream",
@@ -138,6 +155,8 @@ def runner(
         for it in request.session.items
         if hasattr(it, "callspec") and "case" in it.callspec.params
     } & set(CASES)
+    if not MODEL.exists():  # its test skips; do not start it
+        wanted = {n for n in wanted if not CASES[n].videos}
     r = Runner([CASES[n] for n in sorted(wanted)], tmp_path_factory.mktemp("e2e"))
     r.start()
     try:
@@ -223,6 +242,33 @@ def test_manual_call_point_from_the_panel_port(runner: Runner, case: str) -> Non
     [(t, fire)] = out.decisions
     assert fire.zone == "library" and fire.details.get("rule") == "immediate"
     assert t - 7.0 <= 1.0, out.summary()  # the line is printed at 7 s
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason=f"no shipped model at {MODEL}")
+@pytest.mark.parametrize("case", ["fire-on-camera-only"])
+def test_fire_seen_only_by_a_camera(runner: Runner, case: str) -> None:
+    """Real video decoding, the real model, the vote, the engine's camera-only rule,
+    the outbox, the uplink and the evidence snapshot, end to end."""
+    import cv2
+    import numpy as np
+
+    out = runner.result(case)
+    summary = out.summary()
+    assert not out.error, summary
+    assert out.exit_code == 0, summary
+    assert [(d.type, d.zone) for _, d in out.decisions] == [(DecisionType.FIRE_ALARM, "gym")], (
+        summary
+    )
+    [(_t, fire)] = out.decisions
+    assert fire.cameras == ("cam-gym",) and not fire.devices
+    # a camera alone must hold its confirmed detection video_only_s (20 s) first
+    assert fire.wall - fire.first_seen_wall >= 20.0 - 0.5, summary
+    # the clip shows fire from its first frame: vote + 20 s + start-up
+    assert fire.wall - out.started_wall <= 35.0, summary
+    jpeg = out.evidence.get(fire.id)
+    assert jpeg is not None, f"no evidence snapshot for {fire.id}\n{summary}"
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[1] <= 640 and img.shape[1] / img.shape[0] == 16 / 9
 
 
 @pytest.mark.parametrize("case", ["kill-9-mid-stream"])
