@@ -77,6 +77,11 @@ TICK_S = 0.05  # how often the mocks are brought up to date with the timeline
 LIVE: set[subprocess.Popen[bytes]] = set()
 
 
+# Children die with the harness even when it is SIGKILLed (finalizers cannot
+# run then): setpriv sets the parent-death signal and execs the real program.
+ORPHAN_GUARD = ["setpriv", "--pdeathsig", "SIGKILL", "--"] if shutil.which("setpriv") else []
+
+
 def kill_leftovers() -> None:
     for p in list(LIVE):
         if p.poll() is None:
@@ -122,7 +127,9 @@ class Broker:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*ORPHAN_GUARD, MOSQUITTO, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         LIVE.add(self.proc)
         deadline = time.monotonic() + 10
@@ -482,7 +489,7 @@ class AgentProcess:
         env.pop("WATCHDOG_USEC", None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+                [*ORPHAN_GUARD, sys.executable, "-m", "agent", "run", "--config", str(self.config)],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
