@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from agent import __version__
 from agent.clock import Clock
@@ -34,8 +35,10 @@ from agent.supervisor import Part, Supervisor
 from agent.uplink import Uplink
 from drivers.bus import BusWorker
 from drivers.panel import PanelReader
-from vision.camera import CameraWorker, snapshot_jpeg
-from vision.detector import Detector
+
+if TYPE_CHECKING:  # vision (OpenCV, onnxruntime: ~50 MB) is imported only when cameras exist
+    from vision.camera import CameraWorker
+    from vision.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,17 @@ class LogSink:
     async def submit(self, decision: Decision) -> None:
         self.decisions.append(decision)
         log.warning("decision %s zone=%s: %s", decision.type.value, decision.zone, decision.reason)
+
+
+def _is_camera(part: Part) -> TypeGuard[CameraWorker]:
+    mod = sys.modules.get("vision.camera")  # not imported: no camera configured
+    return mod is not None and isinstance(part, mod.CameraWorker)
+
+
+def _jpeg(image: Any) -> bytes | None:
+    from vision.camera import snapshot_jpeg  # loaded already: a camera exists
+
+    return snapshot_jpeg(image, None)
 
 
 def _status_of(part: Part) -> Any:
@@ -127,7 +141,7 @@ class Agent:
                     METRICS.device_condition.set(
                         1.0 if dev["offline"] else 0.0, device=name, condition="offline"
                     )
-            elif isinstance(part, CameraWorker):
+            elif _is_camera(part):
                 st = part.status()
                 METRICS.frames.set_total(st["frames_analysed"], camera=part.name)
                 for cond in ("stale", "frozen", "offline"):
@@ -158,9 +172,7 @@ class Agent:
             )
             return
         camera = str(body.get("camera", ""))
-        worker = next(
-            (p for p in self.parts if isinstance(p, CameraWorker) and p.name == camera), None
-        )
+        worker = next((p for p in self.parts if _is_camera(p) and p.name == camera), None)
         if worker is None:
             log.warning("downlink: snapshot of unknown camera %r ignored", camera)
             return
@@ -170,7 +182,7 @@ class Agent:
         else:
             reason, jpeg = (
                 f"snapshot of camera {camera} on request",
-                snapshot_jpeg(frame.image, None),
+                _jpeg(frame.image),
             )
         decision = gateway_decision(
             DecisionType.STATS,
@@ -247,6 +259,11 @@ def build_agent(
             agent.commands[dev.name] = worker.commands
 
     if cfg.cameras:
+        # imported here: OpenCV, onnxruntime and numpy cost ~50 MB of RSS, which
+        # a gateway without cameras should not carry (bench/footprint.py)
+        from vision.camera import CameraWorker
+        from vision.detector import Detector
+
         # one model for every camera: onnxruntime sessions are safe to share
         # between threads, and one copy keeps memory small
         det = detector or Detector.load(threads=1)

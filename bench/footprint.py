@@ -1,39 +1,54 @@
 """Idle footprint of the running agent: CPU (percent of one core) and resident memory.
 
 Starts ``python -m agent run --config <config>`` as a child process, lets it
-settle, then samples /proc/<pid>/stat (utime+stime) and /proc/<pid>/status
-(VmRSS) for a number of seconds. A bare Python interpreter is measured the
-same way in the same run, as the floor the agent is compared with.
+settle, then samples /proc/<pid>/stat (utime+stime, every thread) and
+/proc/<pid>/status (VmRSS) for a number of seconds. A bare Python interpreter
+is measured the same way in the same run, as the floor the agent is compared
+with. The simulated devices and the video file live in this (bench) process
+or on disk, so only the agent's own work is counted.
 
 Scenarios (generated configs; or give your own with --config):
 
-* ``idle``      zones only: the agent with no bus or camera (today's baseline)
-* ``devices32`` 32 devices polled every second on two Modbus TCP buses
-                (needs something answering at --modbus-host:--modbus-port, e.g.
-                the firmware mock of issue 3; the drivers must be wired)
-* ``cameras4``  ``devices32`` plus four cameras analysed at 2 frames/s from a
-                looping video file (--video; vision must be wired)
+* ``idle``      zones only: the agent with no bus or camera
+* ``devices32`` 32 devices polled every second: two simulated RS-485 buses of
+                16 smoke detectors each (firmware_mocks.SimRtuBus on
+                pseudo-terminals; ``--wire-time`` emulates 9600 baud)
+* ``cameras4``  ``devices32`` plus four cameras analysed at 2 frames/s, each
+                reading a 1280x720 video file (``--video``, or one generated
+                here with OpenCV's mp4v encoder at ``--video-fps``), with the
+                shipped model vision/models/firenet.onnx
 
 Targets (issue 7): without cameras <= 2 % of a core and <= 80 MB;
 with four cameras <= 50 % of a core and <= 200 MB.
 
-    python bench/footprint.py --scenario idle --seconds 30
+``--profile FILE`` runs the agent under cProfile for the same window and
+prints where its CPU time goes (cProfile itself adds overhead: read the
+shares, not the totals).
+
+    python bench/footprint.py --scenario devices32 --seconds 30
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
+import pstats
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: firmware_mocks from this checkout
+DEVICES_PER_BUS = 16
+BUSES = 2
 TARGETS = {  # scenario -> (max CPU % of one core, max RSS MB)
     "idle": (2.0, 80.0),
     "devices32": (2.0, 80.0),
@@ -49,6 +64,33 @@ class Footprint:
     rss_mb_mean: float
     rss_mb_max: float
     threads: int
+    cpu_percent_by_thread_group: dict[str, float]
+
+
+def _thread_ticks(pid: int) -> dict[str, int]:
+    """CPU ticks per thread group: the main thread (the event loop), FFmpeg's
+    decoder threads (named av:*), and every other thread (capture reads and
+    colour conversion, inference in to_thread workers, the outbox, the bus mocks'
+    counterparts are not here: they live in the bench process)."""
+    out: dict[str, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                head, _, rest = f.read().rpartition(b")")
+            comm = head.split(b"(", 1)[1].decode(errors="replace")
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        fields = rest.split()
+        ticks = int(fields[11]) + int(fields[12])
+        group = (
+            "main thread (event loop)"
+            if tid == str(pid)
+            else "FFmpeg decoder threads"
+            if comm.startswith("av:")
+            else "other threads"
+        )
+        out[group] = out.get(group, 0) + ticks
+    return out
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -71,6 +113,7 @@ def _status(pid: int) -> tuple[float, int]:
 def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
     """Measure a running process for ``seconds``."""
     t0, c0 = time.monotonic(), _cpu_ticks(pid)
+    g0 = _thread_ticks(pid)
     rss: list[float] = []
     threads = 0
     while time.monotonic() - t0 < seconds:
@@ -78,16 +121,19 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
         mb, threads = _status(pid)
         rss.append(mb)
     dt, dc = time.monotonic() - t0, _cpu_ticks(pid) - c0
+    g1 = _thread_ticks(pid)  # threads that ended during the window are not in it
+    groups = {k: round(100.0 * (v - g0.get(k, 0)) / CLK_TCK / dt, 2) for k, v in sorted(g1.items())}
     return Footprint(
         seconds=round(dt, 1),
         cpu_percent=round(100.0 * dc / CLK_TCK / dt, 3),
         rss_mb_mean=round(sum(rss) / len(rss), 1),
         rss_mb_max=round(max(rss), 1),
         threads=threads,
+        cpu_percent_by_thread_group=groups,
     )
 
 
-def site_config(scenario: str, state_dir: Path, args: argparse.Namespace) -> str:
+def site_config(scenario: str, state_dir: Path, ports: list[str], video: Path | None) -> str:
     lines = [
         "version: 1",
         "site: {site_id: bench, gateway_id: gw-1}",
@@ -98,34 +144,110 @@ def site_config(scenario: str, state_dir: Path, args: argparse.Namespace) -> str
     ]
     if scenario in ("devices32", "cameras4"):
         lines.append("buses:")
-        for b in range(2):
+        for b, port in enumerate(ports):
             lines += [
-                f"  - name: tcp-{b}",
-                "    type: tcp",
-                f"    host: {args.modbus_host}",
-                f"    port: {args.modbus_port + b}",
+                f"  - name: rs485-{b}",
+                "    type: rtu",
+                f"    port: {port}",
+                "    baudrate: 9600",
                 "    devices:",
             ]
-            for d in range(16):
-                n = b * 16 + d
+            for d in range(DEVICES_PER_BUS):
+                n = b * DEVICES_PER_BUS + d
                 lines.append(
                     f"      - {{name: smoke-{n}, profile: calectro-ug3-o-mb-r, device_id: {d + 1}, "
                     f"zone: zone-{n % 8}, poll_interval_s: 1}}"
                 )
     if scenario == "cameras4":
-        if args.video is None:
-            raise SystemExit("--video FILE is needed for the cameras4 scenario")
+        assert video is not None
         lines.append("cameras:")
         for c in range(4):
             lines.append(
-                f"  - {{name: cam-{c}, zone: zone-{c}, source: {Path(args.video).resolve()}, detect_fps: 2}}"
+                f"  - {{name: cam-{c}, zone: zone-{c}, source: {video.resolve()}, detect_fps: 2}}"
             )
     return "\n".join(lines) + "\n"
 
 
-def measure(cmd: list[str], warmup_s: float, seconds: float, interval_s: float) -> Footprint:
+@contextlib.contextmanager
+def simulated_buses(n: int, wire_time: bool) -> Iterator[list[str]]:
+    """``n`` simulated RS-485 buses of 16 smoke detectors each; yields their port paths."""
+    from firmware_mocks import SimDevice, SimRtuBus, load_modbus_profile
+
+    prof = load_modbus_profile("calectro-ug3-o-mb-r")
+    buses = [
+        SimRtuBus(
+            [SimDevice(i + 1, prof) for i in range(DEVICES_PER_BUS)],
+            emulate_wire_time=wire_time,
+        ).start()
+        for _ in range(n)
+    ]
+    try:
+        yield [b.path for b in buses]
+    finally:
+        requests = sum(d.requests for b in buses for d in b.devices.values())
+        print(f"  (simulated devices answered {requests} requests)", file=sys.stderr)
+        for b in buses:
+            b.stop()
+
+
+def make_video(path: Path, seconds: float, fps: float) -> Path:
+    """A 1280x720 mp4v clip with moving content (a still image would decode unrealistically cheaply)."""
+    import cv2
+    import numpy as np
+
+    w, h = 1280, 720
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not out.isOpened():
+        raise SystemExit("OpenCV cannot write mp4v video here; give --video FILE")
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
+    base = cv2.resize(base, (w, h), interpolation=cv2.INTER_LINEAR)
+    for i in range(int(seconds * fps)):
+        frame = np.roll(base, i * 4, axis=1)
+        x = (i * 13) % (w - 200)
+        cv2.rectangle(frame, (x, 200), (x + 200, 400), (0, 80 + i % 150, 255), -1)
+        cv2.putText(frame, f"{i}", (50, 650), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 4)
+        out.write(frame)
+    out.release()
+    return path
+
+
+def model_info() -> str:
+    m = ROOT / "vision" / "models" / "firenet.onnx"
+    if not m.is_file():
+        return "none (vision/models/firenet.onnx missing)"
+    digest = hashlib.sha256(m.read_bytes()).hexdigest()[:12]
+    return f"{m.relative_to(ROOT)} ({m.stat().st_size // 1024} KB, sha256 {digest})"
+
+
+def unit_environment() -> dict[str, str]:
+    """The Environment= settings of systemd/firegate.service: the agent is measured as
+    the unit runs it (MALLOC_ARENA_MAX matters for RSS)."""
+    env: dict[str, str] = {}
+    unit = ROOT / "systemd" / "firegate.service"
+    if unit.is_file():
+        for line in unit.read_text().splitlines():
+            if line.startswith("Environment="):
+                for item in line.removeprefix("Environment=").split():
+                    key, _, value = item.partition("=")
+                    env[key] = value
+    return env
+
+
+def measure(
+    cmd: list[str],
+    warmup_s: float,
+    seconds: float,
+    interval_s: float,
+    env: dict[str, str] | None = None,
+) -> Footprint:
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         time.sleep(warmup_s)  # imports and start-up are not the idle footprint
@@ -158,42 +280,73 @@ def main() -> int:
     p.add_argument(
         "--interval-s", type=float, default=1.0, help="RSS sampling interval (default 1)"
     )
-    p.add_argument("--modbus-host", default="127.0.0.1")
-    p.add_argument("--modbus-port", type=int, default=5020, help="first of two Modbus TCP ports")
-    p.add_argument("--video", type=Path, help="looping video file for the cameras4 scenario")
+    p.add_argument(
+        "--wire-time", action="store_true", help="simulated buses emulate 9600 baud wire time"
+    )
+    p.add_argument("--video", type=Path, help="video file for the cameras4 scenario")
+    p.add_argument(
+        "--video-fps", type=float, default=25.0, help="frame rate of the generated clip (25)"
+    )
+    p.add_argument(
+        "--no-unit-env",
+        action="store_true",
+        help="do not apply systemd/firegate.service's Environment= to the agent",
+    )
+    p.add_argument("--profile", type=Path, help="also run the agent under cProfile into FILE")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="firegate-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="firegate-bench-") as tmp,
+        simulated_buses(
+            BUSES if args.scenario != "idle" and args.config is None else 0, args.wire_time
+        ) as ports,
+    ):
         state = Path(tmp) / "state"
         state.mkdir()
+        video = args.video
+        if args.scenario == "cameras4" and video is None and args.config is None:
+            t0 = time.monotonic()
+            video = make_video(
+                Path(tmp) / "clip.mp4", args.warmup_s + args.seconds + 15, args.video_fps
+            )
+            print(
+                f"  (generated {video.stat().st_size // 1024} KB 1280x720 mp4v clip at "
+                f"{args.video_fps:g} fps in {time.monotonic() - t0:.1f} s)",
+                file=sys.stderr,
+            )
         if args.config is not None:
             cfg, label = args.config, f"config {args.config}"
         else:
             cfg = Path(tmp) / "site.yaml"
-            cfg.write_text(site_config(args.scenario, state, args))
+            cfg.write_text(site_config(args.scenario, state, ports, video))
             label = f"scenario {args.scenario}"
+            if args.scenario != "idle":
+                label += f" ({'9600 baud wire time' if args.wire_time else 'no wire time'})"
+            if args.scenario == "cameras4":
+                label += f", video {args.video_fps:g} fps" if args.video is None else f", {video}"
         floor = measure(
             [sys.executable, "-c", "import time; time.sleep(1e6)"],
             1.0,
             min(args.seconds, 5.0),
             args.interval_s,
         )
-        agent = measure(
-            [sys.executable, "-m", "agent", "run", "--config", str(cfg)],
-            args.warmup_s,
-            args.seconds,
-            args.interval_s,
-        )
+        run_cmd = [sys.executable, "-m", "agent", "run", "--config", str(cfg)]
+        env = {} if args.no_unit_env else unit_environment()
+        agent = measure(run_cmd, args.warmup_s, args.seconds, args.interval_s, env)
         status_file = state / "status.json"
         parts = []
         if status_file.is_file():
             parts = sorted(json.loads(status_file.read_text()).get("parts", {}))
+        if args.profile is not None:
+            profile(args, cfg)
 
     cpu_max, rss_max = TARGETS[args.scenario]
     met = agent.cpu_percent <= cpu_max and agent.rss_mb_max <= rss_max
     result = {
         "what": label,
+        "model": model_info() if args.scenario == "cameras4" else None,
+        "environment": " ".join(f"{k}={v}" for k, v in env.items()),
         "parts_watched_by_health": parts,
         "agent": asdict(agent),
         "python_floor": asdict(floor),
@@ -205,15 +358,17 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"firegate footprint, {label} (parts besides health: {', '.join(parts) or 'none'})")
-    if args.scenario != "idle" and args.config is None and not parts:
-        print(
-            "  NOTE: this build creates no driver or camera parts, so this is NOT yet the "
-            f"{args.scenario} footprint; it equals the idle agent"
-        )
+    print(f"firegate footprint, {label} (parts: {', '.join(parts) or 'none'})")
+    if result["model"]:
+        print(f"  model:        {result['model']}")
+    print(f"  environment:  {result['environment'] or 'as inherited (no unit settings)'}")
     print(
         f"  agent:        CPU {agent.cpu_percent:.2f} % of one core over {agent.seconds:g} s; "
         f"RSS {agent.rss_mb_mean:.1f} MB mean, {agent.rss_mb_max:.1f} MB max; {agent.threads} threads"
+    )
+    print(
+        "  by thread:    "
+        + "; ".join(f"{k} {v:.2f} %" for k, v in agent.cpu_percent_by_thread_group.items())
     )
     print(
         f"  python floor: CPU {floor.cpu_percent:.2f} %; RSS {floor.rss_mb_mean:.1f} MB "
@@ -225,6 +380,28 @@ def main() -> int:
         f"RSS at {result['rss_share_of_target']:.0%})"
     )
     return 0
+
+
+def profile(args: argparse.Namespace, cfg: Path) -> None:
+    """The agent under cProfile for warm-up + window; prints the top functions by own time."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-o",
+        str(args.profile),
+        "-m",
+        "agent",
+        "run",
+        "--config",
+        str(cfg),
+        "--exit-after",
+        str(args.warmup_s + args.seconds),
+    ]
+    subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    st = pstats.Stats(str(args.profile))
+    print(f"\ncProfile of the agent ({args.profile}), top 15 by own time:", file=sys.stderr)
+    st.sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":

@@ -345,20 +345,192 @@ def _check_port(name: str, port: Path, who: Identity) -> Result:
     return Result(name, Outcome.PASS, detail)
 
 
-def check_devices(ctx: Context) -> list[Result]:
-    """Placeholder until the driver-based check is registered (drivers, issue 3)."""
+DEVICE_TIMEOUT_S = 0.5  # per attempt (two at most): a healthy device answers in tens of ms
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What one read of one device gave: ``kind`` is ok, silent, garbled, refused or port."""
+
+    kind: str
+    detail: str
+    took_s: float = 0.0
+
+
+async def check_devices(ctx: Context) -> list[Result]:
+    """Read each configured Modbus device once (the first point of its profile)
+    through the drivers' own link, one bus after another, one request at a time.
+
+    The verdict per device uses the whole bus: when nothing on a bus answers,
+    the wiring or the line settings are the likely cause (A/B swapped, baud
+    rate, parity); when others answer, that one device's address or power.
+    """
     assert ctx.site is not None
-    n = len(ctx.site.config.devices()) + len(ctx.site.config.panels())
-    if n == 0:
-        return [Result("devices", Outcome.SKIP, "no devices in the config")]
-    return [
-        Result(
-            "devices",
-            Outcome.SKIP,
-            f"{n} device(s) not polled: this build has no driver check yet",
-            "start the agent and watch `journalctl -u firegate -f` for each device's first answer",
+    cfg = ctx.site.config
+    buses = [b for b in cfg.buses if isinstance(b, RtuBus | TcpBus)]
+    out: list[Result] = []
+    timeout_s = min(ctx.timeout_s, DEVICE_TIMEOUT_S)
+    for bus in buses:
+        out.extend(await _check_bus(ctx.site, bus, timeout_s))
+    for panel in cfg.panels():
+        out.append(
+            Result(
+                f"panel {panel.name}",
+                Outcome.SKIP,
+                f"{panel.port}: a panel prints events on its own and cannot be asked",
+                "print a test event at the panel (or its printer self-test) and watch "
+                "`journalctl -u firegate -f` for the line",
+            )
         )
-    ]
+    if not out:
+        out.append(Result("devices", Outcome.SKIP, "no devices in the config"))
+    return out
+
+
+def _line_settings(bus: RtuBus | TcpBus) -> str:
+    if isinstance(bus, TcpBus):
+        return f"{bus.host}:{bus.port}"
+    return f"{bus.port} at {bus.baudrate} baud {bus.bytesize}{bus.parity}{bus.stopbits}"
+
+
+async def _check_bus(site: LoadedSite, bus: RtuBus | TcpBus, timeout_s: float) -> list[Result]:
+    from drivers import codec, frames  # lazy: only doctor's device check needs the drivers
+    from drivers.bus import make_link
+    from drivers.frames import DeviceException, FrameError, NoReply, PortError
+
+    link = make_link(bus)
+    try:
+        await link.open()
+    except PortError as e:
+        if isinstance(bus, RtuBus) and "exclusively lock" in str(e):
+            # the running agent (or another program) polls this bus: do not fight it
+            holders = ", ".join(_holders(Path(bus.port))) or "another process"
+            return [
+                Result(
+                    f"devices on {bus.name}",
+                    Outcome.SKIP,
+                    f"{bus.port} is in use by {holders}; {_n(len(bus.devices), 'device')} not read",
+                    "if that is the agent, `firegate status` shows each device; to check them "
+                    "here, stop it first (systemctl stop firegate)",
+                )
+            ]
+        return [
+            Result(
+                f"device {d.name}",
+                Outcome.FAIL,
+                f"bus {bus.name}: {e}",
+                "fix the port first (see the serial line above)"
+                if isinstance(bus, RtuBus)
+                else "check the host and port, the device's power and its network",
+            )
+            for d in bus.devices
+        ]
+    probes: list[tuple[Any, str, _Probe]] = []
+    try:
+        for d in bus.devices:
+            prof = site.modbus_profile(d.profile)
+            p = prof.points[0]
+            block = codec.ReadBlock.make(p.table, prof.pdu_address(p.address), p.count, (p,))
+            what = f"{p.name} ({p.table.value} {p.address})"
+            t0 = time.monotonic()
+            try:
+                try:
+                    reply = await _ask(link, d.device_id, block.pdu, timeout_s)
+                except (NoReply, FrameError):
+                    # one lost or hit frame must not fail a device on site: ask once more
+                    t0 = time.monotonic()
+                    reply = await _ask(link, d.device_id, block.pdu, timeout_s)
+                parsed = frames.parse_reply(block.pdu, reply)
+                raw = codec.block_raws(prof, block, parsed.registers, parsed.bits)[p.name]
+                probe = _Probe("ok", f"{p.name} = {_shown(p, raw)}", time.monotonic() - t0)
+            except DeviceException as e:
+                probe = _Probe("refused", f"answered, but refused to read {what}: {e}")
+            except NoReply:
+                probe = _Probe("silent", f"no answer within {timeout_s:g} s (asked twice)")
+            except FrameError as e:
+                probe = _Probe("garbled", f"only garbled replies ({e})")
+            except PortError as e:
+                probe = _Probe("port", str(e))
+            probes.append((d, what, probe))
+    finally:
+        link.close()
+    answering = sum(1 for _, _, pr in probes if pr.kind in ("ok", "refused"))
+    out = []
+    for d, _what, pr in probes:
+        name = f"device {d.name}"
+        head = f"bus {bus.name} id {d.device_id} ({d.profile})"
+        if pr.kind == "ok":
+            out.append(
+                Result(
+                    name,
+                    Outcome.PASS,
+                    f"{head}: {pr.detail}, answered in {pr.took_s * 1000:.0f} ms",
+                )
+            )
+            continue
+        out.append(
+            Result(
+                name, Outcome.FAIL, f"{head}: {pr.detail}", _device_fix(bus, d, pr.kind, answering)
+            )
+        )
+    return out
+
+
+async def _ask(link: Any, unit: int, pdu: bytes, timeout_s: float) -> bytes:
+    # a Modbus TCP link closes itself after a timeout (the stream's framing is
+    # unknown then): reopen it, as the bus worker does, before the next request
+    if not link.is_open:
+        await link.open()
+    reply: bytes = await link.transact(unit, pdu, timeout_s)
+    return reply
+
+
+def _device_fix(bus: RtuBus | TcpBus, d: Any, kind: str, answering: int) -> str:
+    line = _line_settings(bus)
+    if kind == "refused":
+        return (
+            f"a device answers at id {d.device_id} but is not a {d.profile}: check the "
+            f"profile (firegate scan --port {getattr(bus, 'port', '...')} suggests one) or "
+            "whether another device has this address"
+        )
+    if kind == "port":
+        return "the port failed during the check: check the adapter (dmesg) and replug it"
+    if isinstance(bus, TcpBus):
+        return (
+            f"check the unit id {d.device_id} set on the device (or its Modbus TCP gateway) "
+            f"and that {line} is that device"
+        )
+    if kind == "garbled":
+        return (
+            f"replies arrive but are corrupted: the device's baud rate or parity differs from "
+            f"the config ({line}), or the bus lacks termination (120 ohm at both ends) or bias"
+        )
+    if answering:
+        return (
+            f"other devices on this bus answer: check that this one's address is set to "
+            f"{d.device_id} (DIP switches or menu), that it has power, and its A/B wires at "
+            "the device"
+        )
+    return (
+        f"nothing on this bus answers: swap A and B at the gateway first (vendors disagree "
+        f"on which is which), then check the devices' baud rate and parity match the config "
+        f"({line}), their power, and termination"
+    )
+
+
+def _shown(point: Any, raw: int) -> str:
+    """A point's value for people: the condition of a bit, a status word in hex,
+    a measurement in its unit."""
+    from drivers import codec
+
+    if point.table.is_bit:
+        active = bool(raw) == point.active_when
+        cond = point.condition.value if point.condition is not None else "condition"
+        return f"{int(bool(raw))} ({cond} {'ACTIVE' if active else 'clear'})"
+    if point.flags:
+        return f"0x{raw:04x}"
+    value = codec.engineering(point, raw)
+    return f"{value:g} {point.unit}".rstrip()
 
 
 def _in_thread(fn: Callable[[], T], timeout_s: float) -> Awaitable[T]:

@@ -368,9 +368,9 @@ def test_cli_failures_exit_non_zero_with_fixes(
     assert main(["doctor", "--config", str(path), "--timeout-s", "2", "--user", "root"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  serial rs485-1" in out and "FAIL  broker" in out
-    assert "SKIP  devices" in out  # no driver check in this build: said, not faked
+    assert "FAIL  device smoke-1" in out  # its bus's port is missing: not polled, said so
     assert out.count("-> ") >= 3
-    assert "2 failed" in out
+    assert "3 failed" in out
 
 
 def test_cli_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
