@@ -496,6 +496,13 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
     }
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    # the operating points again, now through the agent's own preprocessing of the
+    # original validation images (training scored the 256 px cache)
+    from vision.evaluate import calibrate, write_thresholds
+
+    thresholds = calibrate(args.out, args.data)
+    write_thresholds(args.out, thresholds)
+    log.info("operating points (validation, runtime path): %s", thresholds)
     log.info(
         "wrote %s (%d bytes) and %s",
         args.out,
