@@ -123,7 +123,6 @@ class CameraWorker:
         self.region_thresholds = {cls: self.votes[cls].p.low for cls in CLASSES}
         self.change = ChangeMap(cam.change_background_s)
         self._ignore: np.ndarray | None = None
-        self._ignore_for: tuple[int, int] | None = None
         self.capture = Capture(
             cam.source,
             clock,
@@ -157,14 +156,19 @@ class CameraWorker:
         self._started_mono = self.clock.monotonic()
         self.capture.start()
         period_s = 1.0 / self.cam.detect_fps
+        next_look_mono = self.clock.monotonic()
         try:
             while True:
-                await self.clock.sleep(min(period_s, MAX_WAIT_S))
+                wait_s = min(MAX_WAIT_S, max(0.0, next_look_mono - self.clock.monotonic()))
+                await self.clock.sleep(wait_s)
                 now = self.clock.monotonic()
-                frame = self.capture.latest()
-                if frame is not None and frame.seq != self._last_seq:
-                    self._last_seq = frame.seq
-                    await self._on_frame(frame, now)
+                if now >= next_look_mono:
+                    # detect_fps bounds the analysis rate, not the loop (which also checks faults)
+                    next_look_mono = max(next_look_mono + period_s, now)
+                    frame = self.capture.latest()
+                    if frame is not None and frame.seq != self._last_seq:
+                        self._last_seq = frame.seq
+                        await self._on_frame(frame, now)
                 await self._check_faults(now)
                 self.progress_mono = now
         finally:

@@ -347,3 +347,27 @@ async def test_http_stream_that_stalls_reconnects(tmp_path: Path, detector: Dete
         done.set()
         srv.shutdown()
         srv.server_close()
+
+
+async def test_detect_fps_bounds_the_analysis_rate(tmp_path: Path, detector: Detector) -> None:
+    path = write_video(tmp_path / "moving.avi", moving_frames(80))  # 8 s, changes every frame
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    w = CameraWorker(
+        camera(str(path), detect_fps=0.5, stale_after_s=2.0), detector, q, ScaledClock(10.0)
+    )
+    await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+    assert 3 <= w.frames_analysed <= 6, w.status()  # about 8 s x 0.5 fps
+
+
+async def test_unchanged_frames_are_skipped_but_never_longer_than_max_gap(
+    tmp_path: Path, detector: Detector
+) -> None:
+    frames = static_scene(FIXTURES / "normal_christmas_street.jpg", 200)  # 20 s of a still view
+    path = write_video(tmp_path / "still.avi", frames)
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    cam = camera(str(path), detect_fps=2.0, max_gap_s=5.0, stale_after_s=2.0)
+    w = CameraWorker(cam, detector, q, ScaledClock(10.0))
+    await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+    # about 40 looks in 20 s; one analysis at the start and then one per 5 s gap
+    assert w.frames_skipped >= 25, w.status()
+    assert 4 <= w.frames_analysed <= 8, w.status()
