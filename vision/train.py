@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=8)
     p.add_argument("--fire-weight", type=float, default=2.0, help="sampling weight of fire images")
     p.add_argument("--ema", type=float, default=0.99, help="weight averaging decay per step")
     p.add_argument("--time-budget-min", type=float, default=28.0)
