@@ -10,7 +10,7 @@ supervise cells directly; image-labelled ones (the cair set) supervise only the
 image-level maximum (multiple-instance learning). See vision/data.py for labels
 and the split, and vision/models/README.md for the model card.
 
-One run on two shared CPU cores takes about 20 minutes; ``--time-budget-min``
+One run on two shared CPU cores takes 10-20 minutes; ``--time-budget-min``
 stops earlier and keeps the best epoch on the validation split.
 """
 
