@@ -12,6 +12,11 @@
   frames for ``frozen_after_s``): a camera fault, never "no fire". The current
   OFFLINE state is sent once when the camera first delivers a frame.
 
+A region counts towards *starting* a detection only where the scene differs
+from a slow background (``min_change_grey`` over ``change_background_s``,
+vision/change.py): a fire flickers and smoke drifts, while a smoke-like white
+wall stays put. An ongoing detection needs no change.
+
 Scheduling: the latest frame is looked at ``detect_fps`` times a second; a frame
 that has not changed since the last analysed one is not analysed again (its
 last result counts in the vote) unless ``max_gap_s`` has passed. While a
@@ -42,6 +47,7 @@ from agent.events import (
 from agent.logs import redact_url
 from agent.siteconfig.models import CameraConfig
 from vision.capture import Capture, CaptureState, Frame
+from vision.change import ChangeMap
 from vision.detector import CLASSES, Detector, FrameError, FrameResult
 from vision.masks import ignore_cells
 from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams
@@ -115,8 +121,8 @@ class CameraWorker:
         }
         # regions are cut at the lower (ongoing) threshold; the vote applies its own
         self.region_thresholds = {cls: self.votes[cls].p.low for cls in CLASSES}
+        self.change = ChangeMap(cam.change_background_s)
         self._ignore: np.ndarray | None = None
-        self._ignore_for: tuple[int, int] | None = None
         self.capture = Capture(
             cam.source,
             clock,
@@ -150,14 +156,19 @@ class CameraWorker:
         self._started_mono = self.clock.monotonic()
         self.capture.start()
         period_s = 1.0 / self.cam.detect_fps
+        next_look_mono = self.clock.monotonic()
         try:
             while True:
-                await self.clock.sleep(min(period_s, MAX_WAIT_S))
+                wait_s = min(MAX_WAIT_S, max(0.0, next_look_mono - self.clock.monotonic()))
+                await self.clock.sleep(wait_s)
                 now = self.clock.monotonic()
-                frame = self.capture.latest()
-                if frame is not None and frame.seq != self._last_seq:
-                    self._last_seq = frame.seq
-                    await self._on_frame(frame, now)
+                if now >= next_look_mono:
+                    # detect_fps bounds the analysis rate, not the loop (which also checks faults)
+                    next_look_mono = max(next_look_mono + period_s, now)
+                    frame = self.capture.latest()
+                    if frame is not None and frame.seq != self._last_seq:
+                        self._last_seq = frame.seq
+                        await self._on_frame(frame, now)
                 await self._check_faults(now)
                 self.progress_mono = now
         finally:
@@ -211,6 +222,7 @@ class CameraWorker:
                 await self._report(Condition.FROZEN, False, frame.mono, "picture changing again")
         if self.reported[Condition.FROZEN]:
             return  # a frozen picture says nothing about the room
+        self.change.update(thumb, frame.mono)
         unchanged = (
             self._analysed_thumb is not None
             and self._last_result is not None
@@ -236,8 +248,19 @@ class CameraWorker:
             self._analysed_thumb = thumb
             self._analysed_mono = now
             self._last_result = result
-        for _cls, vote in self.votes.items():
-            ev = vote.update(frame.mono, result.regions)
+        size = (frame.image.shape[1], frame.image.shape[0])
+        for vote in self.votes.values():
+            regions = result.regions
+            if not vote.active and self.cam.min_change_grey > 0:
+                # to start, a region must differ from the slow background: flames
+                # flicker and smoke drifts; a smoke-like white wall does neither
+                regions = tuple(
+                    r
+                    for r in regions
+                    if r.cls is vote.cls
+                    and self.change.region_change(r, size) >= self.cam.min_change_grey
+                )
+            ev = vote.update(frame.mono, regions)
             if ev is not None:
                 await self._send(ev, frame, result)
 

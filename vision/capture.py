@@ -92,7 +92,9 @@ class Capture:
         self.opens = 0
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        """Start capturing (again). A previous thread that was asked to stop but is
+        still stuck in a read is left to end on its own; a fresh one takes over."""
+        if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
             return
         self._stop = threading.Event()
         self._set_state(CaptureState.OPENING)
@@ -165,7 +167,8 @@ class Capture:
             if stop.wait(backoff_s / self.clock.speed):
                 break
             backoff_s = min(self.reconnect_max_s, backoff_s * 2)
-        self._set_state(CaptureState.STOPPED)
+        if stop is self._stop:  # not superseded by a fresh thread after a restart
+            self._set_state(CaptureState.STOPPED)
 
     def _read_loop(self, cap: cv2.VideoCapture, stop: threading.Event) -> int:
         """Read until the source ends, fails or ``stop``; returns the frames read."""
@@ -179,6 +182,8 @@ class Capture:
         while not stop.is_set():
             ok, image = cap.read()
             if not ok or image is None or image.size == 0:
+                return n
+            if stop.is_set():  # stopped while the read blocked: publish nothing more
                 return n
             n += 1
             self.frames += 1

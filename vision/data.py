@@ -24,6 +24,7 @@ is assigned by a hash of the group name, so the split is reproducible.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,3 +154,21 @@ def build_cache(
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache_file, images=images, key=np.array(key))
     return images
+
+
+def featureless(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A frame with nothing in it: a covered lens, a bare wall, black night, an
+    over-exposed picture. Flat colour, a smooth gradient and sensor noise. The
+    model must not call such a frame smoke (a blind camera is a fault, not a fire)."""
+    base = rng.uniform(0, 255) if rng.random() < 0.7 else rng.uniform(0, 255, 3)
+    img = np.broadcast_to(np.asarray(base, np.float32), (size, size, 3)).copy()
+    if rng.random() < 0.6:
+        angle = rng.uniform(0, 2 * math.pi)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+        ramp = (xx * math.cos(angle) + yy * math.sin(angle)) * rng.uniform(10, 80)
+        img += ramp[..., None]
+    if rng.random() < 0.3:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+        img *= (1 - rng.uniform(0.2, 0.6) * (xx**2 + yy**2) * 2)[..., None]
+    img += rng.normal(0, rng.uniform(0.5, 10), img.shape).astype(np.float32)
+    return img.clip(0, 255).astype(np.uint8)

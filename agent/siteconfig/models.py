@@ -216,6 +216,16 @@ class CameraConfig(Strict):
         le=600,
         description="least time between updates of an ongoing detection",
     )
+    min_change_grey: float = Field(
+        default=2.0,
+        ge=0,
+        le=255,
+        description="a region starts a detection only where the picture differs from the slow "
+        "background by this mean grey level (0: no change needed)",
+    )
+    change_background_s: float = Field(
+        default=30.0, ge=1, le=3600, description="time constant of that slow background"
+    )
     open_timeout_s: float = Field(
         default=10.0, gt=0, le=120, description="longest wait to open the source or read one frame"
     )

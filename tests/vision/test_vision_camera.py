@@ -44,6 +44,15 @@ def moving_frames(n: int, size: tuple[int, int] = (160, 120)) -> list[np.ndarray
     return out
 
 
+def static_scene(image: Path, n: int, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
+    """A still scene from a real camera: the picture only has sensor noise."""
+    base = cv2.resize(cv2.imread(str(image)), size).astype(np.int16)
+    rng = np.random.default_rng(5)
+    return [
+        np.clip(base + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8) for _ in range(n)
+    ]
+
+
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     h, w = frames[0].shape[:2]
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
@@ -173,15 +182,21 @@ async def test_unreachable_stream_is_offline(detector: Detector) -> None:
 def clip_of(
     image: Path, seconds: float, fps: float = 10.0, size: tuple[int, int] = (640, 480)
 ) -> list[np.ndarray]:
-    """An image filmed by a slightly shaky camera with sensor noise (frames differ)."""
+    """An image filmed by a slightly shaky camera with sensor noise; flame-coloured
+    pixels flicker (brightness and a small upward lick), as flames do."""
     base = cv2.resize(cv2.imread(str(image)), size, interpolation=cv2.INTER_LINEAR)
+    b, r = base[..., 0].astype(np.int16), base[..., 2].astype(np.int16)
+    flame = (r > 170) & (r > b + 50)
     rng = np.random.default_rng(1)
     out = []
     for i in range(int(seconds * fps)):
+        f = base.astype(np.float32)
+        lick = np.roll(flame, -int(rng.integers(0, 6)), axis=0)
+        f[lick] = f[lick] * rng.uniform(0.55, 1.0) + 40 * rng.uniform(0, 1)
         m = np.float32([[1, 0, (i % 3) - 1], [0, 1, (i % 2)]])
-        f = cv2.warpAffine(base, m, size, borderMode=cv2.BORDER_REFLECT)
-        noise = rng.integers(-4, 5, f.shape, dtype=np.int16)
-        out.append(np.clip(f.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+        f = cv2.warpAffine(f, m, size, borderMode=cv2.BORDER_REFLECT)
+        f += rng.integers(-4, 5, f.shape)
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
     return out
 
 
@@ -226,6 +241,28 @@ async def test_mask_over_the_fire_hides_it(tmp_path: Path, detector: Detector) -
     assert w.frames_analysed >= 3
     assert not any(isinstance(o, VideoDetection) for o in seen)
     assert w.status()["fire"] == 0.0
+
+
+async def test_still_smoke_like_scene_does_not_start_a_detection(
+    tmp_path: Path, detector: Detector
+) -> None:
+    """A camera set to a sensitive smoke threshold (0.05) looking at a still hotel
+    room that the model scores just above it on every frame (white bed and
+    curtains). A still scene is not smoke: the change gate keeps it from starting
+    a detection; without the gate the vote would confirm it."""
+    frames = static_scene(FIXTURES / "normal_hotel_room.jpg", 60)
+    sensitive = 0.05
+    assert detector.detect(frames[0]).smoke >= sensitive
+    path = write_video(tmp_path / "room.avi", frames)
+    results = {}
+    for gate in (2.0, 0.0):
+        q: asyncio.Queue[Observation] = asyncio.Queue()
+        cam = camera(str(path), stale_after_s=2.0, min_change_grey=gate, smoke_threshold=sensitive)
+        w = CameraWorker(cam, detector, q, ScaledClock(SPEED))
+        seen = await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+        results[gate] = [o for o in seen if isinstance(o, VideoDetection)]
+    assert results[2.0] == []
+    assert [o.cls for o in results[0.0]][:1] == [VideoClass.SMOKE]
 
 
 async def test_image_sequence_source(tmp_path: Path, detector: Detector) -> None:
@@ -311,3 +348,29 @@ async def test_http_stream_that_stalls_reconnects(tmp_path: Path, detector: Dete
         done.set()
         srv.shutdown()
         srv.server_close()
+
+
+async def test_detect_fps_bounds_the_analysis_rate(tmp_path: Path, detector: Detector) -> None:
+    path = write_video(tmp_path / "moving.avi", moving_frames(160))  # 16 s, changes every frame
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    w = CameraWorker(
+        camera(str(path), detect_fps=0.5, stale_after_s=2.0), detector, q, ScaledClock(10.0)
+    )
+    await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+    # about 16 s x 0.5 fps = 8 looks at 160 decoded frames (at 2 fps it would be 32)
+    assert 5 <= w.frames_seen <= 10, w.status()
+    assert w.capture.frames == 160
+
+
+async def test_unchanged_frames_are_skipped_but_never_longer_than_max_gap(
+    tmp_path: Path, detector: Detector
+) -> None:
+    frames = static_scene(FIXTURES / "normal_christmas_street.jpg", 200)  # 20 s of a still view
+    path = write_video(tmp_path / "still.avi", frames)
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    cam = camera(str(path), detect_fps=2.0, max_gap_s=5.0, stale_after_s=2.0)
+    w = CameraWorker(cam, detector, q, ScaledClock(10.0))
+    await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
+    # about 40 looks in 20 s; one analysis at the start and then one per 5 s gap
+    assert w.frames_skipped >= 25, w.status()
+    assert 4 <= w.frames_analysed <= 8, w.status()

@@ -18,6 +18,7 @@ def test_defaults() -> None:
     assert (c.vote_window_frames, c.vote_min_fraction, c.hold_ratio) == (6, 0.5, 0.7)
     assert c.min_region_area_px == 0 and c.update_interval_s == 5.0
     assert c.open_timeout_s == 10.0 and c.reconnect_max_s == 30.0
+    assert c.min_change_grey == 2.0 and c.change_background_s == 30.0
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,8 @@ def test_defaults() -> None:
         ("min_region_area_px", -1),
         ("update_interval_s", 0.1),
         ("open_timeout_s", 0),
+        ("min_change_grey", -1),
+        ("change_background_s", 0.5),
         ("vote_windw_frames", 6),  # a typo is an error, not a silent default
     ],
 )

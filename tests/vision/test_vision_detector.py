@@ -178,3 +178,14 @@ def test_detect_command_all_good_exits_zero(capsys: pytest.CaptureFixture[str]) 
     assert cli_main(["detect", str(FIXTURES / "smoke_cctv.jpg")]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert "yes" not in json.loads(line)
+
+
+@pytest.mark.parametrize("level", [0, 25, 128, 230, 255])
+def test_featureless_frames_are_neither_smoke_nor_fire(det: Detector, level: int) -> None:
+    """A covered lens, a black night picture or a bare wall is a camera matter
+    (frozen/stale checks), never smoke: the model was taught so."""
+    rng = np.random.default_rng(level)
+    frame = np.clip(level + rng.normal(0, 3, (360, 640, 3)), 0, 255).astype(np.uint8)
+    r = det.detect(frame)
+    assert r.smoke < det.thresholds[VideoClass.SMOKE], r.smoke
+    assert r.fire < det.thresholds[VideoClass.FIRE], r.fire
