@@ -305,22 +305,41 @@ FIXTURES = ROOT / "tests" / "fixtures" / "vision"
 MODEL = ROOT / "vision" / "models" / "firenet.onnx"
 
 
-def make_clip(image: str, path: Path, seconds: float, fps: float = 10.0) -> Path:
-    """A 1280x720 mp4v clip of a fixture picture (tests/fixtures/vision/NAME.jpg) with a
-    little motion (a moving bar, a frame counter), so it is neither frozen nor unchanged."""
+def make_clip(source: str, path: Path, seconds: float, fps: float = 10.0) -> Path:
+    """A 1280x720 mp4v clip, ``seconds`` long, so it is neither frozen nor unchanged.
+
+    ``source`` is a fixture picture (tests/fixtures/vision/NAME.jpg), given a
+    little motion (a moving bar, a frame counter), or a video file, whose real
+    frames are looped (flames flicker: a still picture of a fire is not one).
+    """
     import cv2
 
-    src = cv2.imread(str(FIXTURES / f"{image}.jpg"))
-    if src is None:
-        raise FileNotFoundError(FIXTURES / f"{image}.jpg")
-    base = cv2.resize(src, (1280, 720))
+    frames: list[Any] = []
+    if source.endswith((".avi", ".mp4")):
+        cap = cv2.VideoCapture(source)
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.resize(img, (1280, 720)))
+        cap.release()
+        if not frames:
+            raise FileNotFoundError(source)
+    else:
+        src = cv2.imread(str(FIXTURES / f"{source}.jpg"))
+        if src is None:
+            raise FileNotFoundError(FIXTURES / f"{source}.jpg")
+        base = cv2.resize(src, (1280, 720))
+        for i in range(50):
+            frame = base.copy()
+            y = (i * 7) % 700
+            frame[y : y + 20, :40] = 255 - frame[y : y + 20, :40]
+            frames.append(frame)
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (1280, 720))
     if not out.isOpened():
         raise RuntimeError("OpenCV cannot write mp4v here")
     for i in range(int(seconds * fps)):
-        frame = base.copy()
-        y = (i * 7) % 700
-        frame[y : y + 20, :40] = 255 - frame[y : y + 20, :40]
+        frame = frames[i % len(frames)].copy()
         cv2.putText(frame, str(i), (1150, 700), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
         out.write(frame)
     out.release()

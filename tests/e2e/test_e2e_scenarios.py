@@ -34,6 +34,9 @@ pytestmark = [
     pytest.mark.skipif(not os.access(MOSQUITTO, os.X_OK), reason=f"no mosquitto at {MOSQUITTO}"),
 ]
 
+DEMO_FIRE_CLIP = (
+    Path(__file__).resolve().parents[2] / "firmware_mocks" / "demo" / "clips" / "storeroom-fire.avi"
+)
 MAX_DELIVERY_S = 2.0  # decision taken -> received by the subscriber
 MAX_SIM_DRIFT_S = 5.0  # real decision time vs the same scenario in simulated time
 
@@ -86,7 +89,8 @@ CASES = {
             "storeroom-camera-only",  # its site; its abstract video events are not used
             cuts=(),
             end_s=40,
-            videos={"cam-gym": "fire_cctv", "cam-storeroom": "normal_hotel_room"},
+            # the gym: real CCTV frames of a fire (the demo's clip, CC BY 4.0)
+            videos={"cam-gym": str(DEMO_FIRE_CLIP), "cam-storeroom": "normal_hotel_room"},
             corpus_check=False,
             why="real 1280x720 video through OpenCV and the shipped model: a fire seen "
             "only by the gym camera; a quiet room on the storeroom camera",
