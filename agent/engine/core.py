@@ -293,6 +293,7 @@ class Engine:
             "stats": 0,
             "suppressed": 0,
             "commands": 0,
+            "incidents_resumed": 0,
         }
 
     # ------------------------------------------------------------------ inputs
@@ -336,6 +337,44 @@ class Engine:
     def open_incidents(self) -> dict[str, bool]:
         """Zone -> confirmed, for every open incident."""
         return {z: inc.confirmed for z, inc in self._incidents.items()}
+
+    def confirmed_incidents(self, now: float, wall: float) -> dict[str, dict[str, float]]:
+        """Open fire incidents already forwarded: zone -> first seen and last
+        activity (wall clock), for the runner to carry over a restart."""
+        return {
+            z: {
+                "first_seen_wall": inc.first_wall,
+                "last_activity_wall": wall - (now - inc.last_activity_mono),
+            }
+            for z, inc in self._incidents.items()
+            if inc.confirmed
+        }
+
+    def resume_incident(
+        self, zone: str, first_seen_wall: float, last_activity_wall: float, now: float, wall: float
+    ) -> bool:
+        """Carry a forwarded fire incident over a restart of the agent.
+
+        A detector still in alarm after the restart then belongs to the incident
+        the centre already has (no second FIRE_ALARM with a new id); the incident
+        ends with a RESTORE after ``incident_clear_s`` of quiet as usual. Returns
+        False (nothing resumed) for an unknown zone, a zone that already has an
+        incident, or an incident that would have cleared while the agent was down.
+        """
+        if zone not in self.site.policies or zone in self._incidents:
+            return False
+        quiet_s = wall - last_activity_wall
+        if not -60.0 <= quiet_s < self._policy(zone).incident_clear_s:
+            return False  # cleared meanwhile, or a clock that jumped: start afresh
+        self._incidents[zone] = _Incident(
+            zone=zone,
+            first_mono=now - (wall - first_seen_wall),
+            first_wall=first_seen_wall,
+            last_activity_mono=now - max(0.0, quiet_s),
+            confirmed=True,
+        )
+        self.counters["incidents_resumed"] += 1
+        return True
 
     def seed_nuisance_totals(self, totals: Mapping[str, int]) -> None:
         """Carry per-detector nuisance totals over a restart (from the local log).

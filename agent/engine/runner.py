@@ -16,7 +16,9 @@ disk under the nuisance log is logged and counted, and the engine goes on.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 256  # observations fed between two checks of the tick and the sink
 SINK_RETRY_S = 1.0
+INCIDENTS_FILE = "incidents.json"  # forwarded fire incidents, kept over a restart
+INCIDENTS_REFRESH_S = 60.0  # while one is open, its last activity is saved this often
 
 
 class DecisionSinkLike(Protocol):
@@ -75,6 +79,10 @@ class EngineRunner:
         self._command_errors = 0
         self._retry_after_mono = 0.0
         self._seeded = False
+        self._incidents_path = Path(state_dir) / INCIDENTS_FILE if state_dir else None
+        self._incidents_saved: set[str] = set()
+        self._incidents_saved_mono = -INCIDENTS_REFRESH_S
+        self._incidents_error = ""
 
     @classmethod
     def for_site(
@@ -108,6 +116,7 @@ class EngineRunner:
                 totals = {}
             self.engine.seed_nuisance_totals(totals)
             self._seeded = True
+            self._resume_incidents()
         self._next_tick_mono = self.clock.monotonic()
         while True:
             now = self.clock.monotonic()
@@ -131,7 +140,53 @@ class EngineRunner:
                 # skip missed ticks rather than running a burst of them
                 self._next_tick_mono = max(self._next_tick_mono + self.tick_s, now)
             await self._flush()
+            self._save_incidents()
             self.progress_mono = self.clock.monotonic()
+
+    # A restart during a fire (power cut, watchdog) must not turn the detector
+    # that is still in alarm into a second FIRE_ALARM with a new id: the
+    # forwarded incidents are saved and resumed. A lost file only costs that
+    # duplicate, never an alarm, so writes are plain (no fsync) and rare.
+    def _resume_incidents(self) -> None:
+        if self._incidents_path is None:
+            return
+        try:
+            saved = json.loads(self._incidents_path.read_text())
+            items = saved.items() if isinstance(saved, dict) else ()
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            log.error("cannot read %s (%s); open incidents start afresh", self._incidents_path, e)
+            return
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        for zone, inc in items:
+            try:
+                first, last = float(inc["first_seen_wall"]), float(inc["last_activity_wall"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if self.engine.resume_incident(str(zone), first, last, now, wall):
+                log.info("fire incident in zone %s resumed after restart (already forwarded)", zone)
+
+    def _save_incidents(self) -> None:
+        if self._incidents_path is None:
+            return
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        open_ = self.engine.confirmed_incidents(now, wall)
+        due = bool(open_) and now - self._incidents_saved_mono >= INCIDENTS_REFRESH_S
+        if set(open_) == self._incidents_saved and not due:
+            return
+        tmp = self._incidents_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(open_))
+            os.replace(tmp, self._incidents_path)
+        except OSError as e:
+            if not self._incidents_error:
+                log.error("cannot save open incidents to %s: %s", self._incidents_path, e)
+            self._incidents_error = str(e)
+            return
+        self._incidents_error = ""
+        self._incidents_saved = set(open_)
+        self._incidents_saved_mono = now
 
     def _feed(self, obs: Observation) -> None:
         self._handle(self.engine.feed(obs, self.clock.monotonic(), self.clock.wall()))
