@@ -36,10 +36,10 @@ from agent.clock import SystemClock  # noqa: E402
 from agent.events import Decision, DecisionType  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
 from agent.uplink import Topics, Uplink, decision_payload  # noqa: E402
+from firmware_mocks.broker import free_port  # noqa: E402
 from tests.uplink.uplink_support import (  # noqa: E402
     Broker,
     decision,
-    free_port,
     site,
     uplink_config,
 )

@@ -44,6 +44,7 @@ import yaml
 from agent.clock import ScaledClock
 from agent.siteconfig import LoadedSite, load_site
 from agent.siteconfig.models import PanelBus, RtuBus
+from firmware_mocks.broker import BrokerError, Mosquitto, find_mosquitto
 from firmware_mocks.demo.cameras import Picture, SimCameraServer, demo_feeds
 from firmware_mocks.demo.console import (
     Console,
@@ -56,11 +57,9 @@ from firmware_mocks.demo.console import (
 from firmware_mocks.demo.script import Happening, happenings
 from firmware_mocks.demo.world import (
     DemoError,
-    LocalBroker,
     NuisanceTail,
     Upstream,
     World,
-    find_mosquitto,
 )
 from firmware_mocks.timeline import Scenario, Timeline, load_scenario
 
@@ -270,13 +269,17 @@ async def _run(
         stack.callback(cam_server.stop)
         streams = {n: cam_server.url(n) for n in names}
 
-    broker: LocalBroker | None = None
+    broker: Mosquitto | None = None
     exe = find_mosquitto() if opts.broker is not False else None
     if opts.broker and exe is None:
         raise DemoError("mosquitto is not installed (sudo apt-get install mosquitto)")
     if exe is not None:
-        broker = LocalBroker(exe, folder)
-        broker.start()
+        # its own process group: a Ctrl-C reaches the demo, which then stops it in order
+        broker = Mosquitto(folder, exe=exe, new_session=True)
+        try:
+            broker.start(timeout_s=5)
+        except BrokerError as e:
+            raise DemoError(f"{e}; run with --no-broker to use the outbox instead") from None
         stack.callback(broker.stop)
 
     cfg_path = generate_config(

@@ -7,13 +7,7 @@ import asyncio
 import contextlib
 import json
 import math
-import os
-import pwd
-import shutil
-import socket
 import sqlite3
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,75 +130,6 @@ class World:
 
 
 # ----------------------------------------------------------------- the broker
-
-
-def find_mosquitto() -> str | None:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if os.access(p, os.X_OK):
-            return p
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LocalBroker:
-    """A private mosquitto on 127.0.0.1 (no persistence, anonymous), for the demo only."""
-
-    def __init__(self, exe: str, folder: Path) -> None:
-        self.exe = exe
-        self.folder = folder
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        conf = self.folder / "mosquitto.conf"
-        # as root, mosquitto would otherwise drop to user "mosquitto" and lose its files
-        user = f"user {pwd.getpwuid(0).pw_name}\n" if os.getuid() == 0 else ""
-        conf.write_text(
-            user + f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            f"log_dest file {self.folder / 'mosquitto.log'}\n"
-        )
-        # its own process group: a Ctrl-C reaches the demo, which then stops it in order
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise DemoError(
-            f"mosquitto did not start on port {self.port} (see {self.folder / 'mosquitto.log'}); "
-            "run with --no-broker to use the outbox instead"
-        )
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 # ------------------------------------------------------------ what comes back

@@ -18,12 +18,12 @@ from pathlib import Path
 import cv2
 
 from agent.events import DecisionType
+from firmware_mocks.broker import find_mosquitto
 from firmware_mocks.demo.cameras import CLIPS_DIR, read_clip
 from firmware_mocks.demo.play import (
     SCENARIO_FILE,
     SITE_TEMPLATE,
     DemoOptions,
-    find_mosquitto,
     model_available,
     run_demo,
 )

@@ -34,10 +34,8 @@ import atexit
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -57,6 +55,7 @@ from agent.siteconfig import LoadedSite, load_site
 from agent.siteconfig.models import PanelBus, RtuBus, TcpBus
 from drivers.profile import Table
 from firmware_mocks import Fault, SimDevice, SimPanel, SimRtuBus, SimTcpServer
+from firmware_mocks.broker import Mosquitto, find_mosquitto
 from firmware_mocks.timeline import (
     SCENARIO_DIR,
     ReplayResult,
@@ -69,7 +68,7 @@ from firmware_mocks.timeline import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO = find_mosquitto() or "/usr/sbin/mosquitto"
 TICK_S = 0.05  # how often the mocks are brought up to date with the timeline
 
 # Every child process the harness starts, so that nothing outlives the tests
@@ -96,66 +95,22 @@ def kill_leftovers() -> None:
 atexit.register(kill_leftovers)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# ------------------------------------------------------------------ the broker
-
-
-class Broker:
-    """A real mosquitto on 127.0.0.1:port with its own folder; ``stop`` always kills it."""
+class Broker(Mosquitto):
+    """A real mosquitto on a free port, with persistence (a subscriber's session
+    survives its restart) and a parent-death guard; ``stop`` always kills it."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            # as root, mosquitto would drop to user "mosquitto" and lose our files
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {folder}/\n"
-            f"log_dest file {folder / 'mosquitto.log'}\n"
-            "max_queued_messages 10000\n"
+        super().__init__(
+            folder,
+            persistence=True,
+            config="max_queued_messages 10000\n",
+            argv_prefix=ORPHAN_GUARD,
         )
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [*ORPHAN_GUARD, MOSQUITTO, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        LIVE.add(self.proc)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}")
-            time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on port {self.port}")
-
-    def terminate(self) -> None:
-        """A clean broker stop (sessions saved); ``start`` brings it back on the same port."""
+    def start(self, timeout_s: float = 10.0) -> None:
+        super().start(timeout_s)
         assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
+        LIVE.add(self.proc)
 
 
 @dataclass

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-MOSQUITTO = "/usr/sbin/mosquitto"
+from firmware_mocks.broker import BrokerError, Mosquitto, find_mosquitto
+
+MOSQUITTO = find_mosquitto() or "/usr/sbin/mosquitto"
 
 
 class NotifySocket:
@@ -49,12 +49,6 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
     s.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Broker:
     port: int
@@ -68,32 +62,18 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if not os.path.exists(MOSQUITTO) or shutil.which("mosquitto_passwd") is None:
         pytest.skip("mosquitto is not installed")
     d = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
     pw = d / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gw", "s3cret"], check=True)
     pw.chmod(0o600)
-    conf = d / "mosquitto.conf"
-    # as root mosquitto would drop to user `mosquitto`, who cannot read the test's files
-    user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
-        f"persistence false\nlog_dest stderr\n{user}"
-    )
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    broker = Mosquitto(d, anonymous=False, config=f"password_file {pw}\n")
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mosquitto did not start")
-            time.sleep(0.05)
-        yield Broker(port, "gw", "s3cret")
+        broker.start()
+    except BrokerError as e:
+        pytest.fail(str(e))
+    try:
+        yield Broker(broker.port, "gw", "s3cret")
     finally:
-        proc.terminate()
-        proc.wait(5)
+        broker.stop()
 
 
 @dataclass
@@ -151,25 +131,15 @@ def mosquitto_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroke
         "san.ext",
         cwd=d,
     )
-    port = free_port()
-    user = "user root\n" if os.geteuid() == 0 else ""
-    conf = d / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\ncafile {d / 'ca.crt'}\n"
-        f"certfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\npersistence false\n{user}"
-    )
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    broker = Mosquitto(
+        d,
+        config=f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n",
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mosquitto (TLS) did not start")
-            time.sleep(0.05)
-        yield TlsBroker(port, d / "ca.crt", d / "other-ca.crt")
+        broker.start()
+    except BrokerError as e:
+        pytest.fail(f"mosquitto (TLS): {e}")
+    try:
+        yield TlsBroker(broker.port, d / "ca.crt", d / "other-ca.crt")
     finally:
-        proc.terminate()
-        proc.wait(5)
+        broker.stop()

@@ -7,7 +7,6 @@ import grp
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,15 +19,10 @@ import pytest
 from agent.cli import main
 from agent.commands import doctor
 from agent.commands.doctor import Context, Identity, Outcome, mode_allows, service_identity
+from firmware_mocks.broker import free_port
 
 NOBODY = 65534
 DIALOUT = grp.getgrnam("dialout").gr_gid
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_site(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,9 @@ from agent.clock import SystemClock
 from agent.health import Health, Metrics, read_status
 from agent.notify import Notifier
 from agent.supervisor import PartState, Supervisor
+from firmware_mocks.broker import free_port
 
 NotifySocket = Any  # the notify_socket fixture (conftest.py)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Worker:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.uplink.uplink_support import Broker, Collector, free_port
+from firmware_mocks.broker import free_port
+from tests.uplink.uplink_support import Broker, Collector
 
 
 @pytest.fixture

@@ -215,7 +215,7 @@ async def test_fire_alarm_during_drain_goes_next(
 
 
 async def test_unreachable_at_start_then_delivers(tmp_path: Path) -> None:
-    from tests.uplink.uplink_support import free_port
+    from firmware_mocks.broker import free_port
 
     port = free_port()
     outbox, up = make(tmp_path, port)

@@ -81,7 +81,8 @@ async def test_killed_broker_without_goodbye_then_back(tmp_path: Path) -> None:
     from agent.events import DecisionType
     from agent.outbox import Outbox
     from agent.uplink import Uplink
-    from tests.uplink.uplink_support import decision, free_port, site, uplink_config
+    from firmware_mocks.broker import free_port
+    from tests.uplink.uplink_support import decision, site, uplink_config
 
     port = free_port()
     b = Broker(tmp_path, port)

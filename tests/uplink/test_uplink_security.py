@@ -14,11 +14,11 @@ from agent.clock import SystemClock
 from agent.events import DecisionType
 from agent.outbox import Outbox
 from agent.uplink import Uplink
+from firmware_mocks.broker import free_port
 from tests.uplink.uplink_support import (
     Broker,
     Collector,
     decision,
-    free_port,
     make_password_file,
     make_pki,
     site,

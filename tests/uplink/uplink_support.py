@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import pwd
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,77 +17,21 @@ import aiomqtt
 
 from agent.events import Decision, DecisionType
 from agent.siteconfig.models import SiteConfig, SiteInfo, UplinkConfig, ZoneConfig
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from firmware_mocks.broker import Mosquitto
 
 
-class Broker:
-    """A mosquitto on 127.0.0.1:port with its own config and persistence folder."""
+class Broker(Mosquitto):
+    """A mosquitto with persistence (sessions survive a stop/start on the same port)
+    and no queue limits, so an outage test measures the gateway, not the broker."""
 
     def __init__(self, folder: Path, port: int, extra: str = "", anonymous: bool = True) -> None:
-        self.folder = folder
-        self.port = port
-        self.conf = folder / "mosquitto.conf"
-        (folder / "data").mkdir(exist_ok=True)
-        self.conf.write_text(
-            # as root, mosquitto would drop to user "mosquitto" and lose our files
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            f"listener {port} 127.0.0.1\n"
-            f"allow_anonymous {'true' if anonymous else 'false'}\n"
-            "persistence true\n"
-            f"persistence_location {folder / 'data'}/\n"
-            f"log_dest file {folder / 'mosquitto.log'}\n"
-            "max_queued_messages 100000\n"
-            "max_inflight_messages 0\n" + extra
+        super().__init__(
+            folder,
+            port=port,
+            anonymous=anonymous,
+            persistence=True,
+            config="max_queued_messages 100000\nmax_inflight_messages 0\n" + extra,
         )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.log()}")
-            time.sleep(0.02)
-        raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def log(self) -> str:
-        p = self.folder / "mosquitto.log"
-        return p.read_text()[-2000:] if p.exists() else ""
 
 
 @dataclass
