@@ -523,21 +523,7 @@ class Outbox:
         if drop_new:
             evicted[row.type] = evicted.get(row.type, 0) + 1
         else:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO outbox (id, priority, type, payload, snapshot, bytes, "
-                "stored_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.id,
-                    row.priority,
-                    row.type,
-                    row.payload,
-                    row.snapshot,
-                    row.nbytes,
-                    row.stored_wall,
-                ),
-            )
-            if cur.rowcount:
-                changes.append((row.type, row.nbytes, 1))
+            changes.extend(self._insert_in_tx_nocap(db, row))
         if evicted:
             for type_, n in evicted.items():
                 self._count_evicted(type_, n)
@@ -577,7 +563,9 @@ class Outbox:
 
     @staticmethod
     def _insert_in_tx_nocap(db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
-        db.execute(
+        """Insert one row in the open transaction (no cap check); the count change,
+        none when the id was already stored (a decision is stored once)."""
+        cur = db.execute(
             "INSERT OR IGNORE INTO outbox (id, priority, type, payload, snapshot, bytes, "
             "stored_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -590,7 +578,7 @@ class Outbox:
                 row.stored_wall,
             ),
         )
-        return [(row.type, row.nbytes, 1)]
+        return [(row.type, row.nbytes, 1)] if cur.rowcount else []
 
     def _count_evicted(self, type_: str, n: int = 1) -> None:
         self._evicted_total[type_] = self._evicted_total.get(type_, 0) + n

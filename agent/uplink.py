@@ -106,6 +106,27 @@ def client_id_for(config: UplinkConfig, site: SiteConfig) -> str:
     return config.client_id or f"firegate-{site.site.site_id}-{site.site.gateway_id}"
 
 
+def read_password(config: UplinkConfig) -> str | None:
+    """The broker password: from the config, or the first line of ``password_file``
+    (its line ending dropped). Raises OSError when the file cannot be read."""
+    if config.password is not None:
+        return config.password.get_secret_value()
+    if config.password_file is not None:
+        return config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    return None
+
+
+def tls_context_for(config: UplinkConfig) -> ssl.SSLContext | None:
+    """The TLS context for ``config.tls`` (None without TLS). Raises OSError or
+    ssl.SSLError when the CA, certificate or key file is missing or unusable."""
+    if config.tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(config.tls.ca_file))
+    if config.tls.cert_file is not None and config.tls.key_file is not None:
+        ctx.load_cert_chain(str(config.tls.cert_file), str(config.tls.key_file))
+    return ctx
+
+
 def decision_payload(
     stored: dict[str, Any], *, site_id: str, gateway_id: str, sent_wall: float, topics: Topics
 ) -> dict[str, Any]:
@@ -238,28 +259,21 @@ class Uplink:
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
-        password: str | None = None
-        if cfg.password is not None:
-            password = cfg.password.get_secret_value()
-        elif cfg.password_file is not None:
-            try:
-                password = cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as e:
-                raise UplinkConfigError(
-                    f"cannot read password_file {cfg.password_file}: {e.strerror}; "
-                    "check the path and that the firegate user may read it"
-                ) from None
-        tls_context: ssl.SSLContext | None = None
-        if cfg.tls is not None:
-            try:
-                tls_context = ssl.create_default_context(cafile=str(cfg.tls.ca_file))
-                if cfg.tls.cert_file is not None and cfg.tls.key_file is not None:
-                    tls_context.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
-            except (OSError, ssl.SSLError) as e:
-                raise UplinkConfigError(
-                    f"TLS files unusable (ca_file {cfg.tls.ca_file}, cert_file "
-                    f"{cfg.tls.cert_file}, key_file {cfg.tls.key_file}): {e}"
-                ) from None
+        try:
+            password = read_password(cfg)
+        except OSError as e:
+            raise UplinkConfigError(
+                f"cannot read password_file {cfg.password_file}: {e.strerror}; "
+                "check the path and that the firegate user may read it"
+            ) from None
+        try:
+            tls_context = tls_context_for(cfg)
+        except (OSError, ssl.SSLError) as e:
+            assert cfg.tls is not None
+            raise UplinkConfigError(
+                f"TLS files unusable (ca_file {cfg.tls.ca_file}, cert_file "
+                f"{cfg.tls.cert_file}, key_file {cfg.tls.key_file}): {e}"
+            ) from None
         offline = self._status_payload("offline", reason="connection lost")
         client = aiomqtt.Client(
             cfg.host,

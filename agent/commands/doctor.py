@@ -658,16 +658,6 @@ async def check_model(ctx: Context) -> list[Result]:
     return out
 
 
-def _password(ctx: Context) -> str | None:
-    assert ctx.site is not None and ctx.site.config.uplink is not None
-    up = ctx.site.config.uplink
-    if up.password is not None:
-        return up.password.get_secret_value()
-    if up.password_file is not None:
-        return up.password_file.read_text(encoding="utf-8").strip()
-    return None
-
-
 async def check_broker(ctx: Context) -> list[Result]:
     assert ctx.site is not None
     c = ctx.site.config
@@ -678,9 +668,11 @@ async def check_broker(ctx: Context) -> list[Result]:
         ]
     import aiomqtt
 
+    from agent.uplink import read_password, tls_context_for  # the agent's own way
+
     where = f"{'mqtts' if up.tls else 'mqtt'}://{up.host}:{up.effective_port}"
     try:
-        password = _password(ctx)
+        password = read_password(up)
     except OSError as e:
         return [
             Result(
@@ -690,21 +682,17 @@ async def check_broker(ctx: Context) -> list[Result]:
                 "make it readable by the service user (chgrp firegate FILE; chmod 640 FILE)",
             )
         ]
-    tls: ssl.SSLContext | None = None
-    if up.tls is not None:
-        try:
-            tls = ssl.create_default_context(cafile=str(up.tls.ca_file))
-            if up.tls.cert_file is not None and up.tls.key_file is not None:
-                tls.load_cert_chain(str(up.tls.cert_file), str(up.tls.key_file))
-        except (OSError, ssl.SSLError) as e:
-            return [
-                Result(
-                    "broker",
-                    Outcome.FAIL,
-                    f"TLS files: {e}",
-                    "check uplink.tls ca_file/cert_file/key_file",
-                )
-            ]
+    try:
+        tls = tls_context_for(up)
+    except (OSError, ssl.SSLError) as e:
+        return [
+            Result(
+                "broker",
+                Outcome.FAIL,
+                f"TLS files: {e}",
+                "check uplink.tls ca_file/cert_file/key_file",
+            )
+        ]
     # Never the agent's own client id: the broker would drop the running agent's session.
     cid = (up.client_id or f"firegate-{c.site.site_id}-{c.site.gateway_id}") + "-doctor"
     client = aiomqtt.Client(
