@@ -61,12 +61,14 @@ def calibrate(
     return out
 
 
-def write_thresholds(model: Path, thresholds: dict[str, float]) -> None:
+def write_thresholds(model: Path, thresholds: dict[str, float], max_fpr: float = 0.05) -> None:
     meta_path = model.with_suffix(".json")
     meta = json.loads(meta_path.read_text())
     meta["thresholds_val_fpr5"] = thresholds
+    meta["operating_max_fpr"] = max_fpr
     meta["thresholds_note"] = (
-        "lowest thresholds flagging at most 5 % of the validation split's negative images "
+        f"lowest thresholds flagging at most {max_fpr * 100:g} % of the validation split's "
+        "negative images "
         f"(plus {VAL_BLANKS} featureless frames), scored through vision.detector"
     )
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -147,11 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="first set the model's operating points from the validation split (rewrites its .json)",
     )
+    p.add_argument(
+        "--max-fpr",
+        type=float,
+        default=0.04,
+        help="with --calibrate: share of validation negatives the operating points may flag",
+    )
     args = p.parse_args(argv)
     if args.calibrate:
         path = args.model or DEFAULT_MODEL
-        thr = calibrate(path, args.data)
-        write_thresholds(path, thr)
+        thr = calibrate(path, args.data, args.max_fpr)
+        write_thresholds(path, thr, args.max_fpr)
         print(f"{path.with_suffix('.json')}: operating points {thr}")
     res = evaluate(args.model, args.data, args.split)
     if args.json:
