@@ -71,7 +71,8 @@ def calibrate(
 def write_thresholds(model: Path, thresholds: dict[str, float], max_fpr: float = 0.05) -> None:
     meta_path = model.with_suffix(".json")
     meta = json.loads(meta_path.read_text())
-    meta["thresholds_val_fpr5"] = thresholds
+    meta.pop("thresholds_val_fpr5", None)  # the name of the 5 %-only rule, before 2026-11
+    meta["thresholds_val"] = thresholds
     meta["operating_max_fpr"] = max_fpr
     meta["thresholds_note"] = (
         f"lowest thresholds flagging at most {max_fpr * 100:g} % of the validation split's "

@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "stride_px": STRIDE_PX,
         "classes": ["fire", "smoke"],
-        "thresholds_val_fpr5": res["thresholds"],
+        "thresholds_val": res["thresholds"],
         "best_epoch": res["epoch"],
         "val": res["val"],
         "params": res["params"],
