@@ -13,6 +13,8 @@ Prints:
   cv2.VideoWriter; falls back to MPEG-4 Part 2 'mp4v' when no H.264 encoder is
   available, and says so): decode of every frame at 25 fps, and
   preprocessing + inference for the frames analysed at 2 fps;
+* capture cost per frame of ``grab()`` alone against ``read()`` (grab + BGR
+  retrieve): the agent's capture only grabs the frames no look will use;
 * the CPU share of four such cameras at 2 frames/s (target: at most half of
   one core), measured by running the four decode+detect loops for real and
   reading the process's CPU time.
