@@ -59,6 +59,7 @@ UNCHANGED_DIFF = 1.0  # mean grey-level change below which a frame is "unchanged
 IDENTICAL_DIFF = 0.05  # ... and below which it is the very same picture (frozen camera)
 SNAPSHOT_MAX_WIDTH_PX = 640
 SNAPSHOT_QUALITY = 75
+DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's decode_fps)
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
 
 
@@ -129,6 +130,10 @@ class CameraWorker:
             open_timeout_s=cam.open_timeout_s,
             reconnect_max_s=cam.reconnect_max_s,
             name=cam.name,
+            # the loop looks detect_fps times a second; a frame is decoded right after
+            # each look and once more half-way, so a look finds a fresh picture (at
+            # most half a period old); the rest are only grabbed
+            decode_fps=DECODE_PER_LOOK * cam.detect_fps,
         )
         # fault state as last reported (None: not reported yet)
         self.reported: dict[Condition, bool | None] = {
@@ -165,7 +170,7 @@ class CameraWorker:
                 if now >= next_look_mono:
                     # detect_fps bounds the analysis rate, not the loop (which also checks faults)
                     next_look_mono = max(next_look_mono + period_s, now)
-                    frame = self.capture.latest()
+                    frame = self.capture.latest(consume=True)
                     if frame is not None and frame.seq != self._last_seq:
                         self._last_seq = frame.seq
                         await self._on_frame(frame, now)
@@ -314,8 +319,12 @@ class CameraWorker:
         ]:
             detail = cap.last_error or "cannot open the source"
             await self._report(Condition.OFFLINE, True, now, detail)
-        since = self._last_frame_mono if self._last_frame_mono is not None else self._started_mono
+        # liveness is any frame grabbed, analysed or not (most are never decoded)
+        last = [t for t in (self._last_frame_mono, cap.last_grab_mono) if t is not None]
+        since = max(last) if last else self._started_mono
         stale = now - since >= self.cam.stale_after_s
+        if not stale and self.reported[Condition.STALE]:
+            await self._report(Condition.STALE, False, now, "frames arriving again")
         if stale and not self.reported[Condition.STALE] and not self.reported[Condition.OFFLINE]:
             await self._report(
                 Condition.STALE, True, now, f"no frame for {now - since:.0f} s ({cap.state.value})"

@@ -11,12 +11,22 @@ Sources: a video file, an image sequence (``frames/%04d.jpg``), ``rtsp://``,
 ``/dev/videoN``. Files are read at their own frame rate (times the clock's
 speed) and are not reopened once they end; streams and cameras reconnect with
 exponential backoff.
+
+Every frame is grabbed (a live stream must be drained, or it lags and its
+buffers fill), but with ``decode_fps`` set a frame is retrieved, i.e. converted
+to a BGR picture, only when ``1 / decode_fps`` has passed since the last one or
+the consumer has taken the last one (``latest(consume=True)``), so that the
+next look always finds a fresh picture: nobody looks at the others. (For
+compressed streams OpenCV's FFmpeg backend still decodes every packet in
+``grab()``, since later frames depend on earlier ones; what is saved is the
+colour conversion and copy of each picture nobody analyses.)
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -57,9 +67,12 @@ def open_capture(source: str, timeout_s: float) -> cv2.VideoCapture:
         return cv2.VideoCapture(int(source[4:]))
     if source.startswith("/dev/video"):
         return cv2.VideoCapture(source, cv2.CAP_V4L2)
+    # one decoder thread per camera: FFmpeg's default (one per core, frame threading)
+    # holds extra decoded pictures per thread in memory and buys nothing at 2 looks/s
+    one = [cv2.CAP_PROP_N_THREADS, 1]
     if camera_source_is_file(source):
-        return cv2.VideoCapture(source)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        return cv2.VideoCapture(source, cv2.CAP_ANY, one)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms, *one]
     return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
 
 
@@ -74,21 +87,32 @@ class Capture:
         open_timeout_s: float = 10.0,
         reconnect_max_s: float = 30.0,
         name: str = "",
+        decode_fps: float | None = None,
     ) -> None:
+        """``decode_fps``: frames are retrieved (and published by ``latest()``) at
+        this rate in clock time, plus the first frame grabbed after the consumer
+        took the latest one and the first frame after each open; None retrieves
+        every frame."""
         self.source = source
         self.clock = clock
         self.open_timeout_s = open_timeout_s
         self.reconnect_max_s = reconnect_max_s
         self.name = name or redact_url(source)
+        if decode_fps is not None and decode_fps <= 0:
+            raise ValueError(f"decode_fps must be positive, got {decode_fps}")
+        self.decode_interval_s = 0.0 if decode_fps is None else 1.0 / decode_fps
         self.is_file = camera_source_is_file(source) and not source.startswith("/dev/")
         self._lock = threading.Lock()
         self._latest: Frame | None = None
+        self._taken = True  # the consumer has the latest frame: decode the next one
+        self.last_grab_mono: float | None = None  # any frame, decoded or not (liveness)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.state = CaptureState.STOPPED
         self.state_since_mono = clock.monotonic()
         self.last_error = ""
-        self.frames = 0
+        self.frames = 0  # grabbed
+        self.decoded = 0  # retrieved and published
         self.opens = 0
 
     def start(self) -> None:
@@ -107,14 +131,19 @@ class Capture:
         """Ask the thread to end; a thread stuck in a read ends when the read returns."""
         self._stop.set()
 
-    def latest(self) -> Frame | None:
+    def latest(self, *, consume: bool = False) -> Frame | None:
+        """The latest decoded frame. ``consume=True`` says the caller will analyse
+        it, so the capture decodes the next frame it grabs."""
         with self._lock:
+            if consume and self._latest is not None:
+                self._taken = True
             return self._latest
 
     def status(self) -> dict[str, Any]:
         return {
             "state": self.state.value,
             "frames": self.frames,
+            "decoded": self.decoded,
             "opens": self.opens,
             "last_error": self.last_error,
         }
@@ -179,19 +208,29 @@ class Capture:
             period_s = 1.0 / (fps * self.clock.speed)
         n = 0
         next_t = time.monotonic()
+        last_decode_mono = -math.inf
         while not stop.is_set():
-            ok, image = cap.read()
-            if not ok or image is None or image.size == 0:
+            if not cap.grab():
                 return n
             if stop.is_set():  # stopped while the read blocked: publish nothing more
                 return n
             n += 1
             self.frames += 1
-            if self.state != CaptureState.OPEN:
-                self._set_state(CaptureState.OPEN)
-            frame = Frame(image, self.frames, self.clock.wall(), self.clock.monotonic())
-            with self._lock:
-                self._latest = frame
+            now_mono = self.clock.monotonic()
+            self.last_grab_mono = now_mono
+            # the first frame of an open is always decoded (it proves the source works)
+            if n == 1 or self._taken or now_mono - last_decode_mono >= self.decode_interval_s:
+                ok, image = cap.retrieve()
+                if not ok or image is None or image.size == 0:
+                    return n
+                last_decode_mono = now_mono
+                self.decoded += 1
+                if self.state != CaptureState.OPEN:
+                    self._set_state(CaptureState.OPEN)
+                frame = Frame(image, self.frames, self.clock.wall(), now_mono)
+                with self._lock:
+                    self._latest = frame
+                    self._taken = False
             if period_s:
                 # files are paced like a live camera; real time here, it is I/O pacing
                 next_t += period_s

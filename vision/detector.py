@@ -88,8 +88,9 @@ class Detector:
         w, h = meta["input"]["size_px"]
         self.input_size: tuple[int, int] = (int(w), int(h))
         self.input_name: str = meta["input"].get("name", "image")
-        thr = meta.get("thresholds_val_fpr5", {})
-        # operating points chosen on the validation split (at most 5 % of negatives flagged)
+        # operating points chosen on the validation split (the share of negatives
+        # flagged is "operating_max_fpr"); older models named them "..._fpr5"
+        thr = meta.get("thresholds_val") or meta.get("thresholds_val_fpr5", {})
         self.thresholds: dict[VideoClass, float] = {
             VideoClass.FIRE: float(thr.get("fire", 0.5)),
             VideoClass.SMOKE: float(thr.get("smoke", 0.5)),

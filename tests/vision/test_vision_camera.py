@@ -105,7 +105,7 @@ async def test_file_that_ends_is_reported_stale_not_as_no_fire(
     tmp_path: Path, detector: Detector
 ) -> None:
     # 1 s of a quiet room with sensor noise. (Not moving_frames: a dark bar sweeping
-    # a 160x120 room scores smoke up to 0.45 against the model's 0.14 threshold, so
+    # a 160x120 room scores smoke up to 0.45 against the model's 0.21 threshold, so
     # whether the vote confirms it depends on which frames get analysed; that false
     # positive is in the model card, and it is not what this test is about.)
     path = write_video(tmp_path / "short.avi", static_scene(FIXTURES / "normal_hotel_room.jpg", 10))
@@ -250,13 +250,16 @@ async def test_mask_over_the_fire_hides_it(tmp_path: Path, detector: Detector) -
 async def test_still_smoke_like_scene_does_not_start_a_detection(
     tmp_path: Path, detector: Detector
 ) -> None:
-    """A camera set to a sensitive smoke threshold (0.05) looking at a still hotel
-    room that the model scores just above it on every frame (white bed and
-    curtains). A still scene is not smoke: the change gate keeps it from starting
-    a detection; without the gate the vote would confirm it."""
+    """A camera set to a sensitive smoke threshold looking at a still hotel room
+    that the model scores just above it on every frame (white bed and curtains).
+    A still scene is not smoke: the change gate keeps it from starting a
+    detection; without the gate the vote would confirm it."""
     frames = static_scene(FIXTURES / "normal_hotel_room.jpg", 60)
-    sensitive = 0.05
-    assert detector.detect(frames[0]).smoke >= sensitive
+    # just under the lowest smoke score of the scene, whatever the shipped model
+    # gives it (a small probability: the room is no smoke at the real threshold)
+    lowest = min(detector.detect(f).smoke for f in frames[::6])
+    sensitive = 0.8 * lowest
+    assert 0.001 < sensitive < detector.thresholds[VideoClass.SMOKE]
     path = write_video(tmp_path / "room.avi", frames)
     results = {}
     for gate in (2.0, 0.0):

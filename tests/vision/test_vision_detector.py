@@ -36,7 +36,8 @@ def test_shipped_model_is_small_and_described() -> None:
     meta = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     assert meta["classes"] == ["fire", "smoke"]
     for cls in ("fire", "smoke"):
-        assert 0 < meta["thresholds_val_fpr5"][cls] < 1
+        assert 0 < meta["thresholds_val"][cls] < 1
+    assert 0 < meta["operating_max_fpr"] <= 0.05
 
 
 def test_fire_images_score_above_normal_images(det: Detector) -> None:
