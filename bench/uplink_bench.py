@@ -40,6 +40,7 @@ from firmware_mocks.broker import free_port  # noqa: E402
 from tests.uplink.uplink_support import (  # noqa: E402
     Broker,
     decision,
+    loop_gaps,
     site,
     uplink_config,
 )
@@ -233,33 +234,18 @@ async def bench_write(tmp: Path, n: int) -> None:
     await outbox.flush()
     full_db = _plain_db(tmp / "plain-full.db", "FULL")
     normal_db = _plain_db(tmp / "plain-normal.db", "NORMAL")
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
     per: list[float] = []
     full: list[float] = []
     normal: list[float] = []
     stalls: list[float] = []
     block = 100
     for b0 in range(0, n, block):
-        gaps.clear()
-        stop.clear()
-        tick = asyncio.create_task(ticker())
-        for i in range(b0, b0 + block):
-            d = decision(TYPES[i % 5], i)
-            t = time.perf_counter()
-            await outbox.submit(d)
-            per.append(time.perf_counter() - t)
-        stop.set()
-        await tick
+        async with loop_gaps() as gaps:
+            for i in range(b0, b0 + block):
+                d = decision(TYPES[i % 5], i)
+                t = time.perf_counter()
+                await outbox.submit(d)
+                per.append(time.perf_counter() - t)
         stalls.append(max(gaps))
         for i in range(b0, b0 + block):
             full.append(_plain_insert(full_db, decision(TYPES[i % 5], i)))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
 from agent.events import GATEWAY_ZONE, DecisionType
 from agent.outbox import Outbox
-from tests.uplink.uplink_support import decision
+from tests.uplink.uplink_support import decision, loop_gaps
 
 
 def moved_aside(folder: Path) -> list[Path]:
@@ -193,22 +191,9 @@ async def test_submit_does_not_stall_event_loop(tmp_path: Path) -> None:
     """SQLite (and its fsync) runs on the outbox thread: a ticker keeps ticking."""
     ob = Outbox(tmp_path / "ob.db", 100_000, 10**9)
     await ob.flush()
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    t = asyncio.create_task(ticker())
-    for n in range(200):
-        await ob.submit(decision(DecisionType.FAULT, n))
-    stop.set()
-    await t
+    async with loop_gaps() as gaps:
+        for n in range(200):
+            await ob.submit(decision(DecisionType.FAULT, n))
     await ob.close()
     assert max(gaps) < 0.1, max(gaps)
 

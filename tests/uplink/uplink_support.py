@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,29 @@ class Broker(Mosquitto):
             persistence=True,
             config="max_queued_messages 100000\nmax_inflight_messages 0\n" + extra,
         )
+
+
+@contextlib.asynccontextmanager
+async def loop_gaps(period_s: float = 0.001) -> AsyncIterator[list[float]]:
+    """Measure how long the event loop is blocked: a ticker sleeping ``period_s``
+    records every gap between its wake-ups into the yielded list."""
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(period_s)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    try:
+        yield gaps
+    finally:
+        stop.set()
+        await task
 
 
 @dataclass
