@@ -96,6 +96,7 @@ def make_link(bus: RtuBus | TcpBus) -> Link:
         bus.stopbits,
         bus.bytesize,
         turnaround_s=bus.turnaround_s,
+        echo=bus.echo,
     )
 
 
@@ -383,10 +384,20 @@ class BusWorker:
     # -------------------------------------------------------------------- status
 
     def status(self) -> dict[str, Any]:
+        """The bus and its devices, for the status file. An RTU line adds ``echo`` (the
+        configured mode) and ``line_echoes``: "yes", "no" or "unknown" (not yet learned)."""
+        line: dict[str, Any] = {}
+        if isinstance(self.link, RtuLink):
+            learned = self.link.line_echoes
+            line = {
+                "echo": self.link.echo,
+                "line_echoes": "unknown" if learned is None else "yes" if learned else "no",
+            }
         return {
             "bus": self.name,
             "port": self.link.where,
             "open": self.link.is_open,
+            **line,
             "requests": self.requests,
             "request_errors": self.request_errors,
             "readings_dropped": self.readings_dropped,

@@ -22,6 +22,33 @@ read of 125 registers takes 290 ms on the wire at 9600 baud, longer than a
 typical timeout). The link also keeps the inter-frame silence: it never sends
 a request less than ``turnaround_s`` (and at least 3.5 characters) after the
 last byte it received or sent.
+
+Local echo: some RS-485 adapters (and half-duplex converters whose receiver
+stays enabled) echo every byte the master sends back into its receive buffer,
+ahead of the reply. For a read that is harmless (the echo does not parse as a
+reply), but the normal reply to a single write (functions 05 and 06) is
+byte-identical to the request, so on an echoing line a write to a dead device
+would be "confirmed" by its own echo. ``RtuLink(echo=...)``:
+
+* ``"on"``: the first copy of the request frame in the receive buffer is the
+  echo and is removed before the reply is looked for (it may arrive in
+  pieces; noise before it does not hide it). A reply that comes without the
+  echo is still found, except for a 05/06 write, whose one copy cannot be told
+  from the echo: that write fails with ``NoReply`` rather than being taken as
+  done (fail safe; a WARNING says so once the line is seen not to echo).
+* ``"auto"`` (default): learned from reads whose reply cannot equal the
+  request (all 03/04 reads; 01/02 unless of 17-24 bits). One whose received
+  bytes start with the request frame shows an echoing line (one WARNING, then
+  it behaves as ``"on"`` for good, across reopens); a valid reply first in the
+  buffer shows a line without echo (``"off"``, until a read shows the echo).
+  While nothing is known a write behaves as ``"off"``; in practice it is known
+  before the first write: the bus worker polls its devices from the start, and
+  a command (a detector reset) follows an alarm that a read of that same line
+  reported.
+* ``"off"``: nothing is removed; if a read shows the echo, a WARNING says
+  that writes on this line cannot be trusted.
+
+``line_echoes`` says what was learned (None: not yet), in every mode.
 """
 
 from __future__ import annotations
@@ -33,7 +60,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import serial
 
@@ -43,6 +70,8 @@ from drivers.frames import FrameError, NoReply, PortError
 log = logging.getLogger(__name__)
 
 MAX_BUFFER_BYTES = 1024  # a reply is at most 256 bytes; older bytes are noise
+
+EchoMode = Literal["auto", "on", "off"]
 
 
 class Link(Protocol):
@@ -216,11 +245,19 @@ class RtuLink:
         bytesize: int = 8,
         *,
         turnaround_s: float = 0.005,
+        echo: EchoMode = "auto",
     ) -> None:
+        if echo not in ("auto", "on", "off"):
+            raise ValueError(f"echo must be 'auto', 'on' or 'off', not {echo!r}")
         self.line = SerialLine(port, baudrate, parity, stopbits, bytesize)
         self.baudrate = baudrate
         self.char_s = frames.char_time_s(baudrate)
         self.gap_s = max(turnaround_s, frames.silence_s(baudrate))
+        self.echo: EchoMode = echo
+        # learned from reads, kept across reopens: True once a read showed the echo
+        # (never unlearned: discarding an echo that stopped only fails writes safe)
+        self.line_echoes: bool | None = None
+        self._warned_missing_echo = False
         self._quiet_at = 0.0  # time.monotonic() before which the next request must not start
         self._lock = asyncio.Lock()
 
@@ -235,6 +272,46 @@ class RtuLink:
     @property
     def lost(self) -> str:
         return self.line.lost
+
+    @property
+    def strips_echo(self) -> bool:
+        """Whether the echo of each request is removed before its reply is looked for."""
+        return self.echo == "on" or (self.echo == "auto" and self.line_echoes is True)
+
+    def _learn_echo(self, echoed: bool) -> None:
+        """What one read showed: its bytes started with the echo, or its reply came first."""
+        port = self.line.port
+        if echoed:
+            if self.line_echoes is True:
+                return
+            self.line_echoes = True
+            if self.echo == "auto":
+                log.warning(
+                    "%s echoes what it sends (local echo); discarding the echo; "
+                    "set echo: on to make it explicit",
+                    port,
+                )
+            elif self.echo == "off":
+                log.warning(
+                    "%s seems to echo what it sends (local echo), but echo: off is set: a write "
+                    "(a detector reset) to a dead device would be confirmed by its own echo, so "
+                    "writes on this line cannot be trusted; set echo: auto or on",
+                    port,
+                )
+            return
+        if self.line_echoes is None:
+            self.line_echoes = False
+        if self.strips_echo and not self._warned_missing_echo:
+            self._warned_missing_echo = True
+            log.warning(
+                "%s: a reply came without the echo of its request (echo: %s%s): this adapter "
+                "does not seem to echo; reads work, but a single write (function 05/06) will "
+                "fail with no reply, because its one reply cannot be told from an echo and is "
+                "not taken as done; set echo: off (or auto) if the adapter does not echo",
+                port,
+                self.echo,
+                ", learned from an earlier echo" if self.echo == "auto" else "",
+            )
 
     async def open(self) -> None:
         self.line.open()
@@ -255,6 +332,11 @@ class RtuLink:
             await _wait_until(line.last_rx_mono + self.gap_s)
         frame = frames.rtu_frame(unit, pdu)
         reply_len = frames.rtu_reply_length(pdu)
+        # only a read whose reply cannot be byte-identical to the request tells
+        # an echo from a reply (every 03/04 read; 01/02 unless 17-24 bits)
+        learn = pdu[0] in frames.READ_FUNCTIONS and reply_len != len(frame)
+        learned = False  # this transaction already showed echo or no echo
+        echo_removed = False
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bytes] = loop.create_future()
         fail_fast: list[asyncio.TimerHandle] = []
@@ -277,15 +359,29 @@ class RtuLink:
 
         def on_data() -> None:
             # runs in the reader callback: the reply is taken the moment it is whole
+            nonlocal learned, echo_removed
             if fut.done():
                 return
             if not line.is_open:
                 fail(PortError(line.lost or f"{line.port} closed"))
                 return
             buf = line.buf
+            if learn and not learned and buf.startswith(frame):
+                learned = True
+                self._learn_echo(True)
+            if self.strips_echo and not echo_removed:
+                # the echo comes first, possibly in pieces: until the whole frame is
+                # here nothing is removed (and a partial echo never parses as a reply)
+                i = buf.find(frame)
+                if i >= 0:
+                    del buf[: i + len(frame)]
+                    echo_removed = True
             found = frames.find_rtu_reply(buf, unit, pdu)
             if found is not None:
                 s, e = found
+                if learn and not learned and s == 0 and not echo_removed:
+                    learned = True
+                    self._learn_echo(False)
                 fut.set_result(bytes(buf[s + 1 : e - 2]))
                 return
             if not fail_fast and len(buf) >= 5 and buf[0] == unit:

@@ -4,7 +4,8 @@
   ``set_condition``, raw register access, ``inject`` faults).
 * ``SimRtuBus``: several devices behind one pseudo-terminal (the driver opens
   ``bus.path`` with pyserial as it would /dev/ttyUSB0), optional wire-time
-  emulation, line faults (``vanish``/``reappear``, ``send_garbage``).
+  emulation, line faults (``vanish``/``reappear``, ``send_garbage``), an
+  adapter's local echo (``echo=True``).
 * ``SimTcpServer``: the same devices behind a Modbus TCP port.
 * ``SimPanel``: a fire alarm panel printing event lines on a pty.
 * ``python -m firmware_mocks run FILE.yaml``: a simulated bus from a small

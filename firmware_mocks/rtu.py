@@ -11,6 +11,11 @@ reply frame, and the bus is busy until one more silence has passed after the
 reply. A master cannot beat that ceiling by sending early: a request that
 arrives while the line is still busy waits for it, as it would be garbled on
 a real line.
+
+Local echo (``echo=True``): the adapter of an echoing line. Every byte the
+master sends comes straight back to the master as it arrives, before and
+independent of any device's reply, so a request to an absent or silent device
+still gets its echo.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class SimRtuBus:
         check_baudrate: bool = False,
         link_path: str | Path | None = None,
         seed: int = 0,
+        echo: bool = False,
     ) -> None:
         self.devices: dict[int, SimDevice] = {}
         for d in devices:
@@ -54,6 +60,7 @@ class SimRtuBus:
         self.baudrate = baudrate
         self.emulate_wire_time = emulate_wire_time
         self.check_baudrate = check_baudrate
+        self.echo = echo
         self.port = PtyPort(link_path)
         self.char_s = frames.char_time_s(baudrate)
         self.silence_s = frames.silence_s(baudrate)
@@ -148,6 +155,9 @@ class SimRtuBus:
                 except OSError:
                     data = b""
                 if data:
+                    if self.echo:  # the master hears its own bytes first, as they arrive
+                        with self._lock:
+                            self.port.write(data)
                     buf += data
                     last_rx = time.monotonic()
             while buf:

@@ -12,6 +12,9 @@ Example (firmware_mocks/examples/rs485-demo.yaml)::
       - {at_s: 30, device: 3, point: smoke_alarm, value: 1}
       - {at_s: 45, device: 5, fault: no_reply}
 
+``bus.echo: true`` makes the simulated adapter echo every request back to the
+master (local echo), even to an absent device.
+
 Each step sets one point (engineering value; a bool point takes 0/1) at
 ``at_s`` seconds after start, optionally ramping linearly to ``ramp_to``
 over ``over_s``; or injects a fault (``fault``, optional ``count``);
@@ -41,6 +44,9 @@ class BusSpec(Strict):
     baudrate: int = 9600
     emulate_wire_time: bool = True
     link: str | None = Field(default=None, description="stable path of the pty (rtu)")
+    echo: bool = Field(
+        default=False, description="the adapter echoes every byte the master sends (rtu)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="tcp port, 0 = any free")
 
@@ -146,6 +152,7 @@ def serve(path: Path, duration_s: float | None = None) -> None:
             baudrate=spec.bus.baudrate,
             emulate_wire_time=spec.bus.emulate_wire_time,
             link_path=spec.bus.link,
+            echo=spec.bus.echo,
         ) as bus:
             print(f"pty: {bus.path} -> {bus.port.slave_name}", flush=True)
             play(spec, bus.devices, duration_s)

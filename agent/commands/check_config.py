@@ -49,6 +49,8 @@ def summary(site: LoadedSite) -> str:
     for b in c.buses:
         if isinstance(b, RtuBus):
             line = f"{b.port} {b.baudrate} 8{b.parity}{b.stopbits}"
+            if b.echo != "auto":
+                line += f", echo {b.echo}"
         elif isinstance(b, TcpBus):
             line = f"{b.host}:{b.port}"
         else:

@@ -473,7 +473,41 @@ async def _check_bus(site: LoadedSite, bus: RtuBus | TcpBus, timeout_s: float) -
                 name, Outcome.FAIL, f"{head}: {pr.detail}", _device_fix(bus, d, pr.kind, answering)
             )
         )
+    echo = _echo_result(bus, getattr(link, "line_echoes", None))
+    if echo is not None:
+        out.append(echo)
     return out
+
+
+def _echo_result(bus: RtuBus | TcpBus, line_echoes: bool | None) -> Result | None:
+    """What the reads showed about the adapter's local echo, where it matters."""
+    if not isinstance(bus, RtuBus) or line_echoes is None:
+        return None
+    name = f"echo on {bus.name}"
+    if line_echoes and bus.echo == "off":
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{bus.port} echoes what it sends (local echo), but the bus has echo: off: a "
+            "write (a detector reset) to a dead device would be confirmed by its own echo",
+            f"set echo: auto (or on) on bus {bus.name}, or turn the adapter's echo off",
+        )
+    if not line_echoes and bus.echo == "on":
+        return Result(
+            name,
+            Outcome.FAIL,
+            f"{bus.port} does not echo, but the bus has echo: on: every single write (a "
+            "detector reset) will fail with no reply, as its one reply looks like the echo",
+            f"set echo: auto (or off) on bus {bus.name}",
+        )
+    if line_echoes:
+        return Result(
+            name,
+            Outcome.PASS,
+            f"{bus.port} echoes what it sends (local echo); the echo is discarded "
+            f"(echo: {bus.echo})",
+        )
+    return None
 
 
 async def _ask(link: Any, unit: int, pdu: bytes, timeout_s: float) -> bytes:

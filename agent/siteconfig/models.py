@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationInfo,
@@ -24,6 +25,16 @@ from agent.siteconfig.policy import ZonePolicy
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 Parity = Literal["N", "E", "O"]
+
+
+def _yaml_on_off(v: object) -> object:
+    """YAML 1.1 reads a bare `on`/`off` (and yes/no, true/false) as a boolean: take it as written."""
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return v
+
+
+EchoMode = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_on_off)]
 
 
 def _resolve(v: Path, info: ValidationInfo) -> Path:
@@ -105,6 +116,14 @@ class RtuBus(SerialPort, BusTiming):
 
     type: Literal["rtu"]
     name: Name
+    echo: EchoMode = Field(
+        default="auto",
+        title="local echo of the RS-485 adapter",
+        description="auto: learn from the first reads whether the adapter echoes what the gateway "
+        "sends, and discard the echo if it does; on: it echoes, always discard it (should it not "
+        "echo, a single write fails rather than being taken as done); off: never discard (warns "
+        "if it echoes)",
+    )
     devices: tuple[DeviceConfig, ...] = Field(min_length=1)
 
 

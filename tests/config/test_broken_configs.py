@@ -36,6 +36,18 @@ CASES: list[tuple[str, str | bytes, str, int | None]] = [
     ("bad-parity", edit("parity: N", "parity: X"), "'N', 'E' or 'O'", 13),
     ("bad-stopbits", edit("stopbits: 1", "stopbits: 3"), "Input should be 1 or 2", 14),
     (
+        "bad-echo",
+        edit("    stopbits: 1\n", "    stopbits: 1\n    echo: atuo\n"),
+        "'auto', 'on' or 'off'",
+        15,
+    ),
+    (
+        "echo-on-a-panel-line",
+        edit("    port: /dev/ttyS0\n", "    port: /dev/ttyS0\n    echo: on\n"),
+        "unknown key 'echo'",
+        37,
+    ),
+    (
         "interval-too-short",
         edit("poll_interval_s: 1", "poll_interval_s: 0.01"),
         "greater than or equal to 0.1",

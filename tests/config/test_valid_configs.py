@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.cli import main
 from agent.events import DeviceKind
 from agent.siteconfig import available_profiles, load_profile, load_site
@@ -28,6 +30,23 @@ def test_base_config_loads_typed_and_frozen(write) -> None:
     else:
         raise AssertionError("config objects must be immutable")
     assert str(c.uplink.password) == "**********"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("", "auto"), ("echo: auto", "auto"), ("echo: on", "on"), ("echo: off", "off")],
+)
+def test_rtu_echo_option(write, capsys, line: str, expected: str) -> None:
+    # YAML reads a bare on/off as true/false: it still means what was written
+    text = BASE.replace("    stopbits: 1\n", f"    stopbits: 1\n    {line}\n", 1)
+    bus = load_site(write(text)).config.buses[0]
+    assert isinstance(bus, RtuBus)
+    assert bus.echo == expected
+    # the summary names a setting other than the default
+    assert main(["check-config", str(write(text))]) == 0
+    out = capsys.readouterr().out
+    assert ("/dev/ttyUSB0 9600 8N1, echo" in out) == (expected != "auto"), out
+    assert f"echo {expected}" in out or expected == "auto"
 
 
 def test_example_site_is_valid(capsys) -> None:

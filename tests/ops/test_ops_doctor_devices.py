@@ -202,3 +202,32 @@ def test_cli_lists_devices_and_fails(
     assert lines["device kitchen-smoke"].startswith("PASS"), out
     assert lines["device hall-smoke"].startswith("FAIL"), out
     assert "address is set to 9" in out
+
+
+@pytest.mark.parametrize(
+    ("adapter_echoes", "setting", "outcome", "says"),
+    [
+        (True, "", Outcome.PASS, "the echo is discarded (echo: auto)"),
+        (True, "off", Outcome.FAIL, "confirmed by its own echo"),
+        (False, "on", Outcome.FAIL, "does not echo, but the bus has echo: on"),
+        (False, "", None, ""),
+    ],
+    ids=["echo-auto", "echo-but-off", "on-without-echo", "no-echo-auto"],
+)
+async def test_the_adapters_local_echo_is_reported(
+    tmp_path: Path, adapter_echoes: bool, setting: str, outcome: Outcome | None, says: str
+) -> None:
+    with SimRtuBus([SimDevice(1, load_modbus_profile(SMOKE))], echo=adapter_echoes) as b:
+        text = rtu_bus(b.path, [("kitchen-smoke", SMOKE, 1)])
+        if setting:
+            text = text.replace("    devices:", f"    echo: {setting}\n    devices:")
+        got = await devices(write_site(tmp_path, text))
+    assert got["device kitchen-smoke"].outcome is Outcome.PASS, got
+    if outcome is None:
+        assert "echo on rs485-1" not in got
+        return
+    r = got["echo on rs485-1"]
+    assert r.outcome is outcome, r
+    assert says in r.detail and b.path in r.detail
+    if outcome is Outcome.FAIL:
+        assert "set echo:" in r.fix
