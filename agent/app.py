@@ -148,6 +148,10 @@ class Agent:
                     METRICS.device_condition.set(
                         1.0 if cond in st["faults"] else 0.0, device=part.name, condition=cond
                     )
+            elif isinstance(part, Uplink):
+                METRICS.uplink_published.set_total(part.published)
+                for kind, n in part.refused_by_kind.items():
+                    METRICS.uplink_refused.set_total(n, topic=kind)
         if self.outbox is not None:
             METRICS.outbox_depth.set(self.outbox.status()["rows"])
 

@@ -274,6 +274,17 @@ class Metrics:
         self.decisions = self.counter(
             "firegate_decisions_total", "Decisions taken, by type.", ("type",)
         )
+        self.uplink_published = self.counter(
+            "firegate_uplink_published_total",
+            "Decisions the broker accepted (PUBACK); a decision sent again counts again.",
+        )
+        self.uplink_refused = self.counter(
+            "firegate_uplink_refused_total",
+            "Publishes the broker refused (MQTT 5 PUBACK reason code 0x80 or above, e.g. "
+            "0x87 Not authorized by its ACL), by kind of topic (decision/<type>, evidence/+, "
+            "status, heartbeat); each try counts.",
+            ("topic",),
+        )
         self.part_up = self.gauge("firegate_part_up", "1 while a part is running.", ("part",))
         self.part_progress_age = self.gauge(
             "firegate_part_progress_age_seconds",

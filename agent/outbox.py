@@ -4,7 +4,10 @@ A decision handed to :meth:`Outbox.submit` is committed to a SQLite database
 (WAL mode, ``synchronous=FULL``) before ``submit`` returns, and removed only
 when the uplink reports the broker's PUBACK (:meth:`Outbox.acked`). The uplink
 reads it back in strict priority order (``agent.events.PRIORITY``: fire alarms,
-pre-alarms, faults, restores, stats), oldest first within a priority.
+pre-alarms, faults, restores, stats), oldest first within a priority. It may
+hold back whole parts (``next_batch(held=...)``: every decision of one type,
+or every snapshot) while the broker refuses them; what is handed out still
+keeps that order, and so does a held part once it is released.
 
 Durability, and why these settings:
 
@@ -64,6 +67,7 @@ T = TypeVar("T")
 
 
 DB_VERSION = 1
+SNAPSHOT = "snapshot"  # Pending.part of a decision that was sent and awaits only its snapshot
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
@@ -112,6 +116,12 @@ class Pending:
     has_snapshot: bool
     decision_sent: bool  # the decision itself was PUBACKed; only the snapshot is left
     durable: bool = True  # False: held in memory because the disk refused it
+
+    @property
+    def part(self) -> str:
+        """What is left to send: the decision (its type, e.g. ``fire_alarm``) or,
+        once the decision was PUBACKed, its snapshot (``SNAPSHOT``)."""
+        return SNAPSHOT if self.decision_sent else self.type
 
 
 @dataclass
@@ -210,11 +220,23 @@ class Outbox:
         await asyncio.shield(self._call(self._store_thread, row))
         self.changed.set()
 
-    async def next_batch(self, limit: int, exclude: Iterable[str] = ()) -> list[Pending]:
+    async def next_batch(
+        self,
+        limit: int,
+        exclude: Iterable[str] = (),
+        *,
+        held: Iterable[str] = (),
+        only: str | None = None,
+    ) -> list[Pending]:
         """Up to ``limit`` stored decisions in send order, skipping ids in ``exclude``
-        (those the uplink already has in flight) and those already acked."""
+        (those the uplink already has in flight) and those already acked.
+
+        ``held``: skip decisions whose ``Pending.part`` is one of these (decision
+        types, ``SNAPSHOT``); ``only``: return only decisions whose part is this.
+        Either way the order of what is returned is the send order.
+        """
         skip = set(exclude)
-        return await self._call(self._peek_thread, limit, skip)
+        return await self._call(self._peek_thread, limit, skip, frozenset(held), only)
 
     async def snapshot(self, decision_id: str) -> bytes | None:
         """The JPEG stored with a decision, or None (gone, or none was stored)."""
@@ -593,39 +615,62 @@ class Outbox:
             **details,
         )
 
-    def _peek_thread(self, limit: int, skip: set[str]) -> list[Pending]:
+    def _peek_thread(
+        self, limit: int, skip: set[str], held: frozenset[str], only: str | None
+    ) -> list[Pending]:
         with self._lock:
             skip = skip | self._deleting
         out: list[Pending] = []
         if self._db is not None:
-            out = self._peek_disk(self._db, limit, skip)
+            out = self._peek_disk(self._db, limit, skip, held, only)
         if self._memory:
             mem = [
-                Pending(
-                    r.id,
-                    r.priority,
-                    r.type,
-                    json.loads(r.payload),
-                    r.snapshot is not None,
-                    r.id in self._memory_sent,
-                    durable=False,
+                p
+                for p in (
+                    Pending(
+                        r.id,
+                        r.priority,
+                        r.type,
+                        json.loads(r.payload),
+                        r.snapshot is not None,
+                        r.id in self._memory_sent,
+                        durable=False,
+                    )
+                    for r in self._memory
+                    if r.id not in skip
                 )
-                for r in self._memory
-                if r.id not in skip
+                if p.part not in held and (only is None or p.part == only)
             ]
             # memory rows arrived after every disk row: a stable sort keeps that
             out = sorted(out + mem, key=lambda p: p.priority)[:limit]
         return out
 
     @staticmethod
-    def _peek_disk(db: sqlite3.Connection, limit: int, skip: set[str]) -> list[Pending]:
+    def _peek_disk(
+        db: sqlite3.Connection,
+        limit: int,
+        skip: set[str],
+        held: frozenset[str] = frozenset(),
+        only: str | None = None,
+    ) -> list[Pending]:
         out: list[Pending] = []
+        # The part still to send, as Pending.part computes it
+        part = f"(CASE WHEN decision_sent THEN '{SNAPSHOT}' ELSE type END)"
+        where: list[str] = []
+        args: list[Any] = []
+        if held:
+            where.append(f"{part} NOT IN ({','.join('?' * len(held))})")
+            args += sorted(held)
+        if only is not None:
+            where.append(f"{part} = ?")
+            args.append(only)
+        cond = f"WHERE {' AND '.join(where)} " if where else ""
         # Fetch a little more than asked so that skipped (in-flight) rows do not
         # starve the batch; in-flight rows are at the head of the order anyway.
         cur = db.execute(
             "SELECT id, priority, type, payload, snapshot IS NOT NULL, decision_sent "
-            "FROM outbox ORDER BY priority, seq LIMIT ?",
-            (limit + len(skip),),
+            f"FROM outbox {cond}ORDER BY priority, seq LIMIT ?",
+            (*args, limit + len(skip)),
         )
         for id_, prio, type_, payload, has_snap, sent in cur:
             if id_ in skip:

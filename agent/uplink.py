@@ -1,11 +1,14 @@
 """The uplink: delivers the outbox's decisions to the monitoring centre's MQTT broker.
 
-A decision counts as delivered only when the broker's PUBACK arrives: aiomqtt
-2.5's ``Client.publish(..., qos=1)`` registers the message id and awaits an
-event that its ``on_publish`` callback sets, and paho-mqtt calls
-``on_publish`` for QoS 1 only from ``_handle_pubackcomp`` (the PUBACK
-handler); for QoS 0 it would fire on write, which is why every decision goes
-with QoS 1. Only then is the decision removed from the outbox.
+A decision counts as delivered only when the broker's PUBACK arrives and
+accepts it: ``agent.mqtt.AckedClient.publish_acked`` publishes with QoS 1
+(paho-mqtt calls ``on_publish`` for QoS 1 only from its PUBACK handler; for
+QoS 0 it would fire on write) and, under MQTT 5 (``mqtt_version``, the
+default), raises ``PublishRefused`` when the PUBACK's reason code is a
+failure (0x87 Not authorized: the broker's ACL denies the topic). Only an
+accepted PUBACK removes the decision from the outbox. Under MQTT 3.1.1 a
+broker acknowledges a publish it refused like any other (mosquitto does), so
+there a refusal cannot be seen.
 
 Topics, under ``topic_root`` (default ``firegate/<site_id>/<gateway_id>``):
 
@@ -30,6 +33,25 @@ stays stored and is sent again (same id) on the next one. Reconnects back off
 exponentially with jitter. A refused login or a TLS error is one clear log
 line per episode, a health fault in ``status()``, and a FAULT decision kept in
 the outbox (a RESTORE follows once connected); nothing is dropped meanwhile.
+
+A refused publish (MQTT 5) holds back its kind of topic, not the link and not
+the rest of the queue. The kinds are ``decision/<type>`` (one per decision
+type, so one per priority), ``evidence/+`` (every snapshot), ``status`` and
+``heartbeat``. While a kind is refused its decisions stay in the outbox and
+are not published, except one try at a time: the oldest one, after a backoff
+that starts at ``reconnect_min_s`` and doubles up to ``reconnect_max_s`` (an
+ACL stays wrong until someone fixes it, so there is no point in hammering).
+Every other kind keeps flowing in the outbox's order: a refused fault does not
+delay a fire alarm, and a refused fire alarm does not stop the faults. Within
+a refused kind nothing overtakes the oldest decision (its try goes first and
+the rest follow it in order once it is accepted), so the outbox's order
+within a priority holds; across priorities, decisions of the other kinds are
+delivered before the held ones, which is the point. ``status`` is tried again
+with each heartbeat, ``heartbeat`` at its own pace. An episode, from the first
+refusal of a kind to its first accepted try, is one ERROR line naming the
+topic and the reason, a health fault in ``status()``, and a FAULT decision
+(itself held if the broker refuses faults too); the accepted try logs once
+and stores a RESTORE.
 """
 
 from __future__ import annotations
@@ -50,7 +72,8 @@ from aiomqtt.exceptions import MqttConnectError
 
 from agent.clock import Clock
 from agent.events import PRIORITY, DecisionType, gateway_decision, iso
-from agent.outbox import Outbox, Pending
+from agent.mqtt import AckedClient, PublishRefused, session_options
+from agent.outbox import SNAPSHOT, Outbox, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
 log = logging.getLogger(__name__)
@@ -68,6 +91,33 @@ STABLE_S = 30.0  # bound on every wait, so progress_mono moves while idle
 RequestHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 _LOGIN_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason 0x86/0x87
+
+# Kinds of topic a broker may refuse (relative to topic_root); see the module docstring
+EVIDENCE_KIND = "evidence/+"
+STATUS_KIND = "status"
+HEARTBEAT_KIND = "heartbeat"
+RETRY_MIN_WAIT_S = 0.01  # a due retry with no free slot waits for a PUBACK, not in a loop
+
+
+def _part_of(kind: str) -> str | None:
+    """The outbox part (``Pending.part``) a kind of topic holds back; None: no outbox rows."""
+    if kind == EVIDENCE_KIND:
+        return SNAPSHOT
+    return kind.removeprefix("decision/") if kind.startswith("decision/") else None
+
+
+@dataclass(slots=True)
+class _Refused:
+    """One refusal episode of one kind of topic: from its first refused publish
+    to the first accepted one."""
+
+    topic: str  # the refused topic (for evidence/+: the latest one tried)
+    why: str  # e.g. "0x87 Not authorized"
+    since_wall: float
+    delay_s: float  # before the next try; doubles per refused try up to reconnect_max_s
+    retry_mono: float
+    refusals: int = 1
+    trying: bool = False  # one try of this kind is in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +233,10 @@ class Uplink:
         self.connected_since_wall: float | None = None
         self.connects = 0
         self.published = 0  # decisions PUBACKed (re-sends counted again)
+        self.refused = 0  # publishes the broker refused (each try counted)
+        self.refused_by_kind: dict[str, int] = {}
+        self._refused: dict[str, _Refused] = {}  # kinds of topic refused now, by kind
+        self._released = False  # a refused kind was accepted again: the drain looks again
         self.resent_after_timeout = 0
         self.last_puback_wall: float | None = None
         self._latency_s: deque[float] = deque(maxlen=256)  # stored -> PUBACK
@@ -193,12 +247,25 @@ class Uplink:
 
     def status(self) -> dict[str, Any]:
         lat = sorted(self._latency_s)
+        now = self.clock.monotonic()
         return {
             "state": self.state,
             "broker": f"{self.config.host}:{self.config.effective_port}",
+            "mqtt_version": self.config.mqtt_version,
             "client_id": self.client_id,
-            "fault": self.fault,
+            "fault": self.health_fault(),
             "last_error": self.last_error,
+            "refused": {
+                kind: {
+                    "topic": r.topic,
+                    "reason": r.why,
+                    "since": iso(r.since_wall),
+                    "refusals": r.refusals,
+                    "next_try_in_s": round(max(0.0, r.retry_mono - now), 1),
+                }
+                for kind, r in self._refused.items()
+            },
+            "refused_total": self.refused,
             "connected_since": None
             if self.connected_since_wall is None
             else iso(self.connected_since_wall),
@@ -209,6 +276,15 @@ class Uplink:
             "queued": self.outbox.status()["rows"],
             "outbox": self.outbox.status(),  # `firegate status` shows it as its own section
         }
+
+    def health_fault(self) -> str | None:
+        """The link's fault (login, TLS, settings) and every refused kind of topic, or None."""
+        faults = [self.fault] if self.fault else []
+        faults += [
+            f"broker refuses {r.topic} ({r.why}); held in the outbox"
+            for r in self._refused.values()
+        ]
+        return "; ".join(faults) or None
 
     # -------------------------------------------------------------------- loop
 
@@ -257,7 +333,7 @@ class Uplink:
             await self.clock.sleep(min(left, IDLE_WAKE_S))
             self.progress_mono = self.clock.monotonic()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> AckedClient:
         cfg = self.config
         try:
             password = read_password(cfg)
@@ -275,7 +351,7 @@ class Uplink:
                 f"{cfg.tls.cert_file}, key_file {cfg.tls.key_file}): {e}"
             ) from None
         offline = self._status_payload("offline", reason="connection lost")
-        client = aiomqtt.Client(
+        client = AckedClient(
             cfg.host,
             cfg.effective_port,
             identifier=self.client_id,
@@ -284,7 +360,7 @@ class Uplink:
             keepalive=cfg.keepalive_s,
             # The outbox, not the broker session, holds what is unacknowledged:
             # a clean session per connection, every unacked decision re-sent by us.
-            clean_session=True,
+            **session_options(cfg.mqtt_version),
             timeout=cfg.publish_timeout_s,
             tls_context=tls_context,
             max_inflight_messages=cfg.inflight_max + 4,  # room for status and heartbeat
@@ -308,7 +384,7 @@ class Uplink:
         }
         return json.dumps(body, separators=(",", ":")).encode()
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: AckedClient) -> None:
         self.state = "connected"
         self.connects += 1
         self.connected_since_wall = self.clock.wall()
@@ -318,7 +394,7 @@ class Uplink:
             self.config.effective_port,
             self.client_id,
         )
-        await client.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)
+        await self._publish_online(client)
         if self._fault_reported is not None:
             await self._report(DecisionType.RESTORE, f"uplink connected again ({self.fault})")
             self._fault_reported = None
@@ -337,17 +413,28 @@ class Uplink:
             # A clean stop says so itself; the will covers every other ending.
             if _cancelling():
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        client.publish(
-                            self.topics.status,
-                            self._status_payload("offline", reason="shutdown"),
-                            qos=1,
-                            retain=True,
-                        ),
-                        timeout=1.0,
+                    await client.publish_acked(
+                        self.topics.status,
+                        self._status_payload("offline", reason="shutdown"),
+                        retain=True,
+                        timeout_s=1.0,
                     )
 
-    async def _listen(self, client: aiomqtt.Client) -> None:
+    async def _publish_online(self, client: AckedClient) -> None:
+        """The retained ``online`` status; a refusal is reported, the link goes on."""
+        try:
+            await client.publish_acked(
+                self.topics.status,
+                self._status_payload("online"),
+                retain=True,
+                timeout_s=self.config.publish_timeout_s,
+            )
+        except PublishRefused as e:
+            self._on_refused(STATUS_KIND, e, retry=True)
+        else:
+            self._on_accepted(STATUS_KIND)
+
+    async def _listen(self, client: AckedClient) -> None:
         """Ends (raises) when the connection drops; hands downlink requests on."""
         async for message in client.messages:
             name = self.topics.request_name(str(message.topic))
@@ -392,8 +479,10 @@ class Uplink:
         except Exception:
             log.exception("downlink: handler for %s failed", name)
 
-    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+    async def _heartbeat(self, client: AckedClient) -> None:
         while True:
+            if STATUS_KIND in self._refused:
+                await self._publish_online(client)
             ob = self.outbox.status()
             body = {
                 "schema": PAYLOAD_SCHEMA,
@@ -403,16 +492,25 @@ class Uplink:
                 "queued_by_type": ob["by_type"],
                 "outbox_fault": ob["cap_reached"] or ob["write_failing"],
             }
-            await client.publish(
-                self.topics.heartbeat, json.dumps(body, separators=(",", ":")), qos=1
-            )
+            try:
+                await client.publish_acked(
+                    self.topics.heartbeat,
+                    json.dumps(body, separators=(",", ":")),
+                    timeout_s=self.config.publish_timeout_s,
+                )
+            except PublishRefused as e:
+                self._on_refused(HEARTBEAT_KIND, e, retry=True)
+            else:
+                self._on_accepted(HEARTBEAT_KIND)
             await self.clock.sleep(self.config.heartbeat_s)
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _drain(self, client: AckedClient) -> None:
         """Keep up to ``inflight_max`` decisions awaiting PUBACK, in outbox order.
 
         One wake-up event for everything (a PUBACK, a newly stored decision,
         the idle bound) keeps the cost per message independent of the window.
+        Refused kinds of topic are held back but for one try after their
+        backoff (see the module docstring).
         """
         window = self.config.inflight_max
         inflight: dict[str, asyncio.Task[None]] = {}
@@ -420,6 +518,8 @@ class Uplink:
         new = True  # something was stored since the last look: look now
         ready: deque[Pending] = deque()  # read ahead, in send order
         dry = False  # the last look found no more than it got
+        for r in self._refused.values():
+            r.trying = False  # a try cut short by the last connection is over
 
         async def relay_stored() -> None:
             nonlocal new
@@ -432,6 +532,11 @@ class Uplink:
         def finished(_task: asyncio.Task[None]) -> None:
             wake.set()
 
+        def start(p: Pending, retry: str | None = None) -> None:
+            task = asyncio.create_task(self._deliver(client, p, retry))
+            task.add_done_callback(finished)
+            inflight[p.id] = task
+
         relay = asyncio.create_task(relay_stored())
         try:
             while True:
@@ -441,26 +546,44 @@ class Uplink:
                     if task.done():
                         del inflight[id_]
                         task.result()  # a failed publish ends the connection
+                if self._released:  # a refused kind is accepted again: its backlog goes now
+                    self._released = False
+                    new = True
                 free = window - len(inflight)
+                # One try per refused kind whose backoff is over (its oldest decision),
+                # before the read-ahead: a backlog must not starve a fire alarm's try.
+                now = self.clock.monotonic()
+                for kind, r in list(self._refused.items()):  # it changes while we await
+                    part = _part_of(kind)
+                    if free <= 0 or part is None or r.trying or now < r.retry_mono:
+                        continue
+                    oldest = await self.outbox.next_batch(1, exclude=inflight.keys(), only=part)
+                    if self._refused.get(kind) is not r:
+                        continue  # its episode ended while we looked
+                    if not oldest:  # nothing of this kind waits now; look again later
+                        r.retry_mono = now + r.delay_s
+                        continue
+                    r.trying = True
+                    start(oldest[0], retry=kind)
+                    free -= 1
                 # Read ahead in the outbox's order; look again at once when
                 # something new was stored (a fire alarm goes next), else only
                 # when the read-ahead runs dry.
+                held = self._held_parts()
                 if free > 0 and (new or (len(ready) < free and not dry)):
                     new = False
                     want = max(free, READ_AHEAD)
-                    batch = await self.outbox.next_batch(want, exclude=inflight.keys())
+                    batch = await self.outbox.next_batch(want, exclude=inflight.keys(), held=held)
                     ready = deque(batch)
                     dry = len(batch) < want
                 while free > 0 and ready:
                     p = ready.popleft()
-                    if p.id in inflight:
+                    if p.id in inflight or p.part in held:  # held: refused since it was read
                         continue
-                    task = asyncio.create_task(self._deliver(client, p))
-                    task.add_done_callback(finished)
-                    inflight[p.id] = task
+                    start(p)
                     free -= 1
                 try:
-                    async with asyncio.timeout(IDLE_WAKE_S / self.clock.speed):
+                    async with asyncio.timeout(self._idle_wait_s(free) / self.clock.speed):
                         await wake.wait()
                 except TimeoutError:
                     new = True  # look again now and then, whatever happened
@@ -470,11 +593,41 @@ class Uplink:
                 task.cancel()
             await asyncio.gather(relay, *inflight.values(), return_exceptions=True)
 
-    async def _deliver(self, client: aiomqtt.Client, p: Pending) -> None:
+    def _held_parts(self) -> set[str]:
+        """The outbox parts not to hand out now: those of every refused kind."""
+        return {p for kind in self._refused if (p := _part_of(kind)) is not None}
+
+    def _idle_wait_s(self, free: int) -> float:
+        """Until the next due retry of a refused kind (with a free slot), at most IDLE_WAKE_S."""
+        due = [
+            r.retry_mono
+            for kind, r in self._refused.items()
+            if not r.trying and _part_of(kind) is not None
+        ]
+        if free <= 0 or not due:
+            return IDLE_WAKE_S
+        return min(IDLE_WAKE_S, max(RETRY_MIN_WAIT_S, min(due) - self.clock.monotonic()))
+
+    async def _deliver(self, client: AckedClient, p: Pending, retry: str | None = None) -> None:
+        """Publish what is left of ``p`` (decision, then snapshot); remove it from the
+        outbox once everything was accepted. A refused publish leaves it stored.
+
+        ``retry``: the refused kind of topic this publish tries again; its answer
+        ends the episode (accepted) or lengthens the backoff (refused again).
+        """
+        try:
+            await self._publish_parts(client, p, retry)
+        finally:
+            r = self._refused.get(retry) if retry is not None else None
+            if r is not None:
+                r.trying = False  # answered, or nothing to try (snapshot gone): due again later
+
+    async def _publish_parts(self, client: AckedClient, p: Pending, retry: str | None) -> None:
         timeout_s = self.config.publish_timeout_s
         site = self.site.site
         try:
             if not p.decision_sent:
+                kind = f"decision/{p.type}"
                 body = decision_payload(
                     p.payload,
                     site_id=site.site_id,
@@ -482,19 +635,34 @@ class Uplink:
                     sent_wall=self.clock.wall(),
                     topics=self.topics,
                 )
-                await client.publish(
-                    self.topics.decision(p.type),
-                    json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-                    qos=1,
-                    timeout=timeout_s,
-                )
+                try:
+                    await client.publish_acked(
+                        self.topics.decision(p.type),
+                        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        timeout_s=timeout_s,
+                    )
+                except PublishRefused as e:
+                    self._on_refused(kind, e, retry=retry == kind)
+                    return  # stays stored; tried again after the backoff
+                if retry == kind:
+                    self._on_accepted(kind)
                 self._delivered(p)
                 if p.has_snapshot:
                     await self.outbox.mark_decision_sent(p.id)
             if p.has_snapshot:
+                if EVIDENCE_KIND in self._refused and retry != EVIDENCE_KIND:
+                    return  # snapshots are held while refused; this one waits its turn
                 jpeg = await self.outbox.snapshot(p.id)
                 if jpeg is not None:
-                    await client.publish(self.topics.evidence(p.id), jpeg, qos=1, timeout=timeout_s)
+                    try:
+                        await client.publish_acked(
+                            self.topics.evidence(p.id), jpeg, timeout_s=timeout_s
+                        )
+                    except PublishRefused as e:
+                        self._on_refused(EVIDENCE_KIND, e, retry=retry == EVIDENCE_KIND)
+                        return
+                    if retry == EVIDENCE_KIND:
+                        self._on_accepted(EVIDENCE_KIND)
         except aiomqtt.MqttError as e:
             if "timed out" in str(e).lower():
                 self.resent_after_timeout += 1
@@ -514,6 +682,70 @@ class Uplink:
             log.info("uplink: fire alarm %s zone %s delivered (PUBACK)", p.id, p.payload["zone"])
         if isinstance(confirmed, str):
             self._latency_s.append(max(0.0, now - _parse_iso(confirmed)))
+
+    # ---------------------------------------------------------- refused topics
+
+    def _on_refused(self, kind: str, e: PublishRefused, *, retry: bool) -> None:
+        """The broker refused a publish of ``kind``: start or lengthen its episode."""
+        self.refused += 1
+        self.refused_by_kind[kind] = self.refused_by_kind.get(kind, 0) + 1
+        now = self.clock.monotonic()
+        r = self._refused.get(kind)
+        if r is not None:
+            r.refusals += 1
+            r.topic, r.why = e.topic, e.why
+            if retry:  # another try refused: wait longer (others in flight do not count)
+                r.trying = False
+                r.delay_s = min(self.config.reconnect_max_s, r.delay_s * 2)
+                r.retry_mono = now + r.delay_s
+            log.debug("uplink: %s refused again (%s)", e.topic, e.why)
+            return
+        delay = min(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        self._refused[kind] = _Refused(e.topic, e.why, self.clock.wall(), delay, now + delay)
+        cfg = self.config
+        user = f"user {cfg.username!r}" if cfg.username else "anonymous"
+        what = (
+            f"broker {cfg.host}:{cfg.effective_port} refused publishing to {e.topic} "
+            f"({e.why}) for {user}"
+        )
+        backoff = f"tried again with backoff (up to {cfg.reconnect_max_s:g} s)"
+        then = {
+            STATUS_KIND: "the online status is tried again with each heartbeat",
+            HEARTBEAT_KIND: "heartbeats are tried again at their interval",
+            EVIDENCE_KIND: f"snapshots stay in the outbox and are {backoff}",
+        }.get(kind, f"these decisions stay in the outbox and are {backoff}")
+        log.error(
+            "uplink: %s; %s, everything else keeps flowing; check the broker's ACL: "
+            "this gateway needs publish rights on %s/#",
+            what,
+            then,
+            self.topics.root,
+        )
+        self._report_soon(
+            DecisionType.FAULT,
+            f"{what}; held in the gateway until the broker accepts it",
+            topic=e.topic,
+            reason_code=e.reason_code,
+        )
+
+    def _on_accepted(self, kind: str) -> None:
+        """A publish of ``kind`` was accepted: its refusal episode, if any, is over."""
+        r = self._refused.pop(kind, None)
+        if r is None:
+            return
+        self._released = True
+        log.info(
+            "uplink: broker accepts %s again (refused %d time(s) since %s); what was held follows",
+            r.topic,
+            r.refusals,
+            iso(r.since_wall),
+        )
+        self._report_soon(
+            DecisionType.RESTORE,
+            f"broker accepts publishing to {r.topic} again",
+            topic=r.topic,
+            refusals=r.refusals,
+        )
 
     # ------------------------------------------------------------------ faults
 
@@ -556,14 +788,23 @@ class Uplink:
         self.last_error = what
         if self._fault_reported is None:
             self._fault_reported = what
-            task = asyncio.create_task(self._report(DecisionType.FAULT, what))
-            self._request_tasks.add(task)
-            task.add_done_callback(self._request_tasks.discard)
+            self._report_soon(DecisionType.FAULT, what)
 
-    async def _report(self, type_: DecisionType, reason: str) -> None:
+    def _report_soon(self, type_: DecisionType, reason: str, **details: Any) -> None:
+        """Store a gateway decision without waiting for the outbox's disk."""
+        task = asyncio.create_task(self._report(type_, reason, **details))
+        self._request_tasks.add(task)
+        task.add_done_callback(self._request_tasks.discard)
+
+    async def _report(self, type_: DecisionType, reason: str, **details: Any) -> None:
         await self.outbox.submit(
             gateway_decision(
-                type_, reason, part="uplink", wall=self.clock.wall(), mono=self.clock.monotonic()
+                type_,
+                reason,
+                part="uplink",
+                wall=self.clock.wall(),
+                mono=self.clock.monotonic(),
+                **details,
             )
         )
 

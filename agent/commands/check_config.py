@@ -81,7 +81,9 @@ def summary(site: LoadedSite) -> str:
         if up.password is not None or up.password_file is not None:
             auth += " (password set)"
         cid = up.client_id or f"firegate-{c.site.site_id}-{c.site.gateway_id}"
-        out.append(f"uplink: {scheme}://{up.host}:{up.effective_port} as {cid}{auth}")
+        out.append(
+            f"uplink: {scheme}://{up.host}:{up.effective_port} as {cid}{auth}, MQTT {up.mqtt_version}"
+        )
     s = c.storage
     out.append(
         f"storage: {s.state_dir} (outbox cap {s.outbox_max_rows} decisions / {s.outbox_max_mb:g} MB)"

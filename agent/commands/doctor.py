@@ -41,10 +41,13 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.siteconfig import ConfigError, LoadedSite, load_site
-from agent.siteconfig.models import CameraConfig, PanelBus, RtuBus, TcpBus
+from agent.siteconfig.models import CameraConfig, PanelBus, RtuBus, TcpBus, UplinkConfig
+
+if TYPE_CHECKING:
+    from agent.mqtt import AckedClient
 
 DEFAULT_CONFIG = Path("/etc/firegate/site.yaml")
 SERVICE_GROUPS = ("dialout", "video")  # SupplementaryGroups= in systemd/firegate.service
@@ -702,7 +705,9 @@ async def check_broker(ctx: Context) -> list[Result]:
         ]
     import aiomqtt
 
-    from agent.uplink import read_password, tls_context_for  # the agent's own way
+    from agent.events import iso
+    from agent.mqtt import AckedClient, session_options
+    from agent.uplink import read_password, tls_context_for, topics_for  # the agent's own way
 
     where = f"{'mqtts' if up.tls else 'mqtt'}://{up.host}:{up.effective_port}"
     try:
@@ -729,7 +734,7 @@ async def check_broker(ctx: Context) -> list[Result]:
         ]
     # Never the agent's own client id: the broker would drop the running agent's session.
     cid = (up.client_id or f"firegate-{c.site.site_id}-{c.site.gateway_id}") + "-doctor"
-    client = aiomqtt.Client(
+    client = AckedClient(
         up.host,
         up.effective_port,
         username=up.username,
@@ -738,12 +743,22 @@ async def check_broker(ctx: Context) -> list[Result]:
         tls_context=tls,
         timeout=ctx.timeout_s,
         keepalive=max(5, up.keepalive_s),
+        **session_options(up.mqtt_version),
     )
+    # A harmless message (not retained, nobody subscribes to it) under the root
+    # where the agent publishes, so that an ACL refusal shows at commissioning.
+    probe_topic = f"{topics_for(up, c).root}/doctor"
+    probe = json.dumps(
+        {"schema": 1, "test": "firegate doctor", "client_id": cid, "time": iso(ctx.now_wall())}
+    )
+    published: Result
     t0 = time.monotonic()
     try:
-        async with asyncio.timeout(ctx.timeout_s + 1):
+        # a guard over aiomqtt's own timeouts: timeout_s to connect, timeout_s for the PUBACK
+        async with asyncio.timeout(2 * ctx.timeout_s + 1):
             async with client:
-                pass
+                connected_s = time.monotonic() - t0
+                published = await _check_publish(client, probe_topic, probe, up, ctx.timeout_s)
     except TimeoutError:
         return [
             Result(
@@ -761,9 +776,50 @@ async def check_broker(ctx: Context) -> list[Result]:
         Result(
             "broker",
             Outcome.PASS,
-            f"{where}: connected{auth} ({how}) in {time.monotonic() - t0:.2f} s",
-        )
+            f"{where}: connected{auth} ({how}, MQTT {up.mqtt_version}) in {connected_s:.2f} s",
+        ),
+        published,
     ]
+
+
+async def _check_publish(
+    client: AckedClient, topic: str, payload: str, up: UplinkConfig, timeout_s: float
+) -> Result:
+    """Publish ``payload`` once and say whether the broker accepted it (MQTT 5 only)."""
+    import aiomqtt
+
+    from agent.mqtt import PublishRefused
+
+    if up.mqtt_version != "5":
+        return Result(
+            "broker publish",
+            Outcome.SKIP,
+            f"not checked: under MQTT {up.mqtt_version} a broker acknowledges a publish its "
+            "ACL refused like a delivered one",
+            "use uplink.mqtt_version: 5 if the broker supports it; otherwise have the centre "
+            "confirm it receives this gateway's decisions",
+        )
+    try:
+        code = await client.publish_acked(topic, payload, timeout_s=timeout_s)
+    except PublishRefused as e:
+        who = f"user {up.username}" if up.username else "anonymous clients"
+        return Result(
+            "broker publish",
+            Outcome.FAIL,
+            f"the broker refused a test message on {topic} ({e.why})",
+            f"ask the monitoring centre to give {who} publish rights on "
+            f"{topic.rsplit('/', 1)[0]}/# (see docs/integrator.md); until then the agent "
+            "keeps refused decisions in its outbox",
+        )
+    except aiomqtt.MqttError as e:
+        return Result(
+            "broker publish",
+            Outcome.FAIL,
+            f"no PUBACK for a test message on {topic} within {timeout_s:g} s ({e})",
+            "check the broker's load and limits with the monitoring centre",
+        )
+    accepted = "accepted" if code == 0 else f"accepted (0x{code:02x}: nobody subscribes to it)"
+    return Result("broker publish", Outcome.PASS, f"test message on {topic} {accepted}")
 
 
 def _broker_failure(where: str, e: Exception, username: str | None) -> Result:

@@ -24,6 +24,7 @@ from agent.model import Name, Strict
 from agent.siteconfig.policy import ZonePolicy
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+MqttVersion = Literal["5", "3.1.1"]
 Parity = Literal["N", "E", "O"]
 
 
@@ -313,6 +314,14 @@ class UplinkConfig(Strict):
     inflight_max: int = Field(
         default=16, ge=1, le=100, description="decisions published and awaiting PUBACK at once"
     )
+    mqtt_version: MqttVersion = Field(
+        default="5",
+        title="MQTT protocol version",
+        description="5 (default): the broker's PUBACK says whether it accepted each message, "
+        "so a decision its ACL refuses stays in the outbox and is reported; "
+        "3.1.1: only for brokers without MQTT 5, where a refused publish is "
+        "acknowledged like a delivered one and cannot be detected",
+    )
 
     @field_validator("topic_root")
     @classmethod
@@ -335,6 +344,12 @@ class UplinkConfig(Strict):
                 "and without a leading or trailing '/'"
             )
         return v
+
+    @field_validator("mqtt_version", mode="before")
+    @classmethod
+    def _mqtt_version(cls, v: object) -> object:
+        # YAML reads `mqtt_version: 5` (or 5.0) as a number: the same answer as "5"
+        return "5" if v == 5 and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _one_password(self) -> UplinkConfig:

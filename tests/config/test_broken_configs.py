@@ -161,6 +161,24 @@ CASES: list[tuple[str, str | bytes, str, int | None]] = [
         51,
     ),
     (
+        "uplink-mqtt-version-3.1",  # YAML reads 3.1 as a number: not a version we speak
+        edit("  username: gw\n", "  username: gw\n  mqtt_version: 3.1\n"),
+        "Input should be '5' or '3.1.1'",
+        51,
+    ),
+    (
+        "uplink-mqtt-version-4",
+        edit("  username: gw\n", "  username: gw\n  mqtt_version: '4'\n"),
+        "Input should be '5' or '3.1.1'",
+        51,
+    ),
+    (
+        "uplink-mqtt-version-typo",
+        edit("  username: gw\n", "  username: gw\n  mqtt_versoin: 5\n"),
+        "did you mean 'mqtt_version'?",
+        51,
+    ),
+    (
         "tls-ca-missing",
         edit("  username: gw\n", "  username: gw\n  tls:\n    ca_file: /nonexistent/ca.crt\n"),
         "file '/nonexistent/ca.crt' not found",

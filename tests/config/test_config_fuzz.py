@@ -52,6 +52,7 @@ KEYS = [
     "persistence_s",
     "profile_dirs",
     "password",
+    "mqtt_version",
 ]
 
 scalars = st.one_of(

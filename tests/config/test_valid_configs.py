@@ -49,6 +49,17 @@ def test_rtu_echo_option(write, capsys, line: str, expected: str) -> None:
     assert f"echo {expected}" in out or expected == "auto"
 
 
+def test_uplink_mqtt_version_defaults_to_5_and_takes_5_unquoted(write, capsys) -> None:
+    site = load_site(write(BASE))
+    assert site.config.uplink is not None and site.config.uplink.mqtt_version == "5"
+    for given, expected in (("5", "5"), ("'5'", "5"), ("5.0", "5"), ("3.1.1", "3.1.1")):
+        path = write(BASE.replace("  username: gw\n", f"  username: gw\n  mqtt_version: {given}\n"))
+        up = load_site(path).config.uplink
+        assert up is not None and up.mqtt_version == expected, given
+        assert main(["check-config", str(path)]) == 0
+        assert f"MQTT {expected}" in capsys.readouterr().out
+
+
 def test_example_site_is_valid(capsys) -> None:
     assert main(["check-config", str(EXAMPLE_SITE)]) == 0
     out = capsys.readouterr().out

@@ -19,7 +19,7 @@ import pytest
 from agent.cli import main
 from agent.commands import doctor
 from agent.commands.doctor import Context, Identity, Outcome, mode_allows, service_identity
-from firmware_mocks.broker import free_port
+from firmware_mocks.broker import Mosquitto, free_port
 
 NOBODY = 65534
 DIALOUT = grp.getgrnam("dialout").gr_gid
@@ -172,9 +172,11 @@ async def test_live_broker_accepts_and_refuses_credentials(tmp_path: Path, mosqu
     pw = tmp_path / "mqtt-password"
     pw.write_text(mosquitto.password + "\n")
     up = f"uplink: {{host: 127.0.0.1, port: {mosquitto.port}, username: gw, password_file: {pw}}}"
-    [r] = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up)))
+    r, pub = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up)))
     assert r.outcome is Outcome.PASS, r
-    assert "connected as gw" in r.detail
+    assert "connected as gw" in r.detail and "MQTT 5" in r.detail
+    assert pub.check == "broker publish" and pub.outcome is Outcome.PASS, pub
+    assert "firegate/school-1/gw-1/doctor" in pub.detail
 
     pw.write_text("wrong\n")
     [r] = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up)))
@@ -188,12 +190,60 @@ async def test_broker_tls_verified_and_refused(tmp_path: Path, mosquitto_tls: An
         up = f"uplink: {{host: 127.0.0.1, port: {mosquitto_tls.port}, tls: {{ca_file: {ca}}}}}"
         return write_site(tmp_path, uplink=up)
 
-    [r] = await doctor.check_broker(ctx_for(site(mosquitto_tls.ca_file)))
+    r, pub = await doctor.check_broker(ctx_for(site(mosquitto_tls.ca_file)))
     assert r.outcome is Outcome.PASS, r
+    assert pub.outcome is Outcome.PASS, pub
     assert "mqtts://" in r.detail and "TLS verified" in r.detail
     [r] = await doctor.check_broker(ctx_for(site(mosquitto_tls.other_ca_file)))
     assert r.outcome is Outcome.FAIL
     assert "TLS certificate not accepted" in r.detail and "ca_file" in r.fix
+
+
+@pytest.fixture
+def acl_mosquitto(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
+    """A mosquitto whose ACL lets user gw (password s3cret) publish only under
+    another site's root; rewrite the ACL file and restart to change that."""
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto is not installed")
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gw", "s3cret"], check=True)
+    acl = tmp_path / "acl"
+    acl.write_text("user gw\ntopic readwrite firegate/other-site/#\n")  # not this gateway's root
+    broker = Mosquitto(
+        tmp_path / "broker", anonymous=False, config=f"password_file {pw}\nacl_file {acl}\n"
+    )
+    broker.start()
+    yield broker, acl
+    broker.stop()
+
+
+async def test_broker_refusing_publish_by_acl_fails_with_what_to_ask(
+    tmp_path: Path, acl_mosquitto: tuple[Mosquitto, Path]
+) -> None:
+    """Under MQTT 5 doctor publishes a harmless test message, so an ACL that lets the
+    gateway log in but not publish shows at commissioning; 3.1.1 cannot tell."""
+    broker, acl = acl_mosquitto
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret\n")
+    up = f"uplink: {{host: 127.0.0.1, port: {broker.port}, username: gw, password_file: {secret}"
+    r, pub = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up + "}")))
+    assert r.outcome is Outcome.PASS, r  # the login itself is fine
+    assert pub.outcome is Outcome.FAIL, pub
+    assert "firegate/school-1/gw-1/doctor" in pub.detail and "0x87 Not authorized" in pub.detail
+    assert "publish rights on firegate/school-1/gw-1/#" in pub.fix and "user gw" in pub.fix
+    out = doctor.format_results([r, pub])
+    assert "FAIL  broker publish" in out and "s3cret" not in out
+
+    old = up + ", mqtt_version: 3.1.1}"
+    r, pub = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=old)))
+    assert r.outcome is Outcome.PASS and "MQTT 3.1.1" in r.detail, r
+    assert pub.outcome is Outcome.SKIP and "3.1.1" in pub.detail, pub
+
+    acl.write_text("user gw\ntopic readwrite firegate/school-1/gw-1/#\n")
+    broker.stop()
+    broker.start()
+    r, pub = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up + "}")))
+    assert pub.outcome is Outcome.PASS and "nobody subscribes" in pub.detail, pub
 
 
 async def test_broker_skipped_without_uplink(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.events import GATEWAY_ZONE, DecisionType
-from agent.outbox import Outbox
+from agent.outbox import SNAPSHOT, Outbox
 from tests.uplink.uplink_support import decision, loop_gaps
 
 
@@ -29,6 +29,31 @@ async def test_priority_order_and_order_within_priority(tmp_path: Path) -> None:
     ob.acked(want[0])
     got2 = [p.id for p in await ob.next_batch(3, exclude={want[1]})]
     assert got2 == want[2:5]
+    await ob.close()
+
+
+async def test_held_parts_are_skipped_and_only_keeps_order(tmp_path: Path) -> None:
+    """What the uplink holds back while the broker refuses a kind of topic."""
+    ob = Outbox(tmp_path / "ob.db", 1000, 10**8)
+    types = [DecisionType.STATS, DecisionType.FIRE_ALARM, DecisionType.FAULT] * 3
+    ds = [decision(t, n, snapshot=b"jpeg" if n % 2 else None) for n, t in enumerate(types)]
+    for d in ds:
+        await ob.submit(d)
+    order = [d.id for d in sorted(ds, key=lambda d: (d.priority, d.wall))]
+    sent = next(d for d in ds if d.type is DecisionType.FIRE_ALARM and d.snapshot_jpeg)
+    await ob.mark_decision_sent(sent.id)  # only its snapshot is left
+    assert {p.id: p.part for p in await ob.next_batch(100)}[sent.id] == SNAPSHOT
+
+    got = [p.id for p in await ob.next_batch(100, held={"fire_alarm"})]
+    fire_left = {d.id for d in ds if d.type is DecisionType.FIRE_ALARM} - {sent.id}
+    assert got == [i for i in order if i not in fire_left]  # the snapshot part still goes
+    got = [p.id for p in await ob.next_batch(100, held={"fire_alarm", SNAPSHOT, "stats"})]
+    assert got == [d.id for d in ds if d.type is DecisionType.FAULT]
+    # only: the oldest of one part, in order, in-flight ids excluded
+    faults = [d.id for d in ds if d.type is DecisionType.FAULT]
+    assert [p.id for p in await ob.next_batch(1, only="fault")] == faults[:1]
+    assert [p.id for p in await ob.next_batch(5, exclude={faults[0]}, only="fault")] == faults[1:]
+    assert [p.id for p in await ob.next_batch(5, only=SNAPSHOT)] == [sent.id]
     await ob.close()
 
 

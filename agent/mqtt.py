@@ -1,0 +1,131 @@
+"""The MQTT client of the uplink and of ``firegate doctor``: a publish the broker refused
+raises, it never returns as if delivered.
+
+Under MQTT 5 the broker's PUBACK carries a reason code: 0x00 Success,
+0x10 No matching subscribers (accepted: nobody listens right now), or a
+failure (0x80 and above), e.g. 0x87 Not authorized when an ACL denies the
+topic. aiomqtt's ``Client.publish`` returns on any PUBACK and drops the reason
+code, so a fire alarm an ACL denied would look delivered and be deleted from
+the outbox. ``AckedClient.publish_acked`` raises ``PublishRefused`` instead.
+
+Under MQTT 3.1.1 a PUBACK has no reason code and a broker that denies a
+publish acknowledges it all the same (mosquitto does): nothing can tell, which
+is why MQTT 5 is the default (``uplink.mqtt_version``).
+
+This module is the one place that reaches into aiomqtt. Written against
+aiomqtt 2.5.1 on paho-mqtt 2.2, it relies on two things:
+
+* ``aiomqtt.Client._client`` is the paho-mqtt client, and
+* aiomqtt sets that client's ``on_publish`` in ``Client.__init__`` (to its own
+  ``_on_publish``); we chain in front of it, so aiomqtt's ``publish`` keeps
+  working too.
+
+If a new aiomqtt changes either, the constructor raises (no ``on_publish`` to
+chain) or every ``publish_acked`` times out; the real-broker tests
+(tests/uplink/test_uplink_refused.py) fail loudly in both cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.client import CallbackOnPublish_v2
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.siteconfig.models import MqttVersion
+
+PROTOCOLS: dict[MqttVersion, aiomqtt.ProtocolVersion] = {
+    "5": aiomqtt.ProtocolVersion.V5,
+    "3.1.1": aiomqtt.ProtocolVersion.V311,
+}
+
+
+class PublishRefused(aiomqtt.MqttError):
+    """The broker answered a publish with a failure reason code (MQTT 5 PUBACK >= 0x80).
+
+    The message was not accepted: it is not delivered, whatever a PUBACK
+    otherwise means.
+    """
+
+    def __init__(self, topic: str, reason_code: int, reason: str) -> None:
+        self.topic = topic
+        self.reason_code = reason_code
+        self.reason = reason
+        super().__init__(f"broker refused the publish to {topic}: {self.why}")
+
+    @property
+    def why(self) -> str:
+        """The reason as a person reads it, e.g. ``0x87 Not authorized``."""
+        return f"0x{self.reason_code:02x} {self.reason}"
+
+
+def session_options(version: MqttVersion) -> dict[str, Any]:
+    """aiomqtt.Client keyword arguments for ``version`` with a clean session each connect.
+
+    Under 3.1.1 that is ``clean_session``; under 5 it is Clean Start on every
+    connect (each uplink connection is a new client object) and no Session
+    Expiry Interval, i.e. 0: the broker drops the session at disconnect, the
+    same as a 3.1.1 clean session. paho refuses ``clean_session`` under 5.
+    """
+    if version == "5":
+        return {"protocol": PROTOCOLS[version], "clean_start": True}
+    return {"protocol": PROTOCOLS[version], "clean_session": True}
+
+
+class AckedClient(aiomqtt.Client):
+    """An ``aiomqtt.Client`` with :meth:`publish_acked`, which reads the PUBACK's reason code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acks: dict[int, asyncio.Future[ReasonCode]] = {}
+        # aiomqtt creates its paho client with CallbackAPIVersion.VERSION2
+        aiomqtt_on_publish = cast("CallbackOnPublish_v2 | None", self._client.on_publish)
+        if aiomqtt_on_publish is None:
+            raise RuntimeError(
+                "aiomqtt no longer sets paho's on_publish in Client.__init__; "
+                "agent/mqtt.py must be adapted to this aiomqtt version"
+            )
+
+        def on_publish(
+            client: paho.Client, userdata: Any, mid: int, reason_code: ReasonCode, props: Any
+        ) -> None:
+            # paho calls this on the event loop's thread (aiomqtt reads the socket there)
+            fut = self._acks.pop(mid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(reason_code)
+            aiomqtt_on_publish(client, userdata, mid, reason_code, props)
+
+        self._client.on_publish = on_publish
+
+    async def publish_acked(
+        self, topic: str, payload: str | bytes, *, timeout_s: float, retain: bool = False
+    ) -> int:
+        """Publish with QoS 1 and wait for the PUBACK; returns its reason code
+        (0x00, or 0x10 No matching subscribers: both accepted).
+
+        Raises ``PublishRefused`` when the reason code is a failure,
+        ``aiomqtt.MqttError("Operation timed out")`` without a PUBACK within
+        ``timeout_s`` (the same message aiomqtt's own publish gives), and
+        ``aiomqtt.MqttCodeError`` when paho cannot queue the message (not
+        connected).
+        """
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        # No PUBACK can have been handled yet: paho reads the socket only from
+        # aiomqtt's reader callback on this same event loop.
+        fut: asyncio.Future[ReasonCode] = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = fut
+        try:
+            async with asyncio.timeout(timeout_s):
+                reason = await fut
+        except TimeoutError:
+            raise aiomqtt.MqttError("Operation timed out") from None
+        finally:
+            self._acks.pop(info.mid, None)
+        if reason.is_failure:
+            raise PublishRefused(topic, reason.value, str(reason))
+        return reason.value
