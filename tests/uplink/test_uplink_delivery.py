@@ -248,6 +248,12 @@ async def test_no_puback_in_time_is_resent_next_connection(
     outbox, up = make(tmp_path, broker.port, publish_timeout_s=0.5, keepalive_s=5)
     async with running(up):
         await collector.wait_for(lambda: up.state == "connected", 5)
+        # the connection's first heartbeat is through: a heartbeat left without its
+        # PUBACK would end the connection before the decision's own timeout
+        await collector.wait_for(
+            lambda: any(m.topic.endswith("/heartbeat") for m in collector.messages), 5
+        )
+        await asyncio.sleep(0.1)
         broker.pause()  # the TCP link stays up, but no PUBACK comes
         d = decision(DecisionType.FIRE_ALARM, 1)
         await outbox.submit(d)
