@@ -201,6 +201,14 @@ def main() -> int:
         f"model {args.model.name}: {args.model.stat().st_size / 1024:.0f} KiB, {params} parameters, "
         f"{flops / 1e6:.0f} MFLOPs ({flops / 2e6:.0f} M multiply-adds) at {size[0]}x{size[1]}"
     )
+    ens = det.meta.get("ensemble")
+    if ens:
+        print(
+            f"  an ensemble of {len(ens['members'])} networks (seeds "
+            f"{', '.join(str(m.get('seed')) for m in ens['members'])})"
+            f"{', each also run on the mirrored frame' if ens.get('mirror') else ''}: "
+            f"{len(ens['members']) * (2 if ens.get('mirror') else 1)} network passes per frame"
+        )
     print(
         f"cpu: {os.cpu_count()} logical cores visible; load average {os.getloadavg()[0]:.2f} "
         "(shared machine: figures are upper bounds)"

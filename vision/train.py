@@ -10,8 +10,11 @@ supervise cells directly; image-labelled ones (the cair set) supervise only the
 image-level maximum (multiple-instance learning). See vision/data.py for labels
 and the split, and vision/models/README.md for the model card.
 
-One run on two shared CPU cores takes 10-20 minutes; ``--time-budget-min``
-stops earlier and keeps the best epoch on the validation split.
+One run trains one member network; the shipped model averages several
+(``python -m vision.ensemble``, see vision/models/README.md for the exact
+commands). One run on two shared CPU cores takes 10-40 minutes;
+``--time-budget-min`` (wall clock) stops earlier and keeps the best epoch on
+the validation split: give it room, a cut run is not the recipe.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ STRIDE_PX = 16
 VAL_BLANKS = 24  # synthetic featureless frames added to the validation negatives
 P_FEATURELESS = 0.06  # share of training images replaced by a synthetic featureless frame
 WARM_SHARE_HARD = 0.08  # a fire-negative image with this share of flame-coloured pixels is "hard"
-MODELS_DIR = Path(__file__).parent / "models"
 CACHE_DIR = Path(__file__).parent / ".cache"
 
 
@@ -473,7 +475,14 @@ def export(model: FireNet, path: Path, size: int, check: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vision.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="datasets folder")
-    p.add_argument("--out", type=Path, default=MODELS_DIR / "firenet.onnx")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the member network (default: vision/.cache/members/"
+        "firenet-seed<SEED>.onnx); the shipped model is an ensemble of members made by "
+        "python -m vision.ensemble",
+    )
     p.add_argument("--size", type=int, default=224, help="input size in pixels (multiple of 16)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch", type=int, default=32)
@@ -500,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.size % STRIDE_PX:
         p.error(f"--size must be a multiple of {STRIDE_PX}")
+    if args.out is None:
+        args.out = CACHE_DIR / "members" / f"firenet-seed{args.seed}.onnx"
     res = train(args)
     worst = export(res["model"], args.out, args.size, res["xv"][:16])
     log.info("ONNX vs torch: largest difference %.2e", worst)
