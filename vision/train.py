@@ -10,9 +10,9 @@ supervise cells directly; image-labelled ones (the cair set) supervise only the
 image-level maximum (multiple-instance learning). See vision/data.py for labels
 and the split, and vision/models/README.md for the model card.
 
-One run trains one member network; the shipped model averages several
-(``python -m vision.ensemble``, see vision/models/README.md for the exact
-commands). One run on two shared CPU cores takes 10-40 minutes;
+One run trains one network (by default into vision/.cache/members/; the
+model card gives the command that made the shipped one; ``python -m
+vision.ensemble`` can average several, at several times the cost). One run on two shared CPU cores takes 10-40 minutes;
 ``--time-budget-min`` (wall clock) stops earlier and keeps the best epoch on
 the validation split: give it room, a cut run is not the recipe.
 """
@@ -479,9 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="where to write the member network (default: vision/.cache/members/"
-        "firenet-seed<SEED>.onnx); the shipped model is an ensemble of members made by "
-        "python -m vision.ensemble",
+        help="where to write the network and its .json (default: vision/.cache/members/"
+        "firenet-seed<SEED>.onnx; the shipped model is vision/models/firenet.onnx)",
     )
     p.add_argument("--size", type=int, default=224, help="input size in pixels (multiple of 16)")
     p.add_argument("--epochs", type=int, default=40)
