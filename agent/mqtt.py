@@ -62,6 +62,23 @@ class PublishRefused(aiomqtt.MqttError):
         return f"0x{self.reason_code:02x} {self.reason}"
 
 
+def reraise_if_cancelled() -> None:
+    """Call in an ``except aiomqtt.MqttError`` handler of a reconnect loop.
+
+    A cancellation that arrives while aiomqtt connects, subscribes or
+    disconnects can come out as an ``MqttError`` (e.g. "Could not subscribe to
+    topic"): a loop that catches it and reconnects would swallow the
+    cancellation and never stop. This raises ``CancelledError`` again when the
+    current task is being cancelled.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing is being cancelled
+        return
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def session_options(version: MqttVersion) -> dict[str, Any]:
     """aiomqtt.Client keyword arguments for ``version`` with a clean session each connect.
 

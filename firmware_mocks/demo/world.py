@@ -153,6 +153,8 @@ class Upstream:
     async def from_broker(self, port: int, topic_root: str, ready: asyncio.Event) -> None:
         import aiomqtt
 
+        from agent.mqtt import reraise_if_cancelled
+
         try:
             async with aiomqtt.Client("127.0.0.1", port, identifier="firegate-demo-centre") as c:
                 await c.subscribe(f"{topic_root}/decision/#", qos=1)
@@ -167,6 +169,7 @@ class Upstream:
                         with contextlib.suppress(ValueError):
                             self._add(json.loads(body))
         except aiomqtt.MqttError as e:
+            reraise_if_cancelled()  # stopped while connecting: not a subscriber error
             self.error = f"subscriber: {e}"
             ready.set()
 

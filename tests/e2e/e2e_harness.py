@@ -51,6 +51,7 @@ import aiomqtt
 import yaml
 
 from agent.events import Decision, DecisionType, Evidence
+from agent.mqtt import reraise_if_cancelled
 from agent.siteconfig import LoadedSite, load_site
 from agent.siteconfig.models import PanelBus, RtuBus, TcpBus
 from drivers.profile import Table
@@ -151,6 +152,7 @@ class Subscriber:
                             payload = {"value": payload}
                         self.messages.append(Received(time.time(), str(m.topic), payload, raw))
             except aiomqtt.MqttError:
+                reraise_if_cancelled()  # else a cancel during connect loops forever
                 await asyncio.sleep(0.1)
 
     def decisions(self) -> list[Received]:
@@ -640,13 +642,14 @@ async def run_case(case: Case, tmp: Path) -> Outcome:
     out.scenario = sc
     # the same compressed scenario on the same generated site, in simulated time
     if case.corpus_check:
-        out.simulated = replay(sc, site=site)
+        # pure computation: off the loop, so that the other cases keep their timing
+        out.simulated = await asyncio.to_thread(replay, sc, site=site)
         out.sim_problems = check(out.simulated)
     agent = AgentProcess(cfg, tmp / "agent.log")
     sub = Subscriber(broker.port)
     sub_task = asyncio.create_task(sub.run())
     try:
-        await asyncio.wait_for(sub.ready.wait(), 10)
+        await asyncio.wait_for(sub.ready.wait(), 30)
         driver = Driver(sc, site, mocks)
         driver.apply(0.0)
         started_wall = time.time()

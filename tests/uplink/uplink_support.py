@@ -18,6 +18,7 @@ from typing import Any
 import aiomqtt
 
 from agent.events import Decision, DecisionType
+from agent.mqtt import reraise_if_cancelled
 from agent.siteconfig.models import SiteConfig, SiteInfo, UplinkConfig, ZoneConfig
 from firmware_mocks.broker import Mosquitto
 
@@ -96,6 +97,7 @@ class Collector:
                         payload = m.payload if isinstance(m.payload, bytes) else b""
                         self.messages.append(Got(str(m.topic), payload, m.retain))
             except aiomqtt.MqttError:
+                reraise_if_cancelled()
                 await asyncio.sleep(0.05)
 
     def decisions(self) -> list[dict[str, Any]]:
