@@ -70,6 +70,11 @@ def reraise_if_cancelled() -> None:
     topic"): a loop that catches it and reconnects would swallow the
     cancellation and never stop. This raises ``CancelledError`` again when the
     current task is being cancelled.
+
+    Only for a plain loop around one client (the test and demo subscribers).
+    Not in the uplink: its task runs a TaskGroup per connection, and after a
+    dropped connection its ``cancelling()`` was seen above zero with nobody
+    stopping it (CI, 2026-11-29), which would end the uplink for good.
     """
     try:
         task = asyncio.current_task()

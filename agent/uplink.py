@@ -72,7 +72,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from agent.clock import Clock
 from agent.events import PRIORITY, DecisionType, gateway_decision, iso
-from agent.mqtt import AckedClient, PublishRefused, reraise_if_cancelled, session_options
+from agent.mqtt import AckedClient, PublishRefused, session_options
 from agent.outbox import SNAPSHOT, Outbox, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
@@ -309,8 +309,6 @@ class Uplink:
             except UplinkConfigError as e:
                 self._health_fault(f"uplink settings: {e}")
             except (aiomqtt.MqttError, _NoPuback, OSError) as e:
-                if isinstance(e, aiomqtt.MqttError):
-                    reraise_if_cancelled()  # a stop during connect, disguised
                 self._classify(e, link_errors.last)
             finally:
                 MQTT_LOG.removeHandler(link_errors)
