@@ -71,10 +71,10 @@ def reraise_if_cancelled() -> None:
     cancellation and never stop. This raises ``CancelledError`` again when the
     current task is being cancelled.
 
-    Only for a plain loop around one client (the test and demo subscribers).
-    Not in the uplink: its task runs a TaskGroup per connection, and after a
-    dropped connection its ``cancelling()`` was seen above zero with nobody
-    stopping it (CI, 2026-11-29), which would end the uplink for good.
+    Only where ``cancelling()`` tells the truth: on Python 3.11 a task that
+    hosted an ``asyncio.TaskGroup`` whose child failed can be left with a
+    count above zero although nobody stops it (CPython gh-116720). The uplink
+    therefore runs its per-connection TaskGroup in a task of its own.
     """
     try:
         task = asyncio.current_task()

@@ -72,7 +72,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from agent.clock import Clock
 from agent.events import PRIORITY, DecisionType, gateway_decision, iso
-from agent.mqtt import AckedClient, PublishRefused, session_options
+from agent.mqtt import AckedClient, PublishRefused, reraise_if_cancelled, session_options
 from agent.outbox import SNAPSHOT, Outbox, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
@@ -309,6 +309,7 @@ class Uplink:
             except UplinkConfigError as e:
                 self._health_fault(f"uplink settings: {e}")
             except (aiomqtt.MqttError, _NoPuback, OSError) as e:
+                reraise_if_cancelled()  # a stop that aiomqtt reported as an MqttError
                 self._classify(e, link_errors.last)
             finally:
                 MQTT_LOG.removeHandler(link_errors)
@@ -403,10 +404,14 @@ class Uplink:
         if self.config.downlink:
             await client.subscribe(self.topics.requests, qos=1)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._listen(client))
-                tg.create_task(self._heartbeat(client))
-                tg.create_task(self._drain(client))
+            # The group runs in a task of its own. On Python 3.11 a TaskGroup whose
+            # child fails while the group waits in __aexit__ (a dropped connection
+            # ends _listen) cancels its parent task and never takes that back: the
+            # parent's cancelling() stays above zero for good (CPython gh-116720,
+            # fixed in later versions). Here that parent is a throwaway task, not
+            # the uplink's, so a later clean stop and any guard that asks "am I
+            # being cancelled?" see the truth. Cancelling the uplink cancels it too.
+            await asyncio.create_task(self._serve(client), name="uplink-session")
         except BaseExceptionGroup as eg:
             raise _first(eg) from None
         finally:
@@ -419,6 +424,12 @@ class Uplink:
                         retain=True,
                         timeout_s=1.0,
                     )
+
+    async def _serve(self, client: AckedClient) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen(client))
+            tg.create_task(self._heartbeat(client))
+            tg.create_task(self._drain(client))
 
     async def _publish_online(self, client: AckedClient) -> None:
         """The retained ``online`` status; a refusal is reported, the link goes on."""

@@ -28,7 +28,7 @@ from agent.mqtt import AckedClient, PublishRefused, session_options
 from agent.outbox import Outbox
 from agent.uplink import Uplink
 from firmware_mocks.broker import free_port
-from tests.uplink.uplink_support import Broker, Collector, decision, site, uplink_config
+from tests.uplink.uplink_support import Broker, Collector, decision, site, until, uplink_config
 
 ROOT = "firegate/school-1/gw1"
 GATEWAY = ("gw", "gw-secret")
@@ -100,13 +100,6 @@ async def running(up: Uplink) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def until(pred: Any, what: str, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not pred():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def gateway(port: int, outbox: Outbox, **kw: Any) -> Uplink:

@@ -230,3 +230,10 @@ def make_password_file(folder: Path, user: str, password: str) -> Path:
         ["mosquitto_passwd", "-b", "-c", str(path), user, password], check=True, capture_output=True
     )
     return path
+
+
+async def until(pred: Any, what: str, timeout_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
