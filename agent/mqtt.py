@@ -50,16 +50,25 @@ class PublishRefused(aiomqtt.MqttError):
     otherwise means.
     """
 
+    action = "publish"
+
     def __init__(self, topic: str, reason_code: int, reason: str) -> None:
         self.topic = topic
         self.reason_code = reason_code
         self.reason = reason
-        super().__init__(f"broker refused the publish to {topic}: {self.why}")
+        super().__init__(f"broker refused the {self.action} to {topic}: {self.why}")
 
     @property
     def why(self) -> str:
         """The reason as a person reads it, e.g. ``0x87 Not authorized``."""
         return f"0x{self.reason_code:02x} {self.reason}"
+
+
+class SubscribeRefused(PublishRefused):
+    """The broker answered a subscription with a failure (SUBACK >= 0x80): nothing
+    published to that topic will arrive, although the connection is fine."""
+
+    action = "subscription"
 
 
 def reraise_if_cancelled() -> None:
@@ -151,3 +160,13 @@ class AckedClient(aiomqtt.Client):
         if reason.is_failure:
             raise PublishRefused(topic, reason.value, str(reason))
         return reason.value
+
+    async def subscribe_checked(self, topic: str, *, qos: int, timeout_s: float) -> int:
+        """Subscribe and read the SUBACK: returns the granted QoS, raises
+        ``SubscribeRefused`` when the broker refused (under MQTT 3.1.1 too: 0x80)."""
+        codes = await self.subscribe(topic, qos=qos, timeout=timeout_s)
+        code = codes[0]
+        value = code.value if isinstance(code, ReasonCode) else int(code)
+        if value >= 0x80:
+            raise SubscribeRefused(topic, value, str(code) if isinstance(code, ReasonCode) else "")
+        return value

@@ -72,7 +72,13 @@ from aiomqtt.exceptions import MqttConnectError
 
 from agent.clock import Clock
 from agent.events import PRIORITY, DecisionType, gateway_decision, iso
-from agent.mqtt import AckedClient, PublishRefused, reraise_if_cancelled, session_options
+from agent.mqtt import (
+    AckedClient,
+    PublishRefused,
+    SubscribeRefused,
+    reraise_if_cancelled,
+    session_options,
+)
 from agent.outbox import SNAPSHOT, Outbox, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
@@ -96,6 +102,7 @@ _LOGIN_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason 0x86/0x
 EVIDENCE_KIND = "evidence/+"
 STATUS_KIND = "status"
 HEARTBEAT_KIND = "heartbeat"
+DOWNLINK_KIND = "request/+"  # the downlink subscription (refused by SUBACK, not PUBACK)
 RETRY_MIN_WAIT_S = 0.01  # a due retry with no free slot waits for a PUBACK, not in a loop
 
 
@@ -281,8 +288,11 @@ class Uplink:
         """The link's fault (login, TLS, settings) and every refused kind of topic, or None."""
         faults = [self.fault] if self.fault else []
         faults += [
-            f"broker refuses {r.topic} ({r.why}); held in the outbox"
-            for r in self._refused.values()
+            f"broker refuses the subscription to {r.topic} ({r.why}); "
+            "requests from the centre do not arrive"
+            if kind == DOWNLINK_KIND
+            else f"broker refuses {r.topic} ({r.why}); held in the outbox"
+            for kind, r in self._refused.items()
         ]
         return "; ".join(faults) or None
 
@@ -402,7 +412,7 @@ class Uplink:
         self.fault = None
         self.last_error = ""
         if self.config.downlink:
-            await client.subscribe(self.topics.requests, qos=1)
+            await self._subscribe_downlink(client)
         try:
             # The group runs in a task of its own. On Python 3.11 a TaskGroup whose
             # child fails while the group waits in __aexit__ (a dropped connection
@@ -490,10 +500,23 @@ class Uplink:
         except Exception:
             log.exception("downlink: handler for %s failed", name)
 
+    async def _subscribe_downlink(self, client: AckedClient) -> None:
+        """Subscribe to the centre's requests; a refusal is reported, the link goes on."""
+        try:
+            await client.subscribe_checked(
+                self.topics.requests, qos=1, timeout_s=self.config.publish_timeout_s
+            )
+        except SubscribeRefused as e:
+            self._on_refused(DOWNLINK_KIND, e, retry=True)
+        else:
+            self._on_accepted(DOWNLINK_KIND)
+
     async def _heartbeat(self, client: AckedClient) -> None:
         while True:
             if STATUS_KIND in self._refused:
                 await self._publish_online(client)
+            if DOWNLINK_KIND in self._refused:
+                await self._subscribe_downlink(client)
             ob = self.outbox.status()
             body = {
                 "schema": PAYLOAD_SCHEMA,
@@ -715,22 +738,29 @@ class Uplink:
         self._refused[kind] = _Refused(e.topic, e.why, self.clock.wall(), delay, now + delay)
         cfg = self.config
         user = f"user {cfg.username!r}" if cfg.username else "anonymous"
+        verb = "the subscription to" if kind == DOWNLINK_KIND else "publishing to"
         what = (
-            f"broker {cfg.host}:{cfg.effective_port} refused publishing to {e.topic} "
-            f"({e.why}) for {user}"
+            f"broker {cfg.host}:{cfg.effective_port} refused {verb} {e.topic} ({e.why}) for {user}"
         )
         backoff = f"tried again with backoff (up to {cfg.reconnect_max_s:g} s)"
         then = {
             STATUS_KIND: "the online status is tried again with each heartbeat",
             HEARTBEAT_KIND: "heartbeats are tried again at their interval",
             EVIDENCE_KIND: f"snapshots stay in the outbox and are {backoff}",
+            DOWNLINK_KIND: "requests from the monitoring centre (snapshot, state) do not "
+            "arrive; the subscription is tried again with each heartbeat",
         }.get(kind, f"these decisions stay in the outbox and are {backoff}")
+        rights = (
+            f"subscribe rights on {self.topics.requests}"
+            if kind == DOWNLINK_KIND
+            else f"publish rights on {self.topics.root}/#"
+        )
         log.error(
             "uplink: %s; %s, everything else keeps flowing; check the broker's ACL: "
-            "this gateway needs publish rights on %s/#",
+            "this gateway needs %s",
             what,
             then,
-            self.topics.root,
+            rights,
         )
         self._report_soon(
             DecisionType.FAULT,
@@ -751,9 +781,10 @@ class Uplink:
             r.refusals,
             iso(r.since_wall),
         )
+        verb = "the subscription to" if kind == DOWNLINK_KIND else "publishing to"
         self._report_soon(
             DecisionType.RESTORE,
-            f"broker accepts publishing to {r.topic} again",
+            f"broker accepts {verb} {r.topic} again",
             topic=r.topic,
             refusals=r.refusals,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from agent.mqtt import AckedClient, PublishRefused, session_options
 from agent.outbox import Outbox
 from agent.uplink import Uplink
 from firmware_mocks.broker import free_port
+from tests.uplink.scripted_broker import ScriptedBroker
 from tests.uplink.uplink_support import Broker, Collector, decision, site, until, uplink_config
 
 ROOT = "firegate/school-1/gw1"
@@ -60,7 +62,13 @@ class AclBroker(Broker):
 
     def _write_acl(self, deny: tuple[str, ...]) -> None:
         lines = ["user gw", *(f"topic deny {ROOT}/{t}" for t in deny), f"topic readwrite {ROOT}/#"]
-        lines += ["", "user centre", "topic read firegate/#", ""]
+        lines += [
+            "",
+            "user centre",
+            "topic read firegate/#",
+            "topic write firegate/+/+/request/#",
+            "",
+        ]
         self.acl.write_text("\n".join(lines))
 
     def set_acl(self, deny: tuple[str, ...]) -> None:
@@ -304,3 +312,57 @@ async def test_acked_client_reads_the_puback_reason_code(tmp_path: Path) -> None
             assert await v311.publish_acked(f"{ROOT}/denied", b"x", timeout_s=5) == 0
         with pytest.raises(aiomqtt.MqttCodeError):
             await v311.publish_acked(f"{ROOT}/ok", b"x", timeout_s=5)  # not connected
+
+
+@pytest.mark.parametrize(("version", "refusal"), [("5", 0x87), ("3.1.1", 0x80)])
+async def test_refused_downlink_subscription_is_a_fault_and_tried_again(
+    tmp_path: Path, version: str, refusal: int
+) -> None:
+    """A SUBACK refusal used to pass unnoticed: the link looked fine while no
+    request from the centre could ever arrive. Now it is a fault (log, health,
+    FAULT decision), the rest keeps flowing, and the subscription is tried again
+    with each heartbeat until the broker allows it. (A scripted broker: mosquitto's
+    ACL file grants every subscription.)"""
+    calls: list[str] = []
+    allowed = asyncio.Event()
+
+    async def on_request(name: str, body: dict[str, Any]) -> None:
+        calls.append(name)
+
+    def suback(topic: str, n: int) -> int:
+        return 1 if allowed.is_set() else refusal
+
+    async with ScriptedBroker(suback) as b:
+        outbox = Outbox(tmp_path / "ob.db", 1000, 10**8)
+        cfg = uplink_config(b.port, downlink=True, mqtt_version=version)
+        up = Uplink(cfg, site(), outbox, SystemClock(), "t", on_request=on_request)
+        async with running(up):
+            await until(lambda: "request/+" in up.status()["refused"], "subscription refused")
+            fault = up.health_fault()
+            assert fault is not None and f"subscription to {ROOT}/request/+" in fault
+            assert f"0x{refusal:02x}" in fault
+            assert up.state == "connected"
+            fire = decision(DecisionType.FIRE_ALARM, 1)
+            await outbox.submit(fire)
+
+            def decisions() -> list[dict[str, Any]]:
+                return [json.loads(p) for t, p in b.published if "/decision/" in t]
+
+            await until(lambda: fire.id in {d["id"] for d in decisions()}, "the fire alarm")
+            await until(
+                lambda: any("refused the subscription" in d["reason"] for d in decisions()),
+                "the FAULT",
+            )
+            allowed.set()
+            await until(lambda: up.status()["refused"] == {}, "subscription accepted", 15)
+            assert up.health_fault() is None
+            await until(
+                lambda: any("accepts the subscription" in d["reason"] for d in decisions()),
+                "the RESTORE",
+            )
+            codes = [code for _, code in b.subscribes]
+            assert codes[-1] == 1 and set(codes[:-1]) == {refusal}
+            assert len(codes) <= 3  # tried with the connection and the heartbeats, no faster
+            await b.send(f"{ROOT}/request/state", b"{}")
+            await until(lambda: calls == ["state"], "the request handed on")
+        await outbox.close()
