@@ -752,6 +752,7 @@ async def check_broker(ctx: Context) -> list[Result]:
         {"schema": 1, "test": "firegate doctor", "client_id": cid, "time": iso(ctx.now_wall())}
     )
     published: Result
+    extra: list[Result] = []
     t0 = time.monotonic()
     try:
         # a guard over aiomqtt's own timeouts: timeout_s to connect, timeout_s for the PUBACK
@@ -759,6 +760,9 @@ async def check_broker(ctx: Context) -> list[Result]:
             async with client:
                 connected_s = time.monotonic() - t0
                 published = await _check_publish(client, probe_topic, probe, up, ctx.timeout_s)
+                if up.downlink:
+                    requests = f"{topics_for(up, c).root}/request/+"
+                    extra = [await _check_subscribe(client, requests, up, ctx.timeout_s)]
     except TimeoutError:
         return [
             Result(
@@ -779,7 +783,42 @@ async def check_broker(ctx: Context) -> list[Result]:
             f"{where}: connected{auth} ({how}, MQTT {up.mqtt_version}) in {connected_s:.2f} s",
         ),
         published,
+        *extra,
     ]
+
+
+async def _check_subscribe(
+    client: AckedClient, topic: str, up: UplinkConfig, timeout_s: float
+) -> Result:
+    """Subscribe to the downlink's requests and say whether the broker allowed it."""
+    import aiomqtt
+
+    from agent.mqtt import SubscribeRefused
+
+    try:
+        await client.subscribe_checked(topic, qos=1, timeout_s=timeout_s)
+    except SubscribeRefused as e:
+        who = f"user {up.username}" if up.username else "anonymous clients"
+        return Result(
+            "broker subscribe",
+            Outcome.FAIL,
+            f"the broker refused the downlink subscription to {topic} ({e.why})",
+            f"ask the monitoring centre to give {who} subscribe (read) rights on {topic} "
+            "(see docs/integrator.md), or set uplink.downlink: false",
+        )
+    except aiomqtt.MqttError as e:
+        return Result(
+            "broker subscribe",
+            Outcome.FAIL,
+            f"no SUBACK for {topic} within {timeout_s:g} s ({e})",
+            "check the broker's load and limits with the monitoring centre",
+        )
+    return Result(
+        "broker subscribe",
+        Outcome.PASS,
+        f"downlink subscription to {topic} allowed (the broker may still check read "
+        "rights per message: mosquitto does)",
+    )
 
 
 async def _check_publish(

@@ -20,6 +20,7 @@ from agent.cli import main
 from agent.commands import doctor
 from agent.commands.doctor import Context, Identity, Outcome, mode_allows, service_identity
 from firmware_mocks.broker import Mosquitto, free_port
+from tests.uplink.scripted_broker import ScriptedBroker
 
 NOBODY = 65534
 DIALOUT = grp.getgrnam("dialout").gr_gid
@@ -488,3 +489,35 @@ def test_identity_when_service_user_missing() -> None:
     who = doctor.identity_for("no-such-user-firegate")
     assert who.uid is None or "does not exist" in who.description
     assert isinstance(who, Identity)
+
+
+async def test_downlink_subscription_checked_only_when_on(tmp_path: Path, mosquitto: Any) -> None:
+    pw = tmp_path / "mqtt-password"
+    pw.write_text(mosquitto.password + "\n")
+    up = f"uplink: {{host: 127.0.0.1, port: {mosquitto.port}, username: gw, password_file: {pw}"
+    results = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up + "}")))
+    assert [r.check for r in results] == ["broker", "broker publish"]
+    on = up + ", downlink: true}"
+    _, _, sub = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=on)))
+    assert sub.check == "broker subscribe" and sub.outcome is Outcome.PASS, sub
+    assert "firegate/school-1/gw-1/request/+" in sub.detail
+
+
+@pytest.mark.parametrize("version", ["5", "3.1.1"])
+async def test_downlink_subscription_refused_fails_with_what_to_ask(
+    tmp_path: Path, version: str
+) -> None:
+    """mosquitto's ACL file grants every subscription; a scripted broker refuses it,
+    as EMQX, HiveMQ or AWS IoT Core do."""
+    async with ScriptedBroker(lambda topic, n: 0x87 if version == "5" else 0x80) as b:
+        up = (
+            f"uplink: {{host: 127.0.0.1, port: {b.port}, downlink: true, "
+            f'mqtt_version: "{version}"}}'
+        )
+        results = await doctor.check_broker(ctx_for(write_site(tmp_path, uplink=up)))
+    by = {r.check: r for r in results}
+    assert by["broker"].outcome is Outcome.PASS, by
+    sub = by["broker subscribe"]
+    assert sub.outcome is Outcome.FAIL, sub
+    assert "request/+" in sub.detail and ("0x87" if version == "5" else "0x80") in sub.detail
+    assert "subscribe (read) rights" in sub.fix and "downlink: false" in sub.fix
