@@ -137,9 +137,12 @@ BLANKS = 100
 
 
 def _fmt(name: str, m: dict[str, Any]) -> str:
+    r_lo, r_hi = m["recall_ci95"]
+    f_lo, f_hi = m["fpr_ci95"]
     return (
         f"  {name:<28} thr {m['threshold']:.3f}  precision {m['precision']:.3f}  "
-        f"recall {m['recall']:.3f}  negatives flagged {m['fpr'] * 100:.1f} %  "
+        f"recall {m['recall']:.3f} [{r_lo:.2f}-{r_hi:.2f}]  "
+        f"negatives flagged {m['fpr'] * 100:.1f} % [{f_lo * 100:.1f}-{f_hi * 100:.1f}]  "
         f"(tp {m['tp']} fp {m['fp']} fn {m['fn']} tn {m['tn']})"
     )
 
@@ -191,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     fire = res["fire"]["at_shipped_threshold"]
     ok = fire["recall"] >= 0.90 and fire["fpr"] <= 0.05
+    print("[a-b]: 95 % Wilson interval, how far the true share may be on so few images")
     print(
         f"fire target (recall >= 0.90 with <= 5 % negatives flagged, shipped threshold): "
         f"{'met' if ok else 'NOT met'}"

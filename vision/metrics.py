@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -40,7 +42,20 @@ def threshold_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float) -> 
     return float(np.nextafter(neg[allowed], np.inf)) if allowed < len(neg) else 0.0
 
 
-def precision_recall(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % by default) of a share of ``k`` in ``n``:
+    how far a recall or a flagged share measured on few images may be from the
+    true one. (nan, nan) when n is 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def precision_recall(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
     y = np.asarray(labels) > 0.5
     flag = np.asarray(scores) >= threshold
     tp = int((flag & y).sum())
@@ -52,6 +67,8 @@ def precision_recall(labels: np.ndarray, scores: np.ndarray, threshold: float) -
         "precision": tp / (tp + fp) if tp + fp else float("nan"),
         "recall": tp / (tp + fn) if tp + fn else float("nan"),
         "fpr": fp / (fp + tn) if fp + tn else float("nan"),
+        "recall_ci95": wilson_ci(tp, tp + fn),
+        "fpr_ci95": wilson_ci(fp, fp + tn),
         "tp": tp,
         "fp": fp,
         "fn": fn,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from vision.metrics import precision_recall, roc_auc, threshold_at_fpr
+from vision.metrics import precision_recall, roc_auc, threshold_at_fpr, wilson_ci
 
 
 def brute_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -42,3 +42,22 @@ def test_threshold_flags_at_most_the_allowed_share_of_negatives() -> None:
     neg = np.sort(s[y == 0])[::-1]
     assert neg[5] < thr <= np.nextafter(neg[5], 1.0)
     assert m["tp"] + m["fn"] == 20 and m["fp"] + m["tn"] == 100
+
+
+def test_wilson_interval_known_values() -> None:
+    # textbook values: 5 of 10 -> 0.237..0.763; 0 of 10 -> 0..0.278; 10 of 10 -> 0.722..1
+    assert wilson_ci(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_ci(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_ci(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    lo, hi = wilson_ci(6, 119)  # 5.0 % flagged of 119 negatives: anywhere from 2 % to 11 %
+    assert lo < 0.025 and hi > 0.10
+    assert all(math.isnan(v) for v in wilson_ci(0, 0))
+
+
+def test_precision_recall_carries_the_intervals() -> None:
+    m = precision_recall(
+        np.array([1, 1, 1, 1, 0, 0]), np.array([0.9, 0.8, 0.2, 0.7, 0.6, 0.1]), 0.5
+    )
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (3, 1, 1, 1)
+    assert m["recall_ci95"] == pytest.approx(wilson_ci(3, 4))
+    assert m["fpr_ci95"] == pytest.approx(wilson_ci(1, 2))
