@@ -29,6 +29,7 @@ from vision.detector import DEFAULT_MODEL, Detector
 from vision.metrics import precision_recall, roc_auc, threshold_at_fpr
 
 VAL_BLANKS = 24  # as in training: featureless frames among the validation negatives
+FLOOR_BLANKS = 100  # featureless frames no operating point may flag (the first 24 are VAL_BLANKS)
 
 
 def calibrate(
@@ -37,7 +38,9 @@ def calibrate(
     """Operating points from the *validation* split, scored exactly as the agent
     scores a frame (original image, vision.detector preprocessing), plus
     featureless frames as negatives: the lowest threshold per class that flags at
-    most ``max_fpr`` of the negatives, with and without the featureless frames.
+    most ``max_fpr`` of the negatives, with and without the featureless frames,
+    and above every one of ``FLOOR_BLANKS`` featureless frames: a covered lens, a
+    bare wall or a black night is a camera problem, never smoke or fire.
     Written to the model's .json by training."""
     det = Detector.load(model, threads=2)
     samples = [s for s in all_samples(root) if s.split == "val"]
@@ -50,22 +53,38 @@ def calibrate(
         scores.append((r.fire, r.smoke))
         labels.append((s.fire, s.smoke))
     rng = np.random.default_rng(1234)
-    for _ in range(VAL_BLANKS):
+    floor = []
+    for i in range(FLOOR_BLANKS):
         r = det.detect(featureless(det.input_size[0], rng))
-        scores.append((r.fire, r.smoke))
-        labels.append((0, 0))
+        floor.append((r.fire, r.smoke))
+        if i < VAL_BLANKS:
+            scores.append((r.fire, r.smoke))
+            labels.append((0, 0))
     sc, lab = np.array(scores), np.array(labels)
+    highest_blank = np.array(floor).max(axis=0)
     real = np.arange(len(sc)) < len(samples)
     out = {}
     for c, name in enumerate(("fire", "smoke")):
         keep = lab[:, c] >= 0
         # the featureless frames are easy negatives for fire: counted alone they would
         # let more real negatives through, so the share holds for the real images too
-        out[name] = max(
-            threshold_at_fpr(lab[keep, c], sc[keep, c], max_fpr),
-            threshold_at_fpr(lab[keep & real, c], sc[keep & real, c], max_fpr),
+        out[name] = operating_point(
+            lab[keep, c], sc[keep, c], real[keep], float(highest_blank[c]), max_fpr
         )
     return out
+
+
+def operating_point(
+    labels: np.ndarray, scores: np.ndarray, real: np.ndarray, blank_max: float, max_fpr: float
+) -> float:
+    """The lowest threshold that flags at most ``max_fpr`` of the negatives, counted
+    with and without the featureless frames among them (``real`` marks the real
+    images), and that lies above ``blank_max``, the highest featureless score."""
+    return max(
+        threshold_at_fpr(labels, scores, max_fpr),
+        threshold_at_fpr(labels[real], scores[real], max_fpr),
+        float(np.nextafter(blank_max, np.inf)),
+    )
 
 
 def write_thresholds(model: Path, thresholds: dict[str, float], max_fpr: float = 0.05) -> None:
@@ -77,7 +96,8 @@ def write_thresholds(model: Path, thresholds: dict[str, float], max_fpr: float =
     meta["thresholds_note"] = (
         f"lowest thresholds flagging at most {max_fpr * 100:g} % of the validation split's "
         "negative images "
-        f"(with and without {VAL_BLANKS} featureless frames), scored through vision.detector"
+        f"(with and without {VAL_BLANKS} featureless frames), scored through vision.detector, "
+        f"and above every one of {FLOOR_BLANKS} featureless frames"
     )
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 

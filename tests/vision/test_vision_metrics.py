@@ -61,3 +61,28 @@ def test_precision_recall_carries_the_intervals() -> None:
     assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (3, 1, 1, 1)
     assert m["recall_ci95"] == pytest.approx(wilson_ci(3, 4))
     assert m["fpr_ci95"] == pytest.approx(wilson_ci(1, 2))
+
+
+def test_operating_point_never_flags_a_featureless_frame() -> None:
+    from vision.evaluate import operating_point
+
+    y = np.array([1] * 10 + [0] * 40)
+    s = np.concatenate([np.linspace(0.5, 0.9, 10), np.linspace(0.0, 0.3, 40)])
+    real = np.ones(50, bool)
+    share = operating_point(y, s, real, blank_max=0.0, max_fpr=0.05)
+    assert share == threshold_at_fpr(y, s, 0.05)  # the share rule alone: flags 2 of 40
+    floor = operating_point(y, s, real, blank_max=0.45, max_fpr=0.05)
+    assert floor > 0.45 and floor == pytest.approx(0.45)  # just above the blank, no further
+    assert not (s[y == 0] >= floor).any()
+
+
+def test_operating_point_holds_the_share_for_the_real_images_alone() -> None:
+    from vision.evaluate import operating_point
+
+    # 20 real negatives and 20 easy featureless ones: 5 % of all 40 would allow two real
+    # negatives through (10 % of the real ones); counted alone, one
+    y = np.array([1] * 5 + [0] * 40)
+    s = np.concatenate([np.full(5, 0.9), np.linspace(0.2, 0.8, 20), np.zeros(20)])
+    real = np.array([True] * 25 + [False] * 20)
+    thr = operating_point(y, s, real, blank_max=0.0, max_fpr=0.05)
+    assert (s[:25][y[:25] == 0] >= thr).sum() == 1
