@@ -266,11 +266,11 @@ def build_agent(
         # imported here: OpenCV, onnxruntime and numpy cost ~50 MB of RSS, which
         # a gateway without cameras should not carry (bench/footprint.py)
         from vision.camera import CameraWorker
-        from vision.detector import Detector
+        from vision.detector import Detector, model_path
 
         # one model for every camera: onnxruntime sessions are safe to share
         # between threads, and one copy keeps memory small
-        det = detector or Detector.load(threads=1)
+        det = detector or Detector.load(model_path(cfg.vision.model), threads=1)
         for cam in cfg.cameras:
             agent.parts.append(CameraWorker(cam, det, agent.observations, clock))
 

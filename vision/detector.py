@@ -26,6 +26,18 @@ from agent.events import Region, VideoClass
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "firenet.onnx"
+LIGHT_MODEL = MODELS_DIR / "firenet-light.onnx"  # one network: for gateways short of CPU
+
+
+def model_path(choice: str | Path) -> Path:
+    """The model file for a site config's ``vision.model``: standard, light or a path."""
+    if choice == "standard":
+        return DEFAULT_MODEL
+    if choice == "light":
+        return LIGHT_MODEL
+    return Path(choice)
+
+
 CLASSES = (VideoClass.FIRE, VideoClass.SMOKE)  # the order of the model's output channels
 
 

@@ -66,7 +66,9 @@ def summary(site: LoadedSite) -> str:
                 f"    #{d.device_id:<3} {d.name:<22} {kind:<17} {d.zone:<14} "
                 f"every {d.poll_interval_s:g} s  ({prof.vendor} {prof.model})"
             )
-    out.append(f"cameras ({len(c.cameras)}):")
+    model = c.vision.model
+    model_text = f"model {model}" if isinstance(model, str) else f"model file {model}"
+    out.append(f"cameras ({len(c.cameras)}){f', {model_text}' if c.cameras else ''}:")
     for cam in c.cameras:
         masks = f", {len(cam.masks)} mask(s)" if cam.masks else ""
         out.append(

@@ -669,12 +669,29 @@ def _run_model(path: Path) -> str:
 
 async def check_model(ctx: Context) -> list[Result]:
     models = sorted(ctx.models_dir.glob("*.onnx")) if ctx.models_dir.is_dir() else []
+    in_use: Path | None = None
+    if ctx.site is not None and ctx.site.config.cameras:
+        choice = ctx.site.config.vision.model
+        names = {"standard": "firenet.onnx", "light": "firenet-light.onnx"}
+        in_use = ctx.models_dir / names[choice] if isinstance(choice, str) else choice
+        if in_use not in models:
+            models.append(in_use)
     if not models:
         return [
             Result("model", Outcome.SKIP, f"no model in {ctx.models_dir} (*.onnx) in this build")
         ]
     out = []
     for m in models:
+        if m == in_use and not m.exists():
+            out.append(
+                Result(
+                    f"model {m.name}",
+                    Outcome.FAIL,
+                    f"vision.model is {m}, which does not exist: the cameras cannot run",
+                    "fix vision.model in the site config (standard, light or an .onnx path)",
+                )
+            )
+            continue
         try:
             detail = await _in_thread(lambda m=m: _run_model(m), 60.0)  # type: ignore[misc]
         except Exception as e:
@@ -687,9 +704,12 @@ async def check_model(ctx: Context) -> list[Result]:
                 )
             )
             continue
+        used = " (vision.model: in use)" if m == in_use else ""
         out.append(
             Result(
-                f"model {m.name}", Outcome.PASS, f"{m.stat().st_size // 1024} KB loaded; {detail}"
+                f"model {m.name}",
+                Outcome.PASS,
+                f"{m.stat().st_size // 1024} KB loaded; {detail}{used}",
             )
         )
     return out

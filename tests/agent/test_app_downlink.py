@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import cv2
@@ -52,3 +53,24 @@ async def test_state_and_snapshot_requests(tmp_path: Path) -> None:
     assert state.type is DecisionType.STATS and "engine" in state.details["state"]
     assert snap.type is DecisionType.STATS and snap.zone == "hall" and snap.cameras == ("cam-hall",)
     assert snap.snapshot_jpeg is not None and snap.snapshot_jpeg[:2] == b"\xff\xd8"
+
+
+def test_vision_model_setting_picks_the_cameras_model(tmp_path: Path) -> None:
+    from vision.detector import DEFAULT_MODEL, LIGHT_MODEL
+
+    def model_of(vision: str) -> Path:
+        (tmp_path / "site.yaml").write_text(
+            "site: {site_id: s, gateway_id: g}\n"
+            "zones: [{id: hall}]\n"
+            "cameras: [{name: cam-hall, zone: hall, source: 'rtsp://192.0.2.10/s'}]\n"
+            f"storage: {{state_dir: {tmp_path / 'state'}}}\n" + vision
+        )
+        agent = build_agent(load_site(tmp_path / "site.yaml"), SystemClock(), LogSink())
+        cam = next(p for p in agent.parts if isinstance(p, CameraWorker))
+        return cam.detector.path
+
+    assert model_of("") == DEFAULT_MODEL
+    assert model_of("vision: {model: light}\n") == LIGHT_MODEL
+    shutil.copy(LIGHT_MODEL, tmp_path / "mine.onnx")
+    shutil.copy(LIGHT_MODEL.with_suffix(".json"), tmp_path / "mine.json")
+    assert model_of("vision: {model: mine.onnx}\n") == tmp_path / "mine.onnx"  # beside the config

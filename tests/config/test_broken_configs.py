@@ -228,6 +228,18 @@ CASES: list[tuple[str, str | bytes, str, int | None]] = [
         7,
     ),
     (
+        "vision-model-not-onnx",
+        edit("logging:", "vision: {model: models/firenet.json}\nlogging:"),
+        "a model file ends in .onnx",
+        54,
+    ),
+    (
+        "vision-model-typo",
+        edit("logging:", "vision: {modle: light}\nlogging:"),
+        "did you mean 'model'?",
+        54,
+    ),
+    (
         "missing-profile-dir",
         edit("logging:", "profile_dirs: [no-such-dir]\nlogging:"),
         "folder",

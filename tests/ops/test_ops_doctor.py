@@ -18,7 +18,14 @@ import pytest
 
 from agent.cli import main
 from agent.commands import doctor
-from agent.commands.doctor import Context, Identity, Outcome, mode_allows, service_identity
+from agent.commands.doctor import (
+    MODELS_DIR,
+    Context,
+    Identity,
+    Outcome,
+    mode_allows,
+    service_identity,
+)
 from firmware_mocks.broker import Mosquitto, free_port
 from tests.uplink.scripted_broker import ScriptedBroker
 
@@ -425,8 +432,8 @@ def test_cli_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "FAIL  config" in out and "busses" in out
     assert re.search(r"SKIP  storage +needs a valid config", out)
-    # service user, clock (and the model, where one ships) pass; the rest needs the config
-    assert re.search(r"\b[23] passed, 1 failed", out)
+    # service user, clock and each model that ships pass; the rest needs the config
+    assert re.search(rf"\b{2 + len(list(MODELS_DIR.glob('*.onnx')))} passed, 1 failed", out)
 
 
 def test_service_user_must_exist(tmp_path: Path) -> None:
@@ -521,3 +528,24 @@ async def test_downlink_subscription_refused_fails_with_what_to_ask(
     assert sub.outcome is Outcome.FAIL, sub
     assert "request/+" in sub.detail and ("0x87" if version == "5" else "0x80") in sub.detail
     assert "subscribe (read) rights" in sub.fix and "downlink: false" in sub.fix
+
+
+async def test_model_in_use_is_named_and_a_missing_one_fails(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    tiny_model(models / "firenet.onnx")
+    tiny_model(models / "firenet-light.onnx")
+    cams = "cameras:\n  - {name: cam-1, zone: kitchen, source: 'rtsp://192.0.2.10/s'}\n"
+
+    async def check(vision: str) -> dict[str, Any]:
+        path = write_site(tmp_path, extra=cams + vision)
+        return {r.check: r for r in await doctor.check_model(ctx_for(path, models_dir=models))}
+
+    by = await check("")
+    assert "in use" in by["model firenet.onnx"].detail
+    assert "in use" not in by["model firenet-light.onnx"].detail
+    by = await check("vision: {model: light}")
+    assert "in use" in by["model firenet-light.onnx"].detail
+    by = await check(f"vision: {{model: {tmp_path / 'gone.onnx'}}}")
+    assert by["model gone.onnx"].outcome is Outcome.FAIL
+    assert "vision.model" in by["model gone.onnx"].fix
