@@ -204,8 +204,9 @@ def main() -> int:
     ens = det.meta.get("ensemble")
     if ens:
         print(
-            f"  an ensemble of {len(ens['members'])} networks (seeds "
-            f"{', '.join(str(m.get('seed')) for m in ens['members'])})"
+            f"  an ensemble of {len(ens['members'])} networks ("
+            + ", ".join(f"{m.get('arch', 'firenet')} seed {m.get('seed')}" for m in ens["members"])
+            + ")"
             f"{', each also run on the mirrored frame' if ens.get('mirror') else ''}: "
             f"{len(ens['members']) * (2 if ens.get('mirror') else 1)} network passes per frame"
         )

@@ -1,13 +1,12 @@
-"""Combine trained FireNet members into one ONNX model: ``python -m vision.ensemble``.
+"""Combine trained members into one ONNX model: ``python -m vision.ensemble``.
 
-An average of several small networks trained alike with different seeds,
-each also run on the mirrored frame. One network's scores move by several
-points of recall between seeds (see the model card); an average is steadier,
-but costs ``2 x members`` network passes per analysed frame. The shipped
-model is a single network: the three-member ensemble tried on 2026-11-29 took
-about 6 times as long per frame (over the 10 ms target on this machine that
-day) and did not reach the fire target on the test split either (model card,
-run D). The tool stays for gateways with CPU to spare and for later runs.
+An average of several small networks (any of vision.train's architectures),
+optionally each also run on the mirrored frame. One network's scores move by
+several points of recall between seeds (see the model card); an average is
+steadier, but costs one network pass per member (two with the mirror) per
+analysed frame. The shipped model is such an average of two different
+networks without the mirror (run E in the model card); the three-member,
+mirrored run D took about 6 times as long per frame and was not shipped.
 
 The combined graph keeps the members' interface, so the agent loads it like
 any other model: input ``image`` (1, 3, H, W) BGR float 0..255; outputs
@@ -218,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         "ensemble": {
             "mirror": mirror,
             "members": [
-                {
+                {"arch": meta.get("arch", "firenet")}
+                | {
                     k: meta.get(k)
                     for k in (
                         "seed",

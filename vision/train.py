@@ -236,6 +236,7 @@ def pretrained_lite0() -> Path:
 
 
 ARCHS = ("firenet", "lite0")
+EPOCHS = {"firenet": 40, "lite0": 14}
 
 
 def build_model(arch: str, pretrained: bool = True) -> FireNet | FireLite:
@@ -627,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="where to write the network and its .json (default: vision/.cache/members/"
-        "firenet-seed<SEED>.onnx; the shipped model is vision/models/firenet.onnx)",
+        "firenet-seed<SEED>.onnx or firelite-seed<SEED>.onnx; the shipped models are in "
+        "vision/models/, see its README)",
     )
     p.add_argument(
         "--arch",
@@ -639,7 +641,12 @@ def main(argv: list[str] | None = None) -> int:
         "--trunk-lr", type=float, default=0.3, help="learning rate of a pretrained trunk, x --lr"
     )
     p.add_argument("--size", type=int, default=224, help="input size in pixels (multiple of 16)")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="default: 40 for firenet, 14 for lite0 (its pretrained trunk over-fits after about 12)",
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=2)
@@ -664,8 +671,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.size % STRIDE_PX:
         p.error(f"--size must be a multiple of {STRIDE_PX}")
+    if args.epochs is None:
+        args.epochs = EPOCHS[args.arch]
     if args.out is None:
-        args.out = CACHE_DIR / "members" / f"firenet-seed{args.seed}.onnx"
+        stem = "firenet" if args.arch == "firenet" else "firelite"
+        args.out = CACHE_DIR / "members" / f"{stem}-seed{args.seed}.onnx"
     res = train(args)
     worst = export(res["model"], args.out, args.size, res["xv"][:16])
     log.info("ONNX vs torch: largest difference %.2e", worst)

@@ -105,7 +105,7 @@ async def test_file_that_ends_is_reported_stale_not_as_no_fire(
     tmp_path: Path, detector: Detector
 ) -> None:
     # 1 s of a quiet room with sensor noise. (Not moving_frames: a dark bar sweeping
-    # a 160x120 room scores smoke up to 0.45 against the model's 0.21 threshold, so
+    # a 160x120 room scores smoke over the model's threshold (model card), so
     # whether the vote confirms it depends on which frames get analysed; that false
     # positive is in the model card, and it is not what this test is about.)
     path = write_video(tmp_path / "short.avi", static_scene(FIXTURES / "normal_hotel_room.jpg", 10))
