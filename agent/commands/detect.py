@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="add yes/no columns: a class is detected when its score >= this (0..1)",
     )
-    p.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    p.add_argument(
+        "--model",
+        default="standard",
+        help="standard (default), light, or the path of an .onnx model (as vision.model)",
+    )
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.set_defaults(func=run)
 
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from vision.data import load_image
-    from vision.detector import Detector, ModelError
+    from vision.detector import Detector, ModelError, model_path
 
     if args.fps <= 0:
         print("firegate detect: --fps must be positive", file=sys.stderr)
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print("firegate detect: --threshold must be between 0 and 1", file=sys.stderr)
         return 2
     try:
-        det = Detector.load(args.model, threads=args.threads)
+        det = Detector.load(model_path(args.model), threads=args.threads)
     except ModelError as e:
         print(f"firegate detect: {e}", file=sys.stderr)
         return 2

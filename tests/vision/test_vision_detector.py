@@ -13,7 +13,14 @@ import pytest
 
 from agent.cli import main as cli_main
 from agent.events import VideoClass
-from vision.detector import DEFAULT_MODEL, Detector, FrameError, ModelError, cell_regions
+from vision.detector import (
+    DEFAULT_MODEL,
+    LIGHT_MODEL,
+    Detector,
+    FrameError,
+    ModelError,
+    cell_regions,
+)
 from vision.masks import ignore_cells
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "vision"
@@ -190,3 +197,15 @@ def test_featureless_frames_are_neither_smoke_nor_fire(det: Detector, level: int
     r = det.detect(frame)
     assert r.smoke < det.thresholds[VideoClass.SMOKE], r.smoke
     assert r.fire < det.thresholds[VideoClass.FIRE], r.fire
+
+
+def test_detect_command_takes_the_model_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    image = str(FIXTURES / "fire_cctv.jpg")
+    scores = {}
+    for name in ("standard", "light", str(LIGHT_MODEL)):
+        assert cli_main(["detect", image, "--model", name]) == 0
+        scores[name] = json.loads(capsys.readouterr().out)["fire"]
+    assert scores["light"] == scores[str(LIGHT_MODEL)]
+    assert scores["standard"] != scores["light"]  # two different models ran
+    assert cli_main(["detect", image, "--model", "heavy"]) == 2  # neither a name nor a file
+    assert "not found" in capsys.readouterr().err
