@@ -76,7 +76,31 @@ class Block(nn.Module):
         return F.relu(y + x) if self.residual else F.relu(y)
 
 
-class FireNet(nn.Module):
+class CellHead(nn.Module):
+    """What both networks share after their trunk: a scene-context vector (lighting,
+    haze) added to every cell, a 1x1 head, and the outputs: cell probabilities
+    (N, 2, H/16, W/16) [fire, smoke] and image scores (N, 2) = max over cells."""
+
+    def _make_head(self, channels: int) -> None:
+        self.context = nn.Linear(channels, 96)
+        self.head1 = nn.Conv2d(channels, 96, 1)
+        self.head2 = nn.Conv2d(96, 2, 1)
+
+    def _cells(self, f: torch.Tensor) -> torch.Tensor:
+        g = self.context(f.mean(dim=(2, 3)))
+        h = F.relu(self.head1(f) + g[:, :, None, None])
+        out: torch.Tensor = self.head2(h)
+        return out
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cells = torch.sigmoid(self.logits(x))
+        return cells, cells.amax(dim=(2, 3))
+
+
+class FireNet(CellHead):
     """BGR float 0..255 (N, 3, H, W) -> cell probabilities (N, 2, H/16, W/16) [fire, smoke]
     and image scores (N, 2) = max over cells."""
 
@@ -100,20 +124,10 @@ class FireNet(nn.Module):
             Block(128, 128, d=2),
             Block(128, 160, d=4),  # wide context: smoke is large and diffuse
         )
-        self.context = nn.Linear(160, 96)
-        self.head1 = nn.Conv2d(160, 96, 1)
-        self.head2 = nn.Conv2d(96, 2, 1)
+        self._make_head(160)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features((x - self.mean) / self.std)
-        g = self.context(f.mean(dim=(2, 3)))  # scene context (lighting, haze) for every cell
-        h = F.relu(self.head1(f) + g[:, :, None, None])
-        out: torch.Tensor = self.head2(h)
-        return out
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cells = torch.sigmoid(self.logits(x))
-        return cells, cells.amax(dim=(2, 3))
+        return self._cells(self.features((x - self.mean) / self.std))
 
 
 class MBConv(nn.Module):
@@ -152,7 +166,7 @@ LITE0_STAGES = (
 LITE0_FROZEN_BLOCKS = 3  # stem and the first three blocks (stride 2 and 4) keep ImageNet's weights
 
 
-class FireLite(nn.Module):
+class FireLite(CellHead):
     """FireNet's outputs and head on a pretrained trunk: the first 8 blocks of
     EfficientNet-Lite0 (ImageNet), then two dilated depthwise-separable blocks, a
     scene-context vector and a 1x1 head. Same input and outputs as FireNet."""
@@ -174,9 +188,7 @@ class FireLite(nn.Module):
                 blocks.append(MBConv(k, s if j == 0 else 1, e, cin if j == 0 else cout, cout))
         self._blocks = nn.ModuleList(blocks)
         self.neck = nn.Sequential(Block(80, 128, d=2), Block(128, 160, d=4))
-        self.context = nn.Linear(160, 96)
-        self.head1 = nn.Conv2d(160, 96, 1)
-        self.head2 = nn.Conv2d(96, 2, 1)
+        self._make_head(160)
 
     def load_pretrained(self, path: Path) -> None:
         """Load the trunk from an EfficientNet-Lite0 checkpoint (names as in the
@@ -211,15 +223,7 @@ class FireLite(nn.Module):
         f = F.relu6(self._bn0(self._conv_stem((x - self.mean) / self.std)))
         for b in self._blocks:
             f = b(f)
-        f = self.neck(f)
-        g = self.context(f.mean(dim=(2, 3)))
-        h = F.relu(self.head1(f) + g[:, :, None, None])
-        out: torch.Tensor = self.head2(h)
-        return out
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cells = torch.sigmoid(self.logits(x))
-        return cells, cells.amax(dim=(2, 3))
+        return self._cells(self.neck(f))
 
 
 def pretrained_lite0() -> Path:
