@@ -712,7 +712,55 @@ async def check_model(ctx: Context) -> list[Result]:
                 f"{m.stat().st_size // 1024} KB loaded; {detail}{used}",
             )
         )
+        if m == in_use and ctx.site is not None:
+            fps = sum(cam.detect_fps for cam in ctx.site.config.cameras)
+            out.append(await _camera_load(m, fps, len(ctx.site.config.cameras)))
     return out
+
+
+CAMERA_LOAD_MAX = 0.5  # detection alone may take at most half of one core (the issue's target)
+
+
+def _time_detection(path: Path) -> float:
+    """Median milliseconds of the agent's own per-frame path (preprocessing and one
+    inference on one thread) for a 1280 x 720 frame, on this machine."""
+    import numpy as np
+
+    from vision.detector import Detector
+
+    det = Detector.load(path, threads=1)
+    frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    det.detect(frame)  # the first run allocates
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        det.detect(frame)
+        times.append((time.perf_counter() - t0) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+async def _camera_load(path: Path, fps: float, cameras: int) -> Result:
+    """Whether this gateway's CPU can run the model for the configured cameras."""
+    try:
+        ms = await _in_thread(lambda: _time_detection(path), 60.0)
+    except Exception as e:
+        return Result("camera load", Outcome.FAIL, f"{path.name}: {type(e).__name__}: {e}")
+    share = ms * fps / 1000
+    detail = (
+        f"{path.name}: {ms:.1f} ms per analysed 1280x720 frame here; {cameras} camera(s) at "
+        f"{fps:g} frames/s in all: detection takes about {share * 100:.0f} % of one core "
+        "(decoding comes on top)"
+    )
+    if share <= CAMERA_LOAD_MAX:
+        return Result("camera load", Outcome.PASS, detail)
+    return Result(
+        "camera load",
+        Outcome.FAIL,
+        f"{detail}, over {CAMERA_LOAD_MAX * 100:.0f} %: analyses would fall behind and "
+        "cameras be reported as unchecked",
+        "set vision: {model: light} (a quarter of the cost, finds fewer fires: see the "
+        "model card) or lower detect_fps; measure again with firegate doctor",
+    )
 
 
 async def check_broker(ctx: Context) -> list[Result]:
