@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from agent import __version__
@@ -62,6 +63,32 @@ class LogSink:
         log.warning("decision %s zone=%s: %s", decision.type.value, decision.zone, decision.reason)
 
 
+def _load_model(choice: str | Path) -> tuple[Detector | None, str | None]:
+    """The configured vision model, or, when it cannot be loaded (missing, damaged),
+    the other shipped one, with what went wrong; (None, problem) when none loads.
+    A broken model file must never stop the gateway: detectors matter more."""
+    from vision.detector import DEFAULT_MODEL, LIGHT_MODEL, Detector, ModelError, model_path
+
+    wanted = model_path(choice)
+    try:
+        return Detector.load(wanted, threads=1), None
+    except ModelError as e:
+        first = str(e)
+    for other in (DEFAULT_MODEL, LIGHT_MODEL):
+        if other == wanted:
+            continue
+        try:
+            det = Detector.load(other, threads=1)
+        except ModelError:
+            continue
+        problem = f"vision model {wanted.name} unusable ({first}); cameras run on {other.name}"
+        log.error("%s: reinstall firegate or fix vision.model", problem)
+        return det, problem
+    problem = f"no usable vision model ({first}); cameras cannot confirm anything"
+    log.error("%s: reinstall firegate or fix vision.model", problem)
+    return None, problem
+
+
 def _is_camera(part: Part) -> TypeGuard[CameraWorker]:
     mod = sys.modules.get("vision.camera")  # not imported: no camera configured
     return mod is not None and isinstance(part, mod.CameraWorker)
@@ -101,6 +128,8 @@ class Agent:
     commands: dict[str, asyncio.Queue[Command]] = field(default_factory=dict)  # device -> its bus
     parts: list[Part] = field(default_factory=list)
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
+    # found while building (a damaged vision model): a FAULT each when the supervisor starts
+    startup_faults: list[str] = field(default_factory=list)
 
     def supervisor(self, **kw: float) -> Supervisor:
         sup = Supervisor(
@@ -113,6 +142,8 @@ class Agent:
         for p in self.parts:
             if isinstance(p, Health):  # so that a crashed part counts as restarting, not stalled
                 p.bind_supervisor(sup.states)
+        for reason in self.startup_faults:
+            self._report(DecisionType.FAULT, "vision", reason)
         return sup
 
     def route_command(self, command: Command) -> None:
@@ -265,14 +296,20 @@ def build_agent(
     if cfg.cameras:
         # imported here: OpenCV, onnxruntime and numpy cost ~50 MB of RSS, which
         # a gateway without cameras should not carry (bench/footprint.py)
-        from vision.camera import CameraWorker
-        from vision.detector import Detector, model_path
+        from vision.camera import CameraWithoutModel, CameraWorker
 
         # one model for every camera: onnxruntime sessions are safe to share
         # between threads, and one copy keeps memory small
-        det = detector or Detector.load(model_path(cfg.vision.model), threads=1)
+        det, problem = (detector, None) if detector else _load_model(cfg.vision.model)
+        if problem is not None:
+            agent.startup_faults.append(problem)
         for cam in cfg.cameras:
-            agent.parts.append(CameraWorker(cam, det, agent.observations, clock))
+            if det is None:
+                agent.parts.append(
+                    CameraWithoutModel(cam, problem or "", agent.observations, clock)
+                )
+            else:
+                agent.parts.append(CameraWorker(cam, det, agent.observations, clock))
 
     agent.parts.append(
         EngineRunner.for_site(site, agent.observations, agent.sink, agent.route_command, clock)

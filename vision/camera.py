@@ -365,3 +365,49 @@ class CameraWorker:
                 detail=detail,
             )
         )
+
+
+class CameraWithoutModel:
+    """Stands in for a CameraWorker when no vision model could be loaded: reports
+    the camera OFFLINE once (a camera fault, forwarded like any other, so the
+    centre knows video confirmation is gone) and keeps the watchdog fed. The
+    rest of the gateway runs on: detectors matter more than any camera."""
+
+    IDLE_S = 5.0
+
+    def __init__(
+        self, cam: CameraConfig, problem: str, out: asyncio.Queue[Observation], clock: Clock
+    ) -> None:
+        self.cam = cam
+        self.problem = problem
+        self.out = out
+        self.clock = clock
+        self.name = cam.name
+        self.progress_mono = clock.monotonic()
+
+    async def run(self) -> None:
+        now = self.clock.monotonic()
+        await self.out.put(
+            StateChange(
+                source=self.cam.name,
+                zone=self.cam.zone,
+                wall=self.clock.wall(),
+                mono=now,
+                kind=DeviceKind.CAMERA,
+                condition=Condition.OFFLINE,
+                active=True,
+                detail=f"no vision model: {self.problem}",
+            )
+        )
+        while True:
+            self.progress_mono = self.clock.monotonic()
+            await self.clock.sleep(self.IDLE_S)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "source": redact_url(self.cam.source),
+            "zone": self.cam.zone,
+            "faults": [Condition.OFFLINE.value],
+            "frames_analysed": 0,
+            "problem": f"no vision model: {self.problem}",
+        }
