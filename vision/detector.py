@@ -13,6 +13,7 @@ its box is the group's cells mapped back to the frame.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,10 +92,15 @@ class FrameResult:
 
 
 class Detector:
-    """A loaded model. ``detect`` is thread-safe (onnxruntime sessions are)."""
+    """A loaded model. ``detect`` is thread-safe; the inference itself runs one at a
+    time: onnxruntime gives each concurrent run its own activation buffers, kept in
+    its arena for good (four cameras with the standard model: 218 MB of RSS against
+    190 MB with one run at a time, bench/footprint.py on 2026-11-29), and a
+    gateway's few cores gain nothing from running them side by side."""
 
     def __init__(self, session: ort.InferenceSession, meta: dict[str, Any], path: Path) -> None:
         self.session = session
+        self._run_lock = threading.Lock()
         self.meta = meta
         self.path = path
         w, h = meta["input"]["size_px"]
@@ -158,7 +164,8 @@ class Detector:
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """The raw (2, rows, cols) cell probabilities for a preprocessed input."""
-        cells = self.session.run(["cells"], {self.input_name: x})[0]
+        with self._run_lock:
+            cells = self.session.run(["cells"], {self.input_name: x})[0]
         out: np.ndarray = cells[0]
         return out
 

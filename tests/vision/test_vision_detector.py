@@ -209,3 +209,39 @@ def test_detect_command_takes_the_model_by_name(capsys: pytest.CaptureFixture[st
     assert scores["standard"] != scores["light"]  # two different models ran
     assert cli_main(["detect", image, "--model", "heavy"]) == 2  # neither a name nor a file
     assert "not found" in capsys.readouterr().err
+
+
+def test_inference_runs_one_at_a_time(det: Detector) -> None:
+    """Cameras call detect from several threads; onnxruntime would keep activation
+    buffers for every concurrent run (memory), so runs are serialised."""
+    import threading
+    import time
+
+    real = det.session
+    live, most = 0, 0
+    guard = threading.Lock()
+
+    class Probe:
+        def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            nonlocal live, most
+            with guard:
+                live += 1
+                most = max(most, live)
+            time.sleep(0.01)
+            try:
+                return real.run(names, feeds)
+            finally:
+                with guard:
+                    live -= 1
+
+    det.session = Probe()  # type: ignore[assignment]
+    try:
+        frame = img("fire_cctv.jpg")
+        threads = [threading.Thread(target=det.detect, args=(frame,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        det.session = real
+    assert most == 1
