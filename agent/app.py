@@ -65,16 +65,16 @@ class LogSink:
 
 def _load_model(choice: str | Path) -> tuple[Detector | None, str | None]:
     """The configured vision model, or, when it cannot be loaded (missing, damaged),
-    the other shipped one, with what went wrong; (None, problem) when none loads.
-    A broken model file must never stop the gateway: detectors matter more."""
-    from vision.detector import DEFAULT_MODEL, LIGHT_MODEL, Detector, ModelError, model_path
+    the shipped one, with what went wrong; (None, problem) when none loads. A
+    broken model file must never stop the gateway: detectors matter more."""
+    from vision.detector import DEFAULT_MODEL, Detector, ModelError, model_path
 
     wanted = model_path(choice)
     try:
         return Detector.load(wanted, threads=1), None
     except ModelError as e:
         first = str(e)
-    for other in (DEFAULT_MODEL, LIGHT_MODEL):
+    for other in (DEFAULT_MODEL,):
         if other == wanted:
             continue
         try:

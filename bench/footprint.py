@@ -133,9 +133,7 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
     )
 
 
-def site_config(
-    scenario: str, state_dir: Path, ports: list[str], video: Path | None, model: str = "standard"
-) -> str:
+def site_config(scenario: str, state_dir: Path, ports: list[str], video: Path | None) -> str:
     lines = [
         "version: 1",
         "site: {site_id: bench, gateway_id: gw-1}",
@@ -143,7 +141,6 @@ def site_config(
         *(f"  - id: zone-{i}" for i in range(8)),
         f"storage: {{state_dir: {state_dir}}}",
         "logging: {level: warning}",
-        f"vision: {{model: {model}}}",
     ]
     if scenario in ("devices32", "cameras4"):
         lines.append("buses:")
@@ -215,11 +212,10 @@ def make_video(path: Path, seconds: float, fps: float) -> Path:
     return path
 
 
-def model_info(model: str) -> str:
-    name = {"standard": "firenet.onnx", "light": "firenet-light.onnx"}[model]
-    m = ROOT / "vision" / "models" / name
+def model_info() -> str:
+    m = ROOT / "vision" / "models" / "firenet.onnx"
     if not m.is_file():
-        return f"none (vision/models/{name} missing)"
+        return "none (vision/models/firenet.onnx missing)"
     digest = hashlib.sha256(m.read_bytes()).hexdigest()[:12]
     return f"{m.relative_to(ROOT)} ({m.stat().st_size // 1024} KB, sha256 {digest})"
 
@@ -297,12 +293,6 @@ def main() -> int:
         help="do not apply systemd/firegate.service's Environment= to the agent",
     )
     p.add_argument("--profile", type=Path, help="also run the agent under cProfile into FILE")
-    p.add_argument(
-        "--model",
-        choices=("standard", "light"),
-        default="standard",
-        help="vision.model for the cameras4 scenario",
-    )
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args()
 
@@ -329,7 +319,7 @@ def main() -> int:
             cfg, label = args.config, f"config {args.config}"
         else:
             cfg = Path(tmp) / "site.yaml"
-            cfg.write_text(site_config(args.scenario, state, ports, video, args.model))
+            cfg.write_text(site_config(args.scenario, state, ports, video))
             label = f"scenario {args.scenario}"
             if args.scenario != "idle":
                 label += f" ({'9600 baud wire time' if args.wire_time else 'no wire time'})"
@@ -355,7 +345,7 @@ def main() -> int:
     met = agent.cpu_percent <= cpu_max and agent.rss_mb_max <= rss_max
     result = {
         "what": label,
-        "model": model_info(args.model) if args.scenario == "cameras4" else None,
+        "model": model_info() if args.scenario == "cameras4" else None,
         "environment": " ".join(f"{k}={v}" for k, v in env.items()),
         "parts_watched_by_health": parts,
         "agent": asdict(agent),

@@ -27,15 +27,12 @@ from agent.events import Region, VideoClass
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "firenet.onnx"
-LIGHT_MODEL = MODELS_DIR / "firenet-light.onnx"  # one network: for gateways short of CPU
 
 
 def model_path(choice: str | Path) -> Path:
-    """The model file for a site config's ``vision.model``: standard, light or a path."""
+    """The model file for a site config's ``vision.model``: standard or a path."""
     if choice == "standard":
         return DEFAULT_MODEL
-    if choice == "light":
-        return LIGHT_MODEL
     return Path(choice)
 
 
@@ -94,8 +91,8 @@ class FrameResult:
 class Detector:
     """A loaded model. ``detect`` is thread-safe; the inference itself runs one at a
     time: onnxruntime gives each concurrent run its own activation buffers, kept in
-    its arena for good (four cameras with the standard model: 218 MB of RSS against
-    190 MB with one run at a time, bench/footprint.py on 2026-11-29), and a
+    its arena for good (four cameras with a two-network candidate model: 218 MB of
+    RSS against 190 MB with one run at a time, bench/footprint.py on 2026-11-29), and a
     gateway's few cores gain nothing from running them side by side."""
 
     def __init__(self, session: ort.InferenceSession, meta: dict[str, Any], path: Path) -> None:

@@ -4,9 +4,10 @@ An average of several small networks (any of vision.train's architectures),
 optionally each also run on the mirrored frame. One network's scores move by
 several points of recall between seeds (see the model card); an average is
 steadier, but costs one network pass per member (two with the mirror) per
-analysed frame. The shipped model is such an average of two different
-networks without the mirror (run E in the model card); the three-member,
-mirrored run D took about 6 times as long per frame and was not shipped.
+analysed frame. The shipped model is a single network: the three-member,
+mirrored run D took about 6 times as long per frame, and run E (two
+different networks, no mirror) called exactly flat frames smoke; neither
+was shipped (model card).
 
 The combined graph keeps the members' interface, so the agent loads it like
 any other model: input ``image`` (1, 3, H, W) BGR float 0..255; outputs

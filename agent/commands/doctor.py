@@ -672,8 +672,7 @@ async def check_model(ctx: Context) -> list[Result]:
     in_use: Path | None = None
     if ctx.site is not None and ctx.site.config.cameras:
         choice = ctx.site.config.vision.model
-        names = {"standard": "firenet.onnx", "light": "firenet-light.onnx"}
-        in_use = ctx.models_dir / names[choice] if isinstance(choice, str) else choice
+        in_use = ctx.models_dir / "firenet.onnx" if isinstance(choice, str) else choice
         if in_use not in models:
             models.append(in_use)
     if not models:
@@ -758,8 +757,8 @@ async def _camera_load(path: Path, fps: float, cameras: int) -> Result:
         Outcome.FAIL,
         f"{detail}, over {CAMERA_LOAD_MAX * 100:.0f} %: analyses would fall behind and "
         "cameras be reported as unchecked",
-        "set vision: {model: light} (a quarter of the cost, finds fewer fires: see the "
-        "model card) or lower detect_fps; measure again with firegate doctor",
+        "lower detect_fps (or analyse fewer cameras on this gateway); measure again with "
+        "firegate doctor",
     )
 
 

@@ -363,18 +363,17 @@ class UplinkConfig(Strict):
 
 
 class VisionConfig(Strict):
-    model: Literal["standard", "light"] | RelPath = Field(
+    model: Literal["standard"] | RelPath = Field(
         default="standard",
-        description='"standard": the shipped two-network model; "light": one network, about '
-        "a quarter of the CPU per frame, finds fewer fires (model card); or the path of "
-        "an .onnx model with its .json beside it",
+        description='"standard": the shipped model (vision/models/firenet.onnx); or the '
+        "path of another .onnx model with its .json beside it",
     )
 
     @field_validator("model")
     @classmethod
     def _onnx(cls, v: str | Path) -> str | Path:
         if isinstance(v, Path) and v.suffix != ".onnx":
-            raise ValueError(f"{v}: a model file ends in .onnx (or use standard / light)")
+            raise ValueError(f"{v}: a model file ends in .onnx (or use standard)")
         return v
 
 

@@ -56,7 +56,7 @@ async def test_state_and_snapshot_requests(tmp_path: Path) -> None:
 
 
 def test_vision_model_setting_picks_the_cameras_model(tmp_path: Path) -> None:
-    from vision.detector import DEFAULT_MODEL, LIGHT_MODEL
+    from vision.detector import DEFAULT_MODEL
 
     def model_of(vision: str) -> Path:
         (tmp_path / "site.yaml").write_text(
@@ -70,7 +70,7 @@ def test_vision_model_setting_picks_the_cameras_model(tmp_path: Path) -> None:
         return cam.detector.path
 
     assert model_of("") == DEFAULT_MODEL
-    assert model_of("vision: {model: light}\n") == LIGHT_MODEL
-    shutil.copy(LIGHT_MODEL, tmp_path / "mine.onnx")
-    shutil.copy(LIGHT_MODEL.with_suffix(".json"), tmp_path / "mine.json")
+    assert model_of("vision: {model: standard}\n") == DEFAULT_MODEL
+    shutil.copy(DEFAULT_MODEL, tmp_path / "mine.onnx")
+    shutil.copy(DEFAULT_MODEL.with_suffix(".json"), tmp_path / "mine.json")
     assert model_of("vision: {model: mine.onnx}\n") == tmp_path / "mine.onnx"  # beside the config

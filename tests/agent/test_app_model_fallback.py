@@ -1,5 +1,5 @@
 """A damaged or missing vision model never stops the gateway: the cameras fall
-back to the other shipped model, or report themselves offline, and the rest runs."""
+back to the shipped model, or report themselves offline, and the rest runs."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ async def _started_faults(agent: Agent, sink: LogSink) -> list[str]:
     return [d.reason for d in sink.decisions if d.type is DecisionType.FAULT]
 
 
-async def test_damaged_model_falls_back_to_the_other_shipped_one(tmp_path: Path) -> None:
+async def test_damaged_model_falls_back_to_the_shipped_one(tmp_path: Path) -> None:
     broken = tmp_path / "mine.onnx"
     broken.write_bytes(b"half a model")
     broken.with_suffix(".json").write_text('{"input": {"size_px": [224, 224]}}')
@@ -66,7 +66,6 @@ async def test_no_usable_model_leaves_cameras_offline_not_the_gateway_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(detector, "DEFAULT_MODEL", tmp_path / "gone.onnx")
-    monkeypatch.setattr(detector, "LIGHT_MODEL", tmp_path / "gone-too.onnx")
     sink = LogSink()
     agent = build_agent(load_site(_site(tmp_path, "")), SystemClock(), sink)
     (cam,) = [p for p in agent.parts if isinstance(p, CameraWithoutModel)]

@@ -534,7 +534,7 @@ async def test_model_in_use_is_named_and_a_missing_one_fails(tmp_path: Path) -> 
     models = tmp_path / "models"
     models.mkdir()
     tiny_model(models / "firenet.onnx")
-    tiny_model(models / "firenet-light.onnx")
+    tiny_model(models / "other.onnx")
     cams = "cameras:\n  - {name: cam-1, zone: kitchen, source: 'rtsp://192.0.2.10/s'}\n"
 
     async def check(vision: str) -> dict[str, Any]:
@@ -543,9 +543,10 @@ async def test_model_in_use_is_named_and_a_missing_one_fails(tmp_path: Path) -> 
 
     by = await check("")
     assert "in use" in by["model firenet.onnx"].detail
-    assert "in use" not in by["model firenet-light.onnx"].detail
-    by = await check("vision: {model: light}")
-    assert "in use" in by["model firenet-light.onnx"].detail
+    assert "in use" not in by["model other.onnx"].detail
+    by = await check(f"vision: {{model: {models / 'other.onnx'}}}")
+    assert "in use" in by["model other.onnx"].detail
+    assert "in use" not in by["model firenet.onnx"].detail
     by = await check(f"vision: {{model: {tmp_path / 'gone.onnx'}}}")
     assert by["model gone.onnx"].outcome is Outcome.FAIL
     assert "vision.model" in by["model gone.onnx"].fix
@@ -554,7 +555,7 @@ async def test_model_in_use_is_named_and_a_missing_one_fails(tmp_path: Path) -> 
 async def test_camera_load_for_the_configured_cameras(tmp_path: Path) -> None:
     """Doctor times the model in use on this CPU for the site's cameras: 16 cameras
     analysed 30 times a second cannot fit half a core on any machine here; one at
-    2 frames/s with the light model fits on any."""
+    2 frames/s fits on any."""
 
     def cameras(n: int, fps: int) -> str:
         return "cameras:\n" + "".join(
@@ -568,10 +569,10 @@ async def test_camera_load_for_the_configured_cameras(tmp_path: Path) -> None:
     busy = by["camera load"]
     assert busy.outcome is Outcome.FAIL, busy
     assert "firenet.onnx" in busy.detail and "16 camera(s) at 480 frames/s" in busy.detail
-    assert "model: light" in busy.fix
+    assert "detect_fps" in busy.fix
 
-    path = write_site(tmp_path, extra=cameras(1, 2) + "vision: {model: light}\n")
+    path = write_site(tmp_path, extra=cameras(1, 2))
     by = {r.check: r for r in await doctor.check_model(ctx_for(path))}
     fine = by["camera load"]
     assert fine.outcome is Outcome.PASS, fine
-    assert "firenet-light.onnx" in fine.detail and "1 camera(s) at 2 frames/s" in fine.detail
+    assert "firenet.onnx" in fine.detail and "1 camera(s) at 2 frames/s" in fine.detail

@@ -15,7 +15,6 @@ from agent.cli import main as cli_main
 from agent.events import VideoClass
 from vision.detector import (
     DEFAULT_MODEL,
-    LIGHT_MODEL,
     Detector,
     FrameError,
     ModelError,
@@ -188,12 +187,17 @@ def test_detect_command_all_good_exits_zero(capsys: pytest.CaptureFixture[str]) 
     assert "yes" not in json.loads(line)
 
 
-@pytest.mark.parametrize("level", [0, 25, 128, 230, 255])
-def test_featureless_frames_are_neither_smoke_nor_fire(det: Detector, level: int) -> None:
+@pytest.mark.parametrize("noise", [3.0, 0.0])
+@pytest.mark.parametrize("level", [0, 25, 70, 128, 180, 230, 255])
+def test_featureless_frames_are_neither_smoke_nor_fire(
+    det: Detector, level: int, noise: float
+) -> None:
     """A covered lens, a black night picture or a bare wall is a camera matter
-    (frozen/stale checks), never smoke: the model was taught so."""
+    (frozen/stale checks), never smoke: the model was taught so. Without noise
+    too: compression flattens a dark picture, and an encoder's "no video" screen
+    is one exact colour (a candidate model once called every such frame smoke)."""
     rng = np.random.default_rng(level)
-    frame = np.clip(level + rng.normal(0, 3, (360, 640, 3)), 0, 255).astype(np.uint8)
+    frame = np.clip(level + rng.normal(0, noise, (360, 640, 3)), 0, 255).astype(np.uint8)
     r = det.detect(frame)
     assert r.smoke < det.thresholds[VideoClass.SMOKE], r.smoke
     assert r.fire < det.thresholds[VideoClass.FIRE], r.fire
@@ -202,11 +206,10 @@ def test_featureless_frames_are_neither_smoke_nor_fire(det: Detector, level: int
 def test_detect_command_takes_the_model_by_name(capsys: pytest.CaptureFixture[str]) -> None:
     image = str(FIXTURES / "fire_cctv.jpg")
     scores = {}
-    for name in ("standard", "light", str(LIGHT_MODEL)):
+    for name in ("standard", str(DEFAULT_MODEL)):
         assert cli_main(["detect", image, "--model", name]) == 0
         scores[name] = json.loads(capsys.readouterr().out)["fire"]
-    assert scores["light"] == scores[str(LIGHT_MODEL)]
-    assert scores["standard"] != scores["light"]  # two different models ran
+    assert scores["standard"] == scores[str(DEFAULT_MODEL)]
     assert cli_main(["detect", image, "--model", "heavy"]) == 2  # neither a name nor a file
     assert "not found" in capsys.readouterr().err
 
