@@ -74,16 +74,18 @@ def _load_model(choice: str | Path) -> tuple[Detector | None, str | None]:
         return Detector.load(wanted, threads=1), None
     except ModelError as e:
         first = str(e)
-    for other in (DEFAULT_MODEL,):
-        if other == wanted:
-            continue
+    if wanted != DEFAULT_MODEL:
         try:
-            det = Detector.load(other, threads=1)
+            det = Detector.load(DEFAULT_MODEL, threads=1)
         except ModelError:
-            continue
-        problem = f"vision model {wanted.name} unusable ({first}); cameras run on {other.name}"
-        log.error("%s: reinstall firegate or fix vision.model", problem)
-        return det, problem
+            pass
+        else:
+            problem = (
+                f"vision model {wanted.name} unusable ({first}); "
+                f"cameras run on {DEFAULT_MODEL.name}"
+            )
+            log.error("%s: reinstall firegate or fix vision.model", problem)
+            return det, problem
     problem = f"no usable vision model ({first}); cameras cannot confirm anything"
     log.error("%s: reinstall firegate or fix vision.model", problem)
     return None, problem

@@ -687,7 +687,7 @@ async def check_model(ctx: Context) -> list[Result]:
                     f"model {m.name}",
                     Outcome.FAIL,
                     f"vision.model is {m}, which does not exist: the cameras cannot run",
-                    "fix vision.model in the site config (standard, light or an .onnx path)",
+                    "fix vision.model in the site config (standard or an .onnx path)",
                 )
             )
             continue
