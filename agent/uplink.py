@@ -106,6 +106,11 @@ DOWNLINK_KIND = "request/+"  # the downlink subscription (refused by SUBACK, not
 RETRY_MIN_WAIT_S = 0.01  # a due retry with no free slot waits for a PUBACK, not in a loop
 
 
+def _action(kind: str) -> str:
+    """What the broker refuses or accepts for ``kind``, as in "refused <action> <topic>"."""
+    return "the subscription to" if kind == DOWNLINK_KIND else "publishing to"
+
+
 def _part_of(kind: str) -> str | None:
     """The outbox part (``Pending.part``) a kind of topic holds back; None: no outbox rows."""
     if kind == EVIDENCE_KIND:
@@ -738,9 +743,9 @@ class Uplink:
         self._refused[kind] = _Refused(e.topic, e.why, self.clock.wall(), delay, now + delay)
         cfg = self.config
         user = f"user {cfg.username!r}" if cfg.username else "anonymous"
-        verb = "the subscription to" if kind == DOWNLINK_KIND else "publishing to"
         what = (
-            f"broker {cfg.host}:{cfg.effective_port} refused {verb} {e.topic} ({e.why}) for {user}"
+            f"broker {cfg.host}:{cfg.effective_port} refused {_action(kind)} {e.topic} "
+            f"({e.why}) for {user}"
         )
         backoff = f"tried again with backoff (up to {cfg.reconnect_max_s:g} s)"
         then = {
@@ -781,10 +786,9 @@ class Uplink:
             r.refusals,
             iso(r.since_wall),
         )
-        verb = "the subscription to" if kind == DOWNLINK_KIND else "publishing to"
         self._report_soon(
             DecisionType.RESTORE,
-            f"broker accepts {verb} {r.topic} again",
+            f"broker accepts {_action(kind)} {r.topic} again",
             topic=r.topic,
             refusals=r.refusals,
         )

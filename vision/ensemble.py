@@ -170,13 +170,18 @@ def check(members: list[Path], out: Path, *, mirror: bool, size: tuple[int, int]
 
 def main(argv: list[str] | None = None) -> int:
     from vision.data import DEFAULT_ROOT
-    from vision.detector import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(
         prog="python -m vision.ensemble", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("members", nargs="+", type=Path, help="member .onnx files (each with its .json)")
-    p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / ".cache" / "members" / "ensemble.onnx",
+        help="where to write it (default: vision/.cache/members/ensemble.onnx; the shipped "
+        "model is vision/models/firenet.onnx: replace it only on purpose)",
+    )
     p.add_argument("--no-mirror", action="store_true", help="do not average over the mirror image")
     p.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="datasets folder (calibration)")
     p.add_argument(

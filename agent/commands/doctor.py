@@ -865,7 +865,7 @@ async def _check_subscribe(
     try:
         await client.subscribe_checked(topic, qos=1, timeout_s=timeout_s)
     except SubscribeRefused as e:
-        who = f"user {up.username}" if up.username else "anonymous clients"
+        who = _who(up)
         return Result(
             "broker subscribe",
             Outcome.FAIL,
@@ -908,7 +908,7 @@ async def _check_publish(
     try:
         code = await client.publish_acked(topic, payload, timeout_s=timeout_s)
     except PublishRefused as e:
-        who = f"user {up.username}" if up.username else "anonymous clients"
+        who = _who(up)
         return Result(
             "broker publish",
             Outcome.FAIL,
@@ -926,6 +926,10 @@ async def _check_publish(
         )
     accepted = "accepted" if code == 0 else f"accepted (0x{code:02x}: nobody subscribes to it)"
     return Result("broker publish", Outcome.PASS, f"test message on {topic} {accepted}")
+
+
+def _who(up: UplinkConfig) -> str:
+    return f"user {up.username}" if up.username else "anonymous clients"
 
 
 def _broker_failure(where: str, e: Exception, username: str | None) -> Result:
