@@ -971,6 +971,13 @@ def _broker_failure(where: str, e: Exception, username: str | None) -> Result:
     )
 
 
+async def check_centre(ctx: Context) -> list[Result]:
+    """The GB/T 26875.3 monitoring centre answers a heartbeat (agent/gb26875/probe.py)."""
+    from agent.gb26875.probe import check_centre as probe
+
+    return await probe(ctx)
+
+
 def check_storage(ctx: Context) -> list[Result]:
     assert ctx.site is not None
     s = ctx.site.config.storage
@@ -1099,7 +1106,7 @@ def check_clock(ctx: Context) -> list[Result]:
 
 # ------------------------------------------------------------- the checklist
 
-NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "storage"}
+NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "centre", "storage"}
 CHECKS: list[tuple[str, Check]] = [
     ("config", check_config),
     ("service-user", check_service_user),
@@ -1109,6 +1116,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("cameras", check_cameras),
     ("model", check_model),
     ("broker", check_broker),
+    ("centre", check_centre),
     ("storage", check_storage),
     ("clock", check_clock),
 ]

@@ -142,6 +142,24 @@ def directory_for(site: LoadedSite) -> Directory:
     return Directory(site.config, kinds)
 
 
+def summary_lines(site: LoadedSite) -> list[str]:
+    """check-config's lines: the centre, and the address the centre must know for
+    each device and camera (its records must match them)."""
+    gb = site.config.gb26875
+    if gb is None:
+        return []
+    sign = "+" if gb.utc_offset_min >= 0 else "-"
+    hours, minutes = divmod(abs(gb.utc_offset_min), 60)
+    out = [
+        f"gb26875: {gb.host}:{gb.port}, this device {gb.source_address} -> centre "
+        f"{gb.destination_address}, protocol 1.{gb.user_version}, time labels "
+        f"UTC{sign}{hours}:{minutes:02d}; components as the centre must know them:"
+    ]
+    for c in directory_for(site).components.values():
+        out.append(f"    {c.name:<22} {address_text(c.address):<11} type {c.component_type}")
+    return out
+
+
 def check_components(config: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
     """Problems of the ``gb26875`` section (path, message) that need the whole site:
     a component named that is no device or camera, two with one address."""
@@ -160,7 +178,8 @@ def check_components(config: SiteConfig) -> list[tuple[tuple[str | int, ...], st
                 )
             )
     for first, second, addr in duplicate_addresses(directory):
-        where = ("gb26875", "components", second) if second in gb.components else ("gb26875",)
+        named = next((n for n in (second, first) if n in gb.components), None)
+        where = ("gb26875", "components", named) if named else ("gb26875",)
         out.append(
             (
                 where,
