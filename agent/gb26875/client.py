@@ -219,10 +219,21 @@ class Gb26875Uplink:
                 await asyncio.wait_for(self.outbox.changed.wait(), wait / self.clock.speed)
 
     async def _deliver(self, p: Pending) -> None:
-        units = self.state.units_for(p.payload, self.clock.wall())
         try:
-            for unit in units:
-                await self._exchange(Command.SEND_DATA, unit.encode())
+            units = self.state.units_for(p.payload, self.clock.wall())
+            frames = [unit.encode() for unit in units]
+        except (ValueError, TypeError) as e:  # a stored decision this protocol cannot carry
+            log.error("gb26875: decision %s cannot be sent: %s", p.id, e)
+            await self._report(
+                DecisionType.FAULT,
+                f"the {p.type} decision {p.id} has no GB/T 26875.3 form: {e}",
+                denied_id=p.id,
+            )
+            self.outbox.acked(p.id)
+            return
+        try:
+            for data in frames:
+                await self._exchange(Command.SEND_DATA, data)
         except Denied as e:
             self.denied += 1
             log.error("gb26875: the centre denied decision %s (%s): %s", p.id, p.type, e)

@@ -329,3 +329,19 @@ async def test_heartbeat_when_idle(tmp_path: Path) -> None:
             lambda: sum(1 for x in r.centre.received if not x.frame.data) >= 2, 5
         )
         assert all(x.answer == Command.CONFIRM for x in r.centre.received)
+
+
+async def test_a_decision_without_a_gb_form_is_a_fault_not_a_stuck_queue(tmp_path: Path) -> None:
+    import dataclasses
+
+    async with rig(tmp_path) as r:
+        await r.centre.wait_for(lambda: bool(r.centre.data_units()))
+        odd = dataclasses.replace(decision(DecisionType.FIRE_ALARM, 1), wall=4_200_000_000.0)
+        await r.outbox.submit(odd)  # year 2103: no two-digit time label holds it
+        await r.outbox.submit(decision(DecisionType.FAULT, 2))
+        await r.drained()
+        assert [d.type for d in r.reported] == [DecisionType.FAULT]
+        assert odd.id in r.reported[0].reason and "no GB/T 26875.3 form" in r.reported[0].reason
+        assert states(r.centre.objects(TypeFlag.COMPONENT_STATE)) == [
+            (KITCHEN_SMOKE, STATE_NORMAL | STATE_FAULT)
+        ]
