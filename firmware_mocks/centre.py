@@ -33,7 +33,21 @@ from agent.gb26875.codec import (
     FrameError,
     TimeLabel,
 )
-from agent.gb26875.objects import InfoObject, Unit, Unsupported, decode_unit
+from agent.gb26875.mapping import Directory, address_text
+from agent.gb26875.objects import (
+    DEVICE_FAULT,
+    STATE_FAULT,
+    STATE_FIRE,
+    STATE_SUPERVISORY,
+    ComponentAnalog,
+    ComponentState,
+    DeviceState,
+    InfoObject,
+    SystemState,
+    Unit,
+    Unsupported,
+    decode_unit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +230,52 @@ class MockCentre:
         await asyncio.sleep(delay_s)
         if not writer.is_closing():
             writer.write(raw)
+
+
+_STATE_BITS = (
+    (STATE_FIRE, "FIRE"),
+    (STATE_FAULT, "fault"),
+    (STATE_SUPERVISORY, "supervisory"),
+)
+_ANALOG = {3: ("temperature", 0.1, "C"), 8: ("voltage", 0.1, "V"), 9: ("current", 0.1, "A")}
+
+
+def centre_lines(unit: Unit | Unsupported, directory: Directory) -> list[tuple[str, str, bool]]:
+    """What a centre operator would read from one confirmed unit: (zone, text, is a fire)."""
+    out: list[tuple[str, str, bool]] = []
+    if not isinstance(unit, Unit):
+        return [("", f"GB/T 26875.3 type {unit.type} (not decoded)", False)]
+    for o in unit.objects:
+        if isinstance(o, ComponentState | ComponentAnalog):
+            c = directory.by_address(o.component_address)
+            who = f"{address_text(o.component_address)} {c.name if c else '?'}"
+            zone = c.zone if c else ""
+            if isinstance(o, ComponentState):
+                bits = [name for bit, name in _STATE_BITS if o.state & bit] or ["normal"]
+                out.append(
+                    (
+                        zone,
+                        f"GB/T 26875.3 component {who}: {', '.join(bits)}",
+                        bool(o.state & STATE_FIRE),
+                    )
+                )
+            else:
+                name, scale, unit_ = _ANALOG.get(o.analog_type, (f"analog {o.analog_type}", 1, ""))
+                out.append(
+                    (
+                        zone,
+                        f"GB/T 26875.3 component {who}: {name} {o.value * scale:g} {unit_}",
+                        False,
+                    )
+                )
+        elif isinstance(o, DeviceState):
+            own = "fault" if o.state & DEVICE_FAULT else "normal"
+            out.append(("_gateway", f"GB/T 26875.3 transmission device state: {own}", False))
+        elif isinstance(o, SystemState):
+            out.append(
+                ("", f"GB/T 26875.3 system state {o.state:#06x}", bool(o.state & STATE_FIRE))
+            )
+    return out
 
 
 async def main() -> None:  # pragma: no cover - manual use: python -m firmware_mocks.centre
