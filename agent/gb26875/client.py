@@ -268,6 +268,7 @@ class Gb26875Uplink:
         raw = self._frame(serial, command, data).encode()
         denials = 0
         for attempt in range(self.config.retries + 1):
+            self.progress_mono = self.clock.monotonic()
             fut: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
             self._waiters[serial] = fut
             await self._write(raw)
