@@ -1011,14 +1011,17 @@ def check_storage(ctx: Context) -> list[Result]:
         ]
     vfs = os.statvfs(d)
     free_mb = vfs.f_bavail * vfs.f_frsize / 2**20
-    need_mb = s.outbox_max_mb + OUTBOX_RESERVE_MB
+    # beside MQTT, the GB/T 26875.3 uplink has an outbox of its own with the same cap
+    two = ctx.site is not None and ctx.site.config.uplink and ctx.site.config.gb26875
+    cap_mb = s.outbox_max_mb * (2 if two else 1)
+    need_mb = cap_mb + OUTBOX_RESERVE_MB
     used = sum(f.stat().st_size for f in d.iterdir() if f.is_file()) / 2**20
     if free_mb < need_mb:
         return [
             Result(
                 "storage",
                 Outcome.FAIL,
-                f"{d}: {free_mb:.0f} MB free; the outbox may grow to {s.outbox_max_mb:g} MB "
+                f"{d}: {free_mb:.0f} MB free; the outbox may grow to {cap_mb:g} MB "
                 f"(+{OUTBOX_RESERVE_MB:g} MB reserve)",
                 "free disk space, or lower storage.outbox_max_mb to what the disk can hold",
             )
@@ -1036,7 +1039,7 @@ def check_storage(ctx: Context) -> list[Result]:
         Result(
             "storage",
             Outcome.PASS,
-            f"{d}: writable, {free_mb:.0f} MB free for an outbox capped at {s.outbox_max_mb:g} MB "
+            f"{d}: writable, {free_mb:.0f} MB free for an outbox capped at {cap_mb:g} MB "
             f"({used:.1f} MB used now)",
         )
     ]

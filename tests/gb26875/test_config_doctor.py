@@ -102,3 +102,27 @@ async def test_doctor_centre_pass_deny_silence_and_wrong_port(tmp_path: Path) ->
 
 def test_doctor_runs_the_centre_check() -> None:
     assert "centre" in [n for n, _ in doctor.CHECKS]
+
+
+def test_storage_check_counts_both_outboxes(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "state").mkdir()
+    vfs = os.statvfs(tmp_path / "state")
+    free_mb = vfs.f_bavail * vfs.f_frsize / 2**20
+    cap = int(free_mb * 0.6)  # one outbox fits, two do not
+    if not 1 <= cap <= 65536:
+        pytest.skip("free disk space outside what outbox_max_mb can express")
+    text = _site_text().replace(
+        "storage: {state_dir: state}",
+        f"storage: {{state_dir: state, outbox_max_mb: {cap}}}\nuplink: {{host: 127.0.0.1}}",
+    )
+    site = load_site(_write(tmp_path, text))
+    ctx = Context(tmp_path / "site.yaml", site=site)
+    (r,) = doctor.check_storage(ctx)
+    assert r.outcome is Outcome.FAIL and f"may grow to {2 * cap} MB" in r.detail
+    text = text.replace("\nuplink: {host: 127.0.0.1}", "")
+    (r,) = doctor.check_storage(
+        Context(tmp_path / "site.yaml", site=load_site(_write(tmp_path, text)))
+    )
+    assert r.outcome is Outcome.PASS
