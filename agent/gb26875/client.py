@@ -321,7 +321,12 @@ class Gb26875Uplink:
             raise SessionLost("not connected")
         async with self._write_lock:
             writer.write(raw)
-            await writer.drain()
+            try:  # a centre that stops reading must not hang the part
+                await asyncio.wait_for(
+                    writer.drain(), self.config.confirm_timeout_s / self.clock.speed
+                )
+            except TimeoutError:
+                raise SessionLost("the centre stopped reading (send buffer full)") from None
         self._last_traffic = self.clock.monotonic()
 
     # ------------------------------------------------------------ from centre
