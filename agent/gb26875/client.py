@@ -145,7 +145,7 @@ class Gb26875Uplink:
                         fut.cancel()
                     self._waiters.clear()
                     writer.close()
-                    with contextlib.suppress(OSError, asyncio.CancelledError, TimeoutError):
+                    with contextlib.suppress(OSError, TimeoutError):
                         await asyncio.wait_for(writer.wait_closed(), 1.0)
                 down_since = self.clock.monotonic()
             self.state.channel_fault = True
