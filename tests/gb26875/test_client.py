@@ -345,3 +345,51 @@ async def test_a_decision_without_a_gb_form_is_a_fault_not_a_stuck_queue(tmp_pat
         assert states(r.centre.objects(TypeFlag.COMPONENT_STATE)) == [
             (KITCHEN_SMOKE, STATE_NORMAL | STATE_FAULT)
         ]
+
+
+async def test_an_unreachable_centre_is_a_fault_then_a_restore(tmp_path: Path) -> None:
+    from agent.clock import ScaledClock
+    from agent.events import Decision
+    from agent.gb26875.client import Gb26875Uplink
+    from agent.gb26875.mapping import directory_for
+    from agent.outbox import Outbox
+    from firmware_mocks.broker import free_port
+    from firmware_mocks.centre import MockCentre
+    from tests.gb26875.support import make_site
+
+    port = free_port()
+    site = make_site(tmp_path, port, 60.0, 600.0)  # 60 s at x600: 0.1 s to confirm
+    assert site.config.gb26875 is not None
+    outbox = Outbox(tmp_path / "state" / "outbox.db", max_rows=1000, max_bytes=10**7)
+    reported: list[Decision] = []
+
+    async def report(d: Decision) -> None:
+        reported.append(d)
+
+    clock = ScaledClock(600.0)  # 300 s of no centre in about half a second
+    up = Gb26875Uplink(
+        site.config.gb26875,
+        site.config,
+        outbox,
+        clock,
+        "0.3",
+        report=report,
+        directory=directory_for(site),
+    )
+    task = asyncio.create_task(up.run())
+    centre = MockCentre(port=port)
+    try:
+        async with asyncio.timeout(10):
+            while not reported:  # noqa: ASYNC110 (polls a test list)
+                await asyncio.sleep(0.02)
+        assert reported[0].type == DecisionType.FAULT and "unreachable" in reported[0].reason
+        await centre.start()
+        async with asyncio.timeout(10):
+            while len(reported) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert reported[1].type == DecisionType.RESTORE and "reachable again" in reported[1].reason
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await centre.stop()
+        await outbox.close()
