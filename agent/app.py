@@ -132,6 +132,7 @@ class Agent:
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
     # found while building (a damaged vision model): a FAULT each when the supervisor starts
     startup_faults: list[str] = field(default_factory=list)
+    gb_outbox: Outbox | None = None  # the GB/T 26875.3 uplink's own, beside MQTT's
 
     def supervisor(self, **kw: float) -> Supervisor:
         sup = Supervisor(
@@ -242,6 +243,8 @@ class Agent:
             await asyncio.gather(task, return_exceptions=True)
         if self.outbox is not None:
             await self.outbox.close()
+        if self.gb_outbox is not None:
+            await self.gb_outbox.close()
 
     # A crashed part is a fault of the gateway itself, reported like any other.
     def _part_fault(self, part: str, error: str) -> None:
@@ -283,7 +286,24 @@ def build_agent(
             clock=clock,
         )
         sink = outbox
+    gb_outbox: Outbox | None = None
+    if outbox is not None and cfg.gb26875 is not None:
+        # GB/T 26875.3 beside MQTT: its own outbox, fed with every decision;
+        # alone: it drains the one outbox
+        gb_outbox = outbox
+        if cfg.uplink is not None:
+            from agent.gb26875.sink import GB_OUTBOX_FILE, BothOutboxes
+
+            gb_outbox = Outbox(
+                cfg.storage.state_dir / GB_OUTBOX_FILE,
+                max_rows=outbox.max_rows,
+                max_bytes=outbox.max_bytes,
+                clock=clock,
+            )
+            sink = BothOutboxes(outbox, gb_outbox)
     agent = Agent(site=site, clock=clock, sink=CountingSink(sink), outbox=outbox)
+    if gb_outbox is not outbox:
+        agent.gb_outbox = gb_outbox
     METRICS.collectors["parts"] = agent.collect_metrics
 
     for bus in cfg.buses:
@@ -319,6 +339,21 @@ def build_agent(
     if outbox is not None and cfg.uplink is not None:
         hook = agent.handle_request if cfg.uplink.downlink else None
         agent.parts.append(Uplink(cfg.uplink, cfg, outbox, clock, __version__, on_request=hook))
+    if gb_outbox is not None and cfg.gb26875 is not None:
+        from agent.gb26875.client import Gb26875Uplink
+        from agent.gb26875.mapping import directory_for
+
+        agent.parts.append(
+            Gb26875Uplink(
+                cfg.gb26875,
+                cfg,
+                gb_outbox,
+                clock,
+                __version__,
+                report=agent.sink.submit,
+                directory=directory_for(site),
+            )
+        )
     # Health watches agent.parts itself (the live list); it sends READY=1 and
     # feeds the watchdog only while every part makes progress.
     attach_health(agent.parts, site, clock)

@@ -75,7 +75,9 @@ def summary(site: LoadedSite) -> str:
             f"  {cam.name:<14} {cam.zone:<14} {cam.detect_fps:g} fps{masks}  {redact_url(cam.source)}"
         )
     up = c.uplink
-    if up is None:
+    if up is None and c.gb26875 is not None:
+        out.append("uplink: no MQTT (decisions go to the GB/T 26875.3 centre only)")
+    elif up is None:
         out.append("uplink: none (decisions stay in the outbox)")
     else:
         scheme = "mqtts" if up.tls else "mqtt"
@@ -86,6 +88,10 @@ def summary(site: LoadedSite) -> str:
         out.append(
             f"uplink: {scheme}://{up.host}:{up.effective_port} as {cid}{auth}, MQTT {up.mqtt_version}"
         )
+    if c.gb26875 is not None:
+        from agent.gb26875.mapping import summary_lines
+
+        out.extend(summary_lines(site))
     s = c.storage
     out.append(
         f"storage: {s.state_dir} (outbox cap {s.outbox_max_rows} decisions / {s.outbox_max_mb:g} MB)"

@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="no MQTT: read the decisions from the agent's outbox",
     )
     p.add_argument(
+        "--uplink",
+        choices=("mqtt", "gb26875"),
+        default="mqtt",
+        help="gb26875: also run a mock GB/T 26875.3 monitoring centre and send to it "
+        "beside MQTT (needs mosquitto); its confirmed frames show as CENTRE lines",
+    )
+    p.add_argument(
         "--until",
         type=float,
         default=None,
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         broker=args.broker,
         until_s=args.until,
+        uplink=args.uplink,
     )
     stopped = "firegate demo: stopped (Ctrl-C); everything it started has been stopped."
     try:

@@ -971,6 +971,13 @@ def _broker_failure(where: str, e: Exception, username: str | None) -> Result:
     )
 
 
+async def check_centre(ctx: Context) -> list[Result]:
+    """The GB/T 26875.3 monitoring centre answers a heartbeat (agent/gb26875/probe.py)."""
+    from agent.gb26875.probe import check_centre as probe
+
+    return await probe(ctx)
+
+
 def check_storage(ctx: Context) -> list[Result]:
     assert ctx.site is not None
     s = ctx.site.config.storage
@@ -1004,14 +1011,17 @@ def check_storage(ctx: Context) -> list[Result]:
         ]
     vfs = os.statvfs(d)
     free_mb = vfs.f_bavail * vfs.f_frsize / 2**20
-    need_mb = s.outbox_max_mb + OUTBOX_RESERVE_MB
+    # beside MQTT, the GB/T 26875.3 uplink has an outbox of its own with the same cap
+    two = ctx.site is not None and ctx.site.config.uplink and ctx.site.config.gb26875
+    cap_mb = s.outbox_max_mb * (2 if two else 1)
+    need_mb = cap_mb + OUTBOX_RESERVE_MB
     used = sum(f.stat().st_size for f in d.iterdir() if f.is_file()) / 2**20
     if free_mb < need_mb:
         return [
             Result(
                 "storage",
                 Outcome.FAIL,
-                f"{d}: {free_mb:.0f} MB free; the outbox may grow to {s.outbox_max_mb:g} MB "
+                f"{d}: {free_mb:.0f} MB free; the outbox may grow to {cap_mb:g} MB "
                 f"(+{OUTBOX_RESERVE_MB:g} MB reserve)",
                 "free disk space, or lower storage.outbox_max_mb to what the disk can hold",
             )
@@ -1029,7 +1039,7 @@ def check_storage(ctx: Context) -> list[Result]:
         Result(
             "storage",
             Outcome.PASS,
-            f"{d}: writable, {free_mb:.0f} MB free for an outbox capped at {s.outbox_max_mb:g} MB "
+            f"{d}: writable, {free_mb:.0f} MB free for an outbox capped at {cap_mb:g} MB "
             f"({used:.1f} MB used now)",
         )
     ]
@@ -1099,7 +1109,7 @@ def check_clock(ctx: Context) -> list[Result]:
 
 # ------------------------------------------------------------- the checklist
 
-NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "storage"}
+NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "centre", "storage"}
 CHECKS: list[tuple[str, Check]] = [
     ("config", check_config),
     ("service-user", check_service_user),
@@ -1109,6 +1119,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("cameras", check_cameras),
     ("model", check_model),
     ("broker", check_broker),
+    ("centre", check_centre),
     ("storage", check_storage),
     ("clock", check_clock),
 ]

@@ -475,6 +475,12 @@ def _cross_check(
         known_zone(cam.zone, (*here, "zone"))
         _check_camera(cam, here, report)
 
+    if config.gb26875 is not None:
+        from agent.gb26875.mapping import check_components
+
+        for path_, msg in check_components(config):
+            report(path_, msg)
+
     up = config.uplink
     if up is not None:
         if up.password_file is not None and not up.password_file.is_file():

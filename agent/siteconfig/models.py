@@ -362,6 +362,78 @@ class UplinkConfig(Strict):
         return self.port if self.port is not None else (8883 if self.tls else 1883)
 
 
+ADDRESS_48_MAX = (1 << 48) - 1
+
+
+class CentreComponent(Strict):
+    """How the monitoring centre knows one device or camera (GB/T 26875.3)."""
+
+    address: str | None = Field(
+        default=None,
+        pattern=r"^\d{1,5}/\d{1,5}$",
+        description="'zone/position' as the centre's records have it, e.g. '10/2' "
+        "(default: bus number / Modbus id; panels: loop/address; cameras: 200/camera number)",
+    )
+    component_type: int | None = Field(
+        default=None,
+        ge=0,
+        le=255,
+        description="GB/T 26875.3 component type, e.g. 42 point optical smoke detector "
+        "(default: from the device kind)",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _fits(cls, v: str | None) -> str | None:
+        if v is not None and any(int(x) > 0xFFFF for x in v.split("/")):
+            raise ValueError(f"address {v!r}: zone and position are each at most 65535")
+        return v
+
+
+class Gb26875Config(Strict):
+    """An uplink to an urban fire remote-monitoring centre over GB/T 26875.3-2011
+    (TCP), beside or instead of MQTT. See docs/gb26875.md."""
+
+    host: str = Field(min_length=1, description="the monitoring centre's address")
+    port: int = Field(ge=1, le=65535, description="the centre's TCP port (it assigns one)")
+    source_address: int = Field(
+        ge=0, le=ADDRESS_48_MAX, description="this gateway's address, as the centre assigned it"
+    )
+    destination_address: int = Field(
+        default=0, ge=0, le=ADDRESS_48_MAX, description="the centre's own address"
+    )
+    user_version: int = Field(
+        default=1, ge=0, le=255, description="second byte of the protocol version (major is 1)"
+    )
+    utc_offset_min: int = Field(
+        default=480,
+        ge=-720,
+        le=840,
+        description="time labels are local time this many minutes east of UTC (480: China)",
+    )
+    system_type: int = Field(
+        default=1, ge=0, le=255, description="system type of the facilities (1: fire alarm)"
+    )
+    system_address: int = Field(default=1, ge=0, le=255, description="system address")
+    confirm_timeout_s: float = Field(
+        default=10.0, gt=0, le=60, description="wait for the centre's confirm, then send again"
+    )
+    retries: int = Field(
+        default=3, ge=0, le=10, description="sends again after a timeout or a deny"
+    )
+    heartbeat_s: float = Field(
+        default=30.0, ge=1, le=600, description="an empty send-data frame when idle this long"
+    )
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    reconnect_min_s: float = Field(
+        default=1.0, gt=0, le=60, description="first reconnect delay; doubles up to reconnect_max_s"
+    )
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+    components: dict[Name, CentreComponent] = Field(
+        default_factory=dict, description="device or camera name -> how the centre knows it"
+    )
+
+
 class VisionConfig(Strict):
     model: Literal["standard"] | RelPath = Field(
         default="standard",
@@ -438,6 +510,10 @@ class SiteConfig(Strict):
     cameras: tuple[CameraConfig, ...] = ()
     uplink: UplinkConfig | None = Field(
         default=None, description="none: decisions stay in the outbox"
+    )
+    gb26875: Gb26875Config | None = Field(
+        default=None,
+        description="GB/T 26875.3 uplink to a fire remote-monitoring centre (beside MQTT or alone)",
     )
     vision: VisionConfig = Field(default_factory=VisionConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)

@@ -29,6 +29,9 @@ class DemoResult:
     fire_zone: str = ""
     interrupted: bool = False
     decision_t: dict[str, float] = field(default_factory=dict)  # id -> scenario s confirmed
+    # --uplink gb26875: frames the mock centre confirmed, and whether a fire state was one
+    centre_frames: int | None = None
+    centre_fire: bool = False
 
     @property
     def fire_started_t(self) -> float | None:
@@ -72,6 +75,8 @@ class DemoResult:
             out.append(f"the fire in the {self.fire_zone} was not forwarded")
         for d in self.forwarded_nuisances:
             out.append(f"a nuisance was forwarded: {d['type']} in {d['zone']}: {d['reason']}")
+        if self.centre_frames is not None and not self.centre_fire and not self.interrupted:
+            out.append("the GB/T 26875.3 centre received no fire alarm state")
         if self.errors:
             out.append(f"the agent logged {len(self.errors)} error(s), first: {self.errors[0]}")
         return out
@@ -167,6 +172,11 @@ def print_summary(con: Console, r: DemoResult, kept: Path | None) -> None:
         )
     elif not r.interrupted:
         con.say(f"  fire in the {r.fire_zone}: NOT forwarded")
+    if r.centre_frames is not None:
+        con.say(
+            f"  GB/T 26875.3 centre          {r.centre_frames:3d}   frames confirmed; fire alarm "
+            f"state {'received' if r.centre_fire else 'NOT received'}"
+        )
     con.say(f"  errors logged by the agent   {len(r.errors):3d}")
     if kept is not None:
         con.say(f"  state folder kept: {kept} (site.yaml, outbox.db, nuisance.jsonl, agent.log)")
