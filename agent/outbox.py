@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -58,7 +59,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.clock import Clock, SystemClock
-from agent.events import PRIORITY, Decision, DecisionType, gateway_decision
+from agent.events import GATEWAY_ZONE, PRIORITY, Decision, DecisionType, gateway_decision
 from agent.siteconfig.models import StorageConfig
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     snapshot BLOB,                    -- JPEG evidence, published on evidence/<id>
     bytes INTEGER NOT NULL,           -- len(payload) + len(snapshot), what the cap counts
     decision_sent INTEGER NOT NULL DEFAULT 0,  -- decision PUBACKed, only the snapshot is left
-    stored_wall REAL NOT NULL
+    stored_wall REAL NOT NULL,
+    own INTEGER NOT NULL DEFAULT 0    -- 1: about the gateway itself (zone _gateway)
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox(priority, seq);
 """
+# Added to version 1 without a version change (an older agent ignores it).
+_OWN_COLUMN = "ALTER TABLE outbox ADD COLUMN own INTEGER NOT NULL DEFAULT 0"
+_SEND_INDEX = "CREATE INDEX IF NOT EXISTS outbox_send ON outbox(priority, own DESC, seq)"
 
 
 class OutboxError(Exception):
@@ -118,6 +123,11 @@ class Pending:
     durable: bool = True  # False: held in memory because the disk refused it
 
     @property
+    def own(self) -> bool:
+        """About the gateway itself (zone ``_gateway``): sent first within its priority."""
+        return bool(self.payload.get("zone") == GATEWAY_ZONE)
+
+    @property
     def part(self) -> str:
         """What is left to send: the decision (its type, e.g. ``fire_alarm``) or,
         once the decision was PUBACKed, its snapshot (``SNAPSHOT``)."""
@@ -132,6 +142,7 @@ class _Row:
     payload: bytes
     snapshot: bytes | None
     stored_wall: float
+    own: bool = False  # about the gateway itself: outranks what it reports on
 
     @property
     def nbytes(self) -> int:
@@ -149,6 +160,7 @@ def _row_of(decision: Decision, wall: float) -> _Row:
         payload=payload,
         snapshot=decision.snapshot_jpeg,
         stored_wall=wall,
+        own=decision.zone == GATEWAY_ZONE,
     )
 
 
@@ -201,6 +213,8 @@ class Outbox:
         self._delete_scheduled = False
         self._deleting: set[str] = set()  # acked, delete not yet committed: never handed out
         self._cap_active = False
+        self._cap_fault: Decision | None = None  # this cap episode's FAULT
+        self._episode_evicted: dict[str, int] = {}  # dropped during this cap episode
         self._evicted_total: dict[str, int] = {}
         self._write_failing = False
         self._closed = False
@@ -341,6 +355,9 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            if "own" not in {r[1] for r in db.execute("PRAGMA table_info(outbox)")}:
+                db.execute(_OWN_COLUMN)
+            db.execute(_SEND_INDEX)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 db.execute(f"PRAGMA user_version={DB_VERSION}")
@@ -460,7 +477,10 @@ class Outbox:
         # Bounded like the disk: beyond max_rows, drop the lowest non-fire entry.
         self._memory.append(row)
         if len(self._memory) > self.max_rows:
-            victims = [r for r in self._memory if r.priority > 0]
+            # the gateway's own faults outrank what they report on
+            victims = [r for r in self._memory if r.priority > 0 and not r.own] or [
+                r for r in self._memory if r.priority > 0
+            ]
             if victims:
                 worst = max(victims, key=lambda r: r.priority)
                 self._memory.remove(worst)
@@ -511,11 +531,17 @@ class Outbox:
         over = rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes
         if over:
             # A new decision may push out only decisions of its own or lower
-            # priority, never a fire alarm. If even that cannot make room, evict
-            # nothing: the new one is dropped, or (a fire alarm) stored past the cap.
+            # priority, never a fire alarm, and never the gateway's own decisions
+            # (the cap FAULT must not be evicted by the flood it reports), unless
+            # it is one of them. If even that cannot make room, evict nothing:
+            # the new one is dropped, or (a fire alarm) stored past the cap.
+            cand = (
+                "priority > 0 AND (own = 0 OR priority >= ?)"
+                if row.own
+                else "priority > 0 AND priority >= ? AND own = 0"
+            )
             ev_rows, ev_bytes = db.execute(
-                "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox "
-                "WHERE priority >= ? AND priority > 0",
+                f"SELECT count(*), coalesce(sum(bytes), 0) FROM outbox WHERE {cand}",
                 (row.priority,),
             ).fetchone()
             fits = (
@@ -525,8 +551,9 @@ class Outbox:
             drop_new = not fits and row.priority > 0
             while fits and (rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes):
                 victim = db.execute(
-                    "SELECT seq, priority, type, bytes FROM outbox WHERE priority > 0 "
-                    "ORDER BY priority DESC, seq LIMIT 1"
+                    f"SELECT seq, priority, type, bytes FROM outbox WHERE {cand} "
+                    "ORDER BY own, priority DESC, seq LIMIT 1",
+                    (row.priority,),
                 ).fetchone()
                 db.execute("DELETE FROM outbox WHERE seq = ?", (victim[0],))
                 changes.append((victim[2], -victim[3], -1))
@@ -549,6 +576,7 @@ class Outbox:
         if evicted:
             for type_, n in evicted.items():
                 self._count_evicted(type_, n)
+                self._episode_evicted[type_] = self._episode_evicted.get(type_, 0) + n
             log.warning(
                 "outbox %s at its cap (%d rows, %d bytes): evicted %s",
                 self.path,
@@ -558,14 +586,19 @@ class Outbox:
             )
         if over and not self._cap_active:
             self._cap_active = True
+            self._episode_evicted = dict(evicted)
             fault = self._gateway(
                 DecisionType.FAULT,
                 f"outbox reached its cap ({self.max_rows} rows / {self.max_bytes} bytes); "
                 "lowest-priority decisions are being dropped (never fire alarms)",
                 evicted=dict(evicted),
             )
+            self._cap_fault = fault
             # stored in the same transaction, past the cap: one row, once per episode
             changes.extend(self._insert_in_tx_nocap(db, _row_of(fault, self.clock.wall())))
+        elif evicted and self._cap_fault is not None:
+            # the cap FAULT still waiting to be sent counts every decision dropped
+            changes.extend(self._update_cap_fault(db))
         elif (
             not over
             and self._cap_active
@@ -574,14 +607,51 @@ class Outbox:
                 and nbytes + row.nbytes < RESTORE_BELOW * self.max_bytes
             )
         ):
-            self._cap_active = False
-            restore = self._gateway(
-                DecisionType.RESTORE,
-                "outbox is below its cap again",
-                evicted=dict(self._evicted_total),
-            )
-            changes.extend(self._insert_in_tx_nocap(db, _row_of(restore, self.clock.wall())))
+            changes.extend(self._insert_in_tx_nocap(db, self._cap_restore_row()))
         return changes
+
+    def _cap_restore_row(self) -> _Row:
+        """The end of a cap episode: a RESTORE counting what it dropped."""
+        self._cap_active = False
+        self._cap_fault = None
+        evicted, self._episode_evicted = self._episode_evicted, {}
+        restore = self._gateway(
+            DecisionType.RESTORE,
+            "outbox is below its cap again; "
+            f"{sum(evicted.values())} decision(s) were dropped while it was full",
+            evicted=evicted,
+            evicted_total=dict(self._evicted_total),
+        )
+        return _row_of(restore, self.clock.wall())
+
+    def _update_cap_fault(self, db: sqlite3.Connection) -> list[tuple[str, int, int]]:
+        """Rewrite the unsent cap FAULT with the episode's count of dropped
+        decisions (same id); nothing once it was sent."""
+        fault = self._cap_fault
+        assert fault is not None
+        dropped = sum(self._episode_evicted.values())
+        new = _row_of(
+            dataclasses.replace(
+                fault,
+                reason=f"{fault.reason.split('; ')[0]}; {dropped} decision(s) dropped so far "
+                "(never fire alarms)",
+                details={**fault.details, "evicted": dict(self._episode_evicted)},
+            ),
+            self.clock.wall(),
+        )
+        got = db.execute(
+            "SELECT bytes FROM outbox WHERE id = ? AND decision_sent = 0", (fault.id,)
+        ).fetchone()
+        if got is None:
+            for r in self._memory:  # held in memory (disk refusing): update it there
+                if r.id == fault.id:
+                    r.payload = new.payload
+            return []
+        db.execute(
+            "UPDATE outbox SET payload = ?, bytes = ? WHERE id = ?",
+            (new.payload, new.nbytes, fault.id),
+        )
+        return [(new.type, new.nbytes - got[0], 0)]
 
     @staticmethod
     def _insert_in_tx_nocap(db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
@@ -589,7 +659,7 @@ class Outbox:
         none when the id was already stored (a decision is stored once)."""
         cur = db.execute(
             "INSERT OR IGNORE INTO outbox (id, priority, type, payload, snapshot, bytes, "
-            "stored_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "stored_wall, own) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.id,
                 row.priority,
@@ -598,6 +668,7 @@ class Outbox:
                 row.snapshot,
                 row.nbytes,
                 row.stored_wall,
+                int(row.own),
             ),
         )
         return [(row.type, row.nbytes, 1)] if cur.rowcount else []
@@ -642,7 +713,7 @@ class Outbox:
                 if p.part not in held and (only is None or p.part == only)
             ]
             # memory rows arrived after every disk row: a stable sort keeps that
-            out = sorted(out + mem, key=lambda p: p.priority)[:limit]
+            out = sorted(out + mem, key=lambda p: (p.priority, not p.own))[:limit]
         return out
 
     @staticmethod
@@ -669,7 +740,7 @@ class Outbox:
         # starve the batch; in-flight rows are at the head of the order anyway.
         cur = db.execute(
             "SELECT id, priority, type, payload, snapshot IS NOT NULL, decision_sent "
-            f"FROM outbox {cond}ORDER BY priority, seq LIMIT ?",
+            f"FROM outbox {cond}ORDER BY priority, own DESC, seq LIMIT ?",
             (*args, limit + len(skip)),
         )
         for id_, prio, type_, payload, has_snap, sent in cur:
@@ -753,13 +824,7 @@ class Outbox:
             and self._counts.rows < RESTORE_BELOW * self.max_rows
             and self._counts.bytes < RESTORE_BELOW * self.max_bytes
         ):
-            self._cap_active = False
-            restore = self._gateway(
-                DecisionType.RESTORE,
-                "outbox is below its cap again",
-                evicted=dict(self._evicted_total),
-            )
-            self._insert(_row_of(restore, self.clock.wall()), sync_full=True)
+            self._insert(self._cap_restore_row(), sync_full=True)
             self.changed_threadsafe()
 
     def changed_threadsafe(self) -> None:
@@ -822,7 +887,9 @@ def _salvage(path: Path) -> list[_Row]:
             if r is None:
                 break
             try:
-                rows.append(_Row(str(r[0]), int(r[1]), str(r[2]), bytes(r[3]), r[4], float(r[5])))
+                payload = bytes(r[3])
+                own = f'"zone":"{GATEWAY_ZONE}"'.encode() in payload
+                rows.append(_Row(str(r[0]), int(r[1]), str(r[2]), payload, r[4], float(r[5]), own))
             except (TypeError, ValueError):
                 continue
     except sqlite3.Error:

@@ -24,7 +24,7 @@ from agent.clock import ScaledClock
 from agent.engine import Engine, EngineRunner
 from agent.engine.runner import EPISODES_FILE
 from agent.events import Condition, Decision, DecisionType, DeviceKind, StateChange
-from tests.engine.engine_sim import site
+from tests.engine.engine_sim import Sim, site
 
 SPEED = 400.0  # simulated seconds per real second
 
@@ -218,3 +218,16 @@ async def test_restore_is_not_sent_twice_over_two_restarts(tmp_path: Path) -> No
     await c.stop()
     assert [d.type for d in c.sink.decisions] == []
     assert (tmp_path / "state" / EPISODES_FILE).exists()
+
+
+def test_fault_restore_names_its_point_and_the_fault_it_ends() -> None:
+    """A fault's RESTORE carries details.point, as a pre-alarm's restore does."""
+    sim = Sim()
+    sim.state(10, "panel", Condition.FAULT, point="1/24", kind=DeviceKind.MANUAL_CALL_POINT)
+    sim.until(50)
+    sim.state(60, "panel", Condition.FAULT, False, point="1/24", kind=DeviceKind.MANUAL_CALL_POINT)
+    sim.until(200)
+    fault, restore = (d for _, d in sim.decisions)
+    assert (fault.type, restore.type) == (DecisionType.FAULT, DecisionType.RESTORE)
+    assert restore.details["point"] == fault.details["point"] == "1/24"
+    assert restore.details["of_id"] == fault.id
