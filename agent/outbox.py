@@ -49,11 +49,12 @@ import contextlib
 import dataclasses
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,6 +69,9 @@ T = TypeVar("T")
 
 
 DB_VERSION = 1
+WRITE_TIMEOUT_S = 1.0  # a write not done by then: the disk stalls, send from memory
+CLOSE_TIMEOUT_S = 5.0  # at a stop, wait this long for the disk
+MEMORY_RETRY_S = 5.0  # decisions the disk refused are tried again this often
 SNAPSHOT = "snapshot"  # Pending.part of a decision that was sent and awaits only its snapshot
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
 
@@ -196,14 +200,18 @@ class Outbox:
         max_bytes: int,
         *,
         clock: Clock | None = None,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("max_rows and max_bytes must be positive")
+        if write_timeout_s <= 0:
+            raise ValueError("write_timeout_s must be positive")
+        self.write_timeout_s = write_timeout_s
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.clock: Clock = clock or SystemClock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._executor = _OneThread("outbox")
         self._db: sqlite3.Connection | None = None
         self._counts = _Counts()
         self._memory: list[_Row] = []  # rows the disk refused, in arrival order
@@ -221,6 +229,15 @@ class Outbox:
         self.last_error = ""
         self.recoveries: list[str] = []  # files moved aside, for status
         self.changed = asyncio.Event()  # set whenever something was stored
+        # Rows handed to the thread and not stored yet, in arrival order: what
+        # the uplink is given from memory while the disk stalls.
+        self._limbo: dict[str, _Row] = {}
+        self._limbo_sent: set[str] = set()  # PUBACKed while in limbo, snapshot left
+        self._limbo_dropped: set[str] = set()  # evicted from limbo: never stored
+        self._stall_reported = False
+        self._memory_dropped: dict[str, int] = {}  # evicted from memory, by type
+        self._write_fault: Decision | None = None  # this episode's "cannot store" FAULT
+        self._retried_mono = 0.0
 
     # ---------------------------------------------------------------- public API
 
@@ -229,9 +246,30 @@ class Outbox:
         if self._closed:
             raise OutboxError("outbox is closed")
         row = _row_of(decision, self.clock.wall())
-        # shield: once handed to the thread the write completes even if the caller
-        # is cancelled, so a cancelled submit never leaves a half-known state.
-        await asyncio.shield(self._call(self._store_thread, row))
+        await self._store(row)
+
+    async def _store(self, row: _Row) -> None:
+        """Hand ``row`` to the thread; wait for it unless the disk is stalled."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        with self._lock:
+            self._limbo[row.id] = row
+        self._bound_limbo()
+        fut = loop.run_in_executor(self._executor, self._store_limbo_thread, row)
+        if self._stalled():  # a write is stuck already: sent from memory, stored later
+            fut.add_done_callback(_log_failure)
+            self._report_stall()
+            self.changed.set()
+            return
+        try:
+            # shield: once handed to the thread the write completes even if the
+            # caller is cancelled or stops waiting for a stalled disk.
+            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+        except TimeoutError:
+            fut.add_done_callback(_log_failure)
+            self._report_stall()
+        else:
+            self._stall_over()
         self.changed.set()
 
     async def next_batch(
@@ -250,15 +288,42 @@ class Outbox:
         Either way the order of what is returned is the send order.
         """
         skip = set(exclude)
-        return await self._call(self._peek_thread, limit, skip, frozenset(held), only)
+        args = (limit, skip, frozenset(held), only)
+        if self._stalled():
+            return self._peek_limbo(*args)
+        fut = self._submit_guarded(self._peek_thread, *args)
+        try:
+            got = await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+        except TimeoutError:
+            self._report_stall()
+            return self._peek_limbo(*args)
+        self._stall_over()
+        # rows submitted after this peek was queued are not on disk yet
+        return self._merge(got, self._peek_limbo(*args), limit)
 
     async def snapshot(self, decision_id: str) -> bytes | None:
         """The JPEG stored with a decision, or None (gone, or none was stored)."""
+        with self._lock:
+            row = self._limbo.get(decision_id)
+        if row is not None:
+            return row.snapshot
         return await self._call(self._snapshot_thread, decision_id)
 
     async def mark_decision_sent(self, decision_id: str) -> None:
         """The decision was PUBACKed but its snapshot is still to be sent."""
-        await self._call(self._mark_sent_thread, decision_id)
+        with self._lock:
+            if decision_id in self._limbo:
+                self._limbo_sent.add(decision_id)  # applied when it is stored
+                return
+        fut = self._submit_guarded(self._mark_sent_thread, decision_id)
+        if self._stalled():
+            fut.add_done_callback(_log_failure)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+        except TimeoutError:
+            fut.add_done_callback(_log_failure)
+            self._report_stall()
 
     def acked(self, decision_id: str) -> None:
         """Everything of this decision was PUBACKed: delete it (batched, in order).
@@ -283,8 +348,37 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
-        self._executor.shutdown(wait=True)
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.error(
+                "outbox %s: the disk did not answer for %.0f s at the stop",
+                self.path,
+                CLOSE_TIMEOUT_S,
+            )
+        self._log_unstored()
+        self._executor.shutdown(wait=False)
+
+    def _log_unstored(self) -> None:
+        """What is only in memory is lost with this stop: never without a line."""
+        with self._lock:
+            rows = [*self._limbo.values(), *self._memory]
+        if not rows:
+            return
+        by_type: dict[str, int] = {}
+        for r in rows:
+            by_type[r.type] = by_type.get(r.type, 0) + 1
+        fires = [r.id for r in rows if r.priority == 0]
+        log.error(
+            "outbox %s: %d decision(s) could not be stored (%s) and are lost with this "
+            "stop%s; the centre has them only if they were sent. Check the disk of %s.",
+            self.path,
+            len(rows),
+            ", ".join(f"{n} {t}" for t, n in sorted(by_type.items())),
+            f"; fire alarm ids: {', '.join(fires)}" if fires else "",
+            self.path.parent,
+        )
 
     def status(self) -> dict[str, Any]:
         """Small, JSON-ready state for `firegate status` and the heartbeat."""
@@ -301,14 +395,125 @@ class Outbox:
             "write_failing": self._write_failing,
             "last_error": self.last_error,
             "recovered_files": list(self.recoveries),
+            "not_stored": len(self._limbo),
+            "stalled_s": round(self._executor.stalled_s(), 1),
         }
 
     # ------------------------------------------------------------ thread helpers
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._submit_guarded(fn, *args)
+
+    def _submit_guarded(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        return await loop.run_in_executor(self._executor, self._guarded, fn, *args)
+        return loop.run_in_executor(self._executor, self._guarded, fn, *args)
+
+    # --------------------------------------------------- a stalled disk (limbo)
+
+    def _stalled(self) -> bool:
+        return self._executor.stalled_s() >= self.write_timeout_s
+
+    def _report_stall(self) -> None:
+        """A write has not finished in ``write_timeout_s``: a FAULT, from memory."""
+        if self._stall_reported or self._closed:
+            return
+        self._stall_reported = True
+        with self._lock:
+            waiting = len(self._limbo)
+        reason = (
+            f"outbox storage stalled: a write to {self.path.name} has not finished for "
+            f"{self._executor.stalled_s():.1f} s; decisions are sent from memory "
+            "and stored when the disk answers"
+        )
+        log.error("outbox %s: %s (failing SD card?)", self.path, reason)
+        self._spawn(self._gateway(DecisionType.FAULT, reason, stalled=True, not_stored=waiting + 1))
+
+    def _stall_over(self) -> None:
+        if not self._stall_reported or self._stalled():
+            return
+        self._stall_reported = False
+        log.warning("outbox %s: the disk answers again", self.path)
+        self._spawn(self._gateway(DecisionType.RESTORE, "outbox storage answers again"))
+
+    def _spawn(self, decision: Decision) -> None:
+        """Store a decision of the outbox itself without waiting (it is in
+        limbo, so sent at once even if the disk is stalled)."""
+        row = _row_of(decision, self.clock.wall())
+        with self._lock:
+            self._limbo[row.id] = row
+        assert self._loop is not None
+        fut = self._loop.run_in_executor(self._executor, self._store_limbo_thread, row)
+        fut.add_done_callback(_log_failure)
+        self.changed.set()
+
+    def _bound_limbo(self) -> None:
+        """Bounded like the disk: drop the lowest-priority ordinary decision
+        (never a fire alarm, never the gateway's own), counted."""
+        with self._lock:
+            if len(self._limbo) <= self.max_rows:
+                return
+            victims = [r for r in self._limbo.values() if r.priority > 0 and not r.own]
+            if not victims:
+                return
+            worst = max(victims, key=lambda r: r.priority)
+            del self._limbo[worst.id]
+            self._limbo_dropped.add(worst.id)
+        self._count_evicted(worst.type)
+        log.warning(
+            "outbox %s: disk stalled and %d decisions wait in memory: dropped %s %s",
+            self.path,
+            self.max_rows,
+            worst.type,
+            worst.id,
+        )
+
+    def _store_limbo_thread(self, row: _Row) -> None:
+        with self._lock:
+            if row.id in self._limbo_dropped:
+                self._limbo_dropped.discard(row.id)
+                return
+        self._guarded(self._store_thread, row)
+        with self._lock:
+            sent = row.id in self._limbo_sent
+            self._limbo_sent.discard(row.id)
+        if sent:
+            self._mark_sent_thread(row.id)
+        with self._lock:
+            self._limbo.pop(row.id, None)
+
+    def _peek_limbo(
+        self, limit: int, skip: set[str], held: frozenset[str], only: str | None
+    ) -> list[Pending]:
+        with self._lock:
+            skip = skip | self._deleting
+            rows = [r for r in self._limbo.values() if r.id not in skip]
+            sent = set(self._limbo_sent)
+        mem = [
+            p
+            for p in (
+                Pending(
+                    r.id,
+                    r.priority,
+                    r.type,
+                    json.loads(r.payload),
+                    r.snapshot is not None,
+                    r.id in sent,
+                    durable=False,
+                )
+                for r in rows
+            )
+            if p.part not in held and (only is None or p.part == only)
+        ]
+        return sorted(mem, key=lambda p: (p.priority, not p.own))[:limit]
+
+    @staticmethod
+    def _merge(first: list[Pending], more: list[Pending], limit: int) -> list[Pending]:
+        if not more:
+            return first
+        seen = {p.id for p in first}
+        both = first + [p for p in more if p.id not in seen]
+        return sorted(both, key=lambda p: (p.priority, not p.own))[:limit]
 
     def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the outbox thread; on a corrupt file recover and retry once."""
@@ -445,16 +650,36 @@ class Outbox:
                 raise  # _guarded recovers and retries the whole store
             self._write_failed(row, e)
             return
-        if self._write_failing:
-            self._write_failing = False
-            log.warning("outbox %s: writes work again", self.path)
-            self._insert(
-                _row_of(
-                    self._gateway(DecisionType.RESTORE, "outbox writes work again"),
-                    self.clock.wall(),
-                ),
-                sync_full=True,
-            )
+        self._writes_work_again()
+
+    def _writes_work_again(self) -> None:
+        if not self._write_failing or self._memory:
+            return
+        self._write_failing = False
+        self._write_fault = None
+        log.warning(
+            "outbox %s: writes work again; every decision held in memory is stored", self.path
+        )
+        self._insert(
+            _row_of(
+                self._gateway(DecisionType.RESTORE, "outbox writes work again"),
+                self.clock.wall(),
+            ),
+            sync_full=True,
+        )
+
+    def _retry_in_background(self) -> None:
+        """Write what the disk refused once it takes it again, even when no new
+        decision comes to try (a peek of the uplink, at most every few seconds)."""
+        now = time.monotonic()
+        if not self._memory or self._db is None or now - self._retried_mono < MEMORY_RETRY_S:
+            return
+        self._retried_mono = now
+        try:
+            self._retry_memory()
+            self._writes_work_again()
+        except sqlite3.DatabaseError as e:
+            log.debug("outbox: memory retry failed: %s", e)
 
     def _write_failed(self, row: _Row, error: BaseException) -> None:
         self._hold_in_memory(row, str(error))
@@ -470,8 +695,33 @@ class Outbox:
                 self.path.parent,
             )
             fault = self._gateway(DecisionType.FAULT, f"outbox cannot store decisions: {what}")
+            self._write_fault = fault
             self._memory.append(_row_of(fault, self.clock.wall()))
+            self._count_write_fault()
         self.last_error = str(error)
+
+    def _count_write_fault(self) -> None:
+        """The unsent "cannot store" FAULT says how many decisions wait in memory
+        (by type) and how many were dropped; rewritten, same id."""
+        fault = self._write_fault
+        if fault is None or fault.id in self._memory_sent:
+            return
+        held: dict[str, int] = {}
+        for r in self._memory:
+            if r.id != fault.id:
+                held[r.type] = held.get(r.type, 0) + 1
+        dropped = dict(self._memory_dropped)
+        new = dataclasses.replace(
+            fault,
+            reason=f"{fault.reason.split('; ')[0]}; {sum(held.values())} decision(s) held in "
+            f"memory, not restart-proof ({', '.join(f'{n} {t}' for t, n in sorted(held.items()))})"
+            + (f", {sum(dropped.values())} dropped" if dropped else ""),
+            details={**fault.details, "held_in_memory": held, "evicted": dropped},
+        )
+        payload = _row_of(new, self.clock.wall()).payload
+        for r in self._memory:
+            if r.id == fault.id:
+                r.payload = payload
 
     def _hold_in_memory(self, row: _Row, why: str) -> None:
         # Bounded like the disk: beyond max_rows, drop the lowest non-fire entry.
@@ -485,6 +735,21 @@ class Outbox:
                 worst = max(victims, key=lambda r: r.priority)
                 self._memory.remove(worst)
                 self._count_evicted(worst.type)
+                self._memory_dropped = {
+                    **self._memory_dropped,
+                    worst.type: self._memory_dropped.get(worst.type, 0) + 1,
+                }
+                n = sum(self._memory_dropped.values())
+                if n == 1 or n % 100 == 0:
+                    log.error(
+                        "outbox %s: the disk refuses writes and %d decisions wait in memory: "
+                        "dropped %d so far, lowest priority first (never a fire alarm): %s",
+                        self.path,
+                        self.max_rows,
+                        n,
+                        ", ".join(f"{k} {v}" for k, v in sorted(self._memory_dropped.items())),
+                    )
+        self._count_write_fault()
         log.debug("outbox: holding %s in memory (%s)", row.id, why)
 
     def _retry_memory(self) -> None:
@@ -689,6 +954,7 @@ class Outbox:
     def _peek_thread(
         self, limit: int, skip: set[str], held: frozenset[str], only: str | None
     ) -> list[Pending]:
+        self._retry_in_background()
         with self._lock:
             skip = skip | self._deleting
         out: list[Pending] = []
@@ -900,6 +1166,58 @@ def _salvage(path: Path) -> list[_Row]:
     return [r for r in rows if r.type in valid]
 
 
+class _OneThread(Executor):
+    """One worker thread, a daemon: a disk that never answers again must not
+    hold the interpreter's exit (ThreadPoolExecutor joins its threads then).
+    ``stalled_s`` says how long the job in progress has been running."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ]
+        self._jobs = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._busy_since: float | None = None
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        fut: Future[T] = Future()
+        self._jobs.put((fut, lambda: fn(*args, **kwargs), ()))
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        return fut
+
+    def stalled_s(self) -> float:
+        since = self._busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._jobs.put(None)
+        if wait and self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            fut, fn, _ = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            self._busy_since = time.monotonic()
+            try:
+                result = fn()
+            except BaseException as e:
+                fut.set_exception(e)
+            else:
+                fut.set_result(result)
+            finally:
+                self._busy_since = None
+
+
 def _log_failure(fut: Any) -> None:
     if not fut.cancelled() and fut.exception() is not None:
-        log.error("outbox: background delete failed: %s", fut.exception())
+        log.error("outbox: background write failed: %s", fut.exception())
