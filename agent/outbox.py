@@ -49,6 +49,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -72,6 +73,10 @@ DB_VERSION = 1
 WRITE_TIMEOUT_S = 1.0  # a write not done by then: the disk stalls, send from memory
 CLOSE_TIMEOUT_S = 5.0  # at a stop, wait this long for the disk
 MEMORY_RETRY_S = 5.0  # decisions the disk refused are tried again this often
+JOURNAL_SUFFIX = ".journal"  # outbox.journal: what was stored and not yet delivered
+JOURNAL_MAX_BYTES = 4 * 1024 * 1024  # rewritten from the database past this size
+SALVAGE_PROBE = 200_000  # rows looked up one by one past a damaged page, at most
+SALVAGE_MISSES = 5_000  # without max(seq): stop after this many absent rows in a row
 SNAPSHOT = "snapshot"  # Pending.part of a decision that was sent and awaits only its snapshot
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
 
@@ -238,6 +243,14 @@ class Outbox:
         self._memory_dropped: dict[str, int] = {}  # evicted from memory, by type
         self._write_fault: Decision | None = None  # this episode's "cannot store" FAULT
         self._retried_mono = 0.0
+        self.journal = _Journal(self.path.with_suffix(JOURNAL_SUFFIX))
+        self._journal_checked = False
+        self._tx_inserted: list[_Row] = []  # rows of the open transaction, for the journal
+        self._tx_removed: list[str] = []
+        # Called on the outbox thread before every write transaction with its
+        # kind ("insert", "delete", "mark"): tests inject a stalled or failing
+        # disk here, at the boundary of the storage calls.
+        self.io_hook: Callable[[str], None] | None = None
 
     # ---------------------------------------------------------------- public API
 
@@ -549,9 +562,93 @@ class Outbox:
             self._open_error = e
             return False
         self._open_error = None
+        if not self._journal_checked:
+            self._journal_checked = True
+            self._check_journal(None)
         return True
 
     _open_error: BaseException | None = None
+
+    def _check_journal(self, damaged: tuple[Path, int] | None) -> None:
+        """Compare the database with the journal of what was stored and not yet
+        delivered: put back the fire alarms it lost (their payload is in the
+        journal), count what else it lost, and say so in a FAULT.
+
+        ``damaged``: the file was moved aside and this many rows were salvaged.
+        """
+        db = self._db
+        assert db is not None
+        try:
+            live = self.journal.read()
+        except OSError as e:
+            log.error(
+                "outbox journal %s unreadable (%s); losses cannot be counted", self.journal.path, e
+            )
+            live = None
+        on_disk = {r[0] for r in db.execute("SELECT id FROM outbox")}
+        lost: dict[str, int] = {}
+        back = 0
+        if live is not None:
+            for id_, (type_, payload) in live.items():
+                if id_ in on_disk:
+                    continue
+                if payload is not None:  # a fire alarm: put it back, same id
+                    row = _Row(
+                        id_,
+                        PRIORITY[DecisionType.FIRE_ALARM],
+                        type_,
+                        payload,
+                        None,
+                        self.clock.wall(),
+                    )
+                    self._insert(row, sync_full=False)
+                    back += 1
+                else:
+                    lost[type_] = lost.get(type_, 0) + 1
+        n_lost = sum(lost.values())
+        what = ", ".join(f"{n} {t}" for t, n in sorted(lost.items()))
+        if damaged is not None:
+            aside, salvaged = damaged
+            count = (
+                f"{salvaged} stored decision(s) recovered, {n_lost} lost"
+                + (f" ({what})" if what else "")
+                if live is not None
+                else f"{salvaged} stored decision(s) recovered; how many were lost is unknown "
+                "(no journal)"
+            )
+            reason = f"outbox database was damaged; moved to {aside.name}, {count}"
+            details: dict[str, Any] = {
+                "moved_to": str(aside),
+                "recovered": salvaged,
+            }
+        elif n_lost or back:
+            reason = (
+                f"outbox lost {n_lost + back} stored decision(s) since the last run (its file "
+                f"was truncated or its -wal removed?): {n_lost} lost"
+                + (f" ({what})" if what else "")
+            )
+            details = {}
+        else:
+            self._rewrite_journal()
+            return
+        if back:
+            reason += f"; {back} fire alarm(s) put back from the journal and sent again"
+        details.update(lost=lost, lost_total=n_lost, fire_alarms_restored=back)
+        log.error("outbox %s: %s", self.path, reason)
+        fault = self._gateway(DecisionType.FAULT, reason, **details)
+        self._insert(_row_of(fault, fault.wall), sync_full=True)
+        self._rewrite_journal()
+
+    def _rewrite_journal(self) -> None:
+        """The journal as the database is now (what waits, fire alarms in full)."""
+        db = self._db
+        assert db is not None
+        self.journal.rewrite(
+            (id_, type_, _blob(payload) if prio == 0 else None)
+            for id_, type_, prio, payload in db.execute(
+                "SELECT id, type, priority, payload FROM outbox ORDER BY seq"
+            )
+        )
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -622,14 +719,8 @@ class Outbox:
         assert self._db is not None
         for row in salvaged:
             self._insert(row, sync_full=False)
-        fault = self._gateway(
-            DecisionType.FAULT,
-            f"outbox database was damaged; moved to {aside.name}, "
-            f"{len(salvaged)} stored decision(s) recovered",
-            moved_to=str(aside),
-            recovered=len(salvaged),
-        )
-        self._insert(_row_of(fault, fault.wall), sync_full=True)
+        self._journal_checked = True
+        self._check_journal((aside, len(salvaged)))
 
     # ------------------------------------------------------------- thread bodies
 
@@ -770,8 +861,10 @@ class Outbox:
         """One transaction: evict to make room if needed, then insert ``row``."""
         db = self._db
         assert db is not None
+        self._hook("insert")
         if not sync_full:
             db.execute("PRAGMA synchronous=NORMAL")
+        self._tx_inserted, self._tx_removed = [], []
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -786,6 +879,13 @@ class Outbox:
                 db.execute("PRAGMA synchronous=FULL")
         for type_, nbytes, n in stored:
             self._counts.add(type_, nbytes, n)
+        self.journal.stored(self._tx_inserted)
+        if self._tx_removed:
+            self.journal.removed(self._tx_removed)
+
+    def _hook(self, kind: str) -> None:
+        if self.io_hook is not None:
+            self.io_hook(kind)
 
     def _insert_in_tx(self, db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
         """Returns (type, bytes, rows) count changes, applied only after COMMIT."""
@@ -816,11 +916,12 @@ class Outbox:
             drop_new = not fits and row.priority > 0
             while fits and (rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes):
                 victim = db.execute(
-                    f"SELECT seq, priority, type, bytes FROM outbox WHERE {cand} "
+                    f"SELECT seq, priority, type, bytes, id FROM outbox WHERE {cand} "
                     "ORDER BY own, priority DESC, seq LIMIT 1",
                     (row.priority,),
                 ).fetchone()
                 db.execute("DELETE FROM outbox WHERE seq = ?", (victim[0],))
+                self._tx_removed.append(victim[4])
                 changes.append((victim[2], -victim[3], -1))
                 evicted[victim[2]] = evicted.get(victim[2], 0) + 1
                 rows -= 1
@@ -918,8 +1019,7 @@ class Outbox:
         )
         return [(new.type, new.nbytes - got[0], 0)]
 
-    @staticmethod
-    def _insert_in_tx_nocap(db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
+    def _insert_in_tx_nocap(self, db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
         """Insert one row in the open transaction (no cap check); the count change,
         none when the id was already stored (a decision is stored once)."""
         cur = db.execute(
@@ -936,7 +1036,10 @@ class Outbox:
                 int(row.own),
             ),
         )
-        return [(row.type, row.nbytes, 1)] if cur.rowcount else []
+        if not cur.rowcount:
+            return []
+        self._tx_inserted.append(row)
+        return [(row.type, row.nbytes, 1)]
 
     def _count_evicted(self, type_: str, n: int = 1) -> None:
         self._evicted_total[type_] = self._evicted_total.get(type_, 0) + n
@@ -1034,6 +1137,7 @@ class Outbox:
             return
         if self._db is None:
             return
+        self._hook("mark")
         # NORMAL: if this is lost, the decision is sent once more with the same id
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
@@ -1059,6 +1163,7 @@ class Outbox:
         db = self._db
         if db is None:
             return
+        self._hook("delete")
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -1085,6 +1190,12 @@ class Outbox:
             db.execute("PRAGMA synchronous=FULL")
         for type_, nbytes in removed:
             self._counts.add(type_, nbytes, -1)
+        if self._counts.rows == 0:
+            self.journal.rewrite([])  # nothing waits: the journal starts empty
+        else:
+            self.journal.removed(ids)
+            if self.journal.too_big:
+                self._rewrite_journal()
         if (
             self._cap_active
             and self._counts.rows < RESTORE_BELOW * self.max_rows
@@ -1141,23 +1252,47 @@ def _salvage(path: Path) -> list[_Row]:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
         return rows
+    cols = "seq, id, priority, type, payload, snapshot, stored_wall"
+    seen: set[int] = set()
+
+    def take(r: Any) -> None:
+        try:
+            payload = _blob(r[4])
+            own = f'"zone":"{GATEWAY_ZONE}"'.encode() in payload
+            row = _Row(str(r[1]), int(r[2]), str(r[3]), payload, r[5], float(r[6]), own)
+        except (TypeError, ValueError):
+            return
+        seen.add(int(r[0]))
+        rows.append(row)
+
+    last = 0
     try:
-        cur = db.execute(
-            "SELECT id, priority, type, payload, snapshot, stored_wall FROM outbox ORDER BY seq"
-        )
-        while True:
+        # in order until the first damaged page...
+        try:
+            for r in db.execute(f"SELECT {cols} FROM outbox ORDER BY seq"):
+                take(r)
+                last = int(r[0])
+        except sqlite3.Error:
+            pass
+        # ...then row by row past it: a damaged page loses its own rows only
+        try:
+            top = int(db.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0)
+        except (sqlite3.Error, TypeError, ValueError):
+            top = last + SALVAGE_PROBE
+        misses = 0
+        for seq in range(last + 1, min(top, last + SALVAGE_PROBE) + 1):
             try:
-                r = cur.fetchone()
+                r = db.execute(f"SELECT {cols} FROM outbox WHERE seq = ?", (seq,)).fetchone()
             except sqlite3.Error:
-                break
+                r = None
             if r is None:
-                break
-            try:
-                payload = bytes(r[3])
-                own = f'"zone":"{GATEWAY_ZONE}"'.encode() in payload
-                rows.append(_Row(str(r[0]), int(r[1]), str(r[2]), payload, r[4], float(r[5]), own))
-            except (TypeError, ValueError):
+                misses += 1
+                if top == last + SALVAGE_PROBE and misses > SALVAGE_MISSES:
+                    break
                 continue
+            misses = 0
+            if int(r[0]) not in seen:
+                take(r)
     except sqlite3.Error:
         pass
     finally:
@@ -1216,6 +1351,121 @@ class _OneThread(Executor):
                 fut.set_result(result)
             finally:
                 self._busy_since = None
+
+
+class _Journal:
+    """A second, tiny, append-only record of the outbox (outbox thread only).
+
+    One line per decision stored (``{"s": id, "t": type}``; a fire alarm with
+    its payload, and fsynced) and per delivered or evicted batch
+    (``{"a": [ids]}``). It lets a start tell how many decisions a truncated
+    database, a removed -wal or a damaged page lost, and put the fire alarms
+    back. Emptied when nothing waits; rewritten from the database past
+    ``JOURNAL_MAX_BYTES``. Never raises: a failing journal is logged once and
+    only costs that count.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error = ""
+        self._size = -1
+
+    def read(self) -> dict[str, tuple[str, bytes | None]] | None:
+        """id -> (type, fire alarm payload) of what waits; None: no journal."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        live: dict[str, tuple[str, bytes | None]] = {}
+        for line in data.splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if not isinstance(e, dict):
+                continue
+            if "s" in e:
+                p = e.get("p")
+                live[str(e["s"])] = (
+                    str(e.get("t", "")),
+                    p.encode() if isinstance(p, str) else None,
+                )
+            for id_ in e.get("a", ()) if isinstance(e.get("a"), list) else ():
+                live.pop(str(id_), None)
+        return live
+
+    def stored(self, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        lines = []
+        for r in rows:
+            e: dict[str, Any] = {"s": r.id, "t": r.type}
+            if r.priority == 0:
+                e["p"] = r.payload.decode("utf-8", errors="replace")
+            lines.append(json.dumps(e, separators=(",", ":")))
+        self._append(lines, fsync=any(r.priority == 0 for r in rows))
+
+    def removed(self, ids: list[str]) -> None:
+        if ids:
+            self._append([json.dumps({"a": ids}, separators=(",", ":"))], fsync=False)
+
+    def rewrite(self, live: Iterable[tuple[str, str, bytes | None]]) -> None:
+        lines = []
+        for id_, type_, payload in live:
+            e: dict[str, Any] = {"s": id_, "t": type_}
+            if payload is not None:
+                e["p"] = payload.decode("utf-8", errors="replace")
+            lines.append(json.dumps(e, separators=(",", ":")) + "\n")
+        data = "".join(lines).encode()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            self._size = len(data)
+        except OSError as e:
+            self._failed(e)
+
+    def _append(self, lines: list[str], *, fsync: bool) -> None:
+        data = ("\n".join(lines) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                if fsync:
+                    os.fsync(fd)
+                self._size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self._failed(e)
+            return
+        if self.error:
+            log.info("outbox journal %s written again", self.path)
+            self.error = ""
+
+    @property
+    def too_big(self) -> bool:
+        return self._size > JOURNAL_MAX_BYTES
+
+    def _failed(self, e: OSError) -> None:
+        if not self.error:
+            log.error(
+                "outbox journal %s cannot be written (%s): a damaged or truncated outbox "
+                "could then lose decisions without a count",
+                self.path,
+                e,
+            )
+        self.error = str(e)
+
+
+def _blob(value: Any) -> bytes:
+    """A payload as bytes, whether SQLite gives it back as BLOB or TEXT."""
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _log_failure(fut: Any) -> None:
