@@ -415,7 +415,9 @@ class Outbox:
     # ------------------------------------------------------------ thread helpers
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._submit_guarded(fn, *args)
+        got = await self._submit_guarded(fn, *args)
+        self._stall_over()
+        return got
 
     def _submit_guarded(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
