@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from agent.clock import Clock
 from agent.diskwriter import DiskWriter, write_file_atomic, writer_for
-from agent.engine.core import Engine, EngineOutput
+from agent.engine.core import RESTART_FAULT_GRACE_S, Engine, EngineOutput
 from agent.engine.nuisance_log import NuisanceLog
 from agent.events import (
     Command,
@@ -83,6 +83,7 @@ class EngineRunner:
         state_dir: Path | None,
         *,
         nuisance_log_max_bytes: int = 8 * 1024 * 1024,
+        fault_grace_s: float = RESTART_FAULT_GRACE_S,
     ) -> None:
         if tick_s <= 0:
             raise ValueError("tick_s must be positive")
@@ -92,6 +93,7 @@ class EngineRunner:
         self.commands = commands
         self.clock = clock
         self.tick_s = tick_s
+        self.fault_grace_s = fault_grace_s
         self.nuisance_log = (
             NuisanceLog(state_dir, max_bytes=nuisance_log_max_bytes) if state_dir else None
         )
@@ -128,6 +130,7 @@ class EngineRunner:
             cfg.engine.tick_s,
             cfg.storage.state_dir,
             nuisance_log_max_bytes=int(cfg.engine.nuisance_log_max_mb * 1024 * 1024),
+            fault_grace_s=restart_fault_grace_s(site),
         )
 
     async def run(self) -> None:
@@ -212,7 +215,7 @@ class EngineRunner:
                     continue
                 self.engine.resume_incident(str(zone), first, last, now, wall)
             return
-        out = self.engine.restore(doc, now, wall)
+        out = self.engine.restore(doc, now, wall, fault_grace_s=self.fault_grace_s)
         st = self.engine.status()
         log.info(
             "carried over the restart: %d fire incident(s), %d pre-alarm(s), %d fault(s); "
@@ -392,3 +395,24 @@ def _episodes_key(snap: dict[str, Any]) -> str:
         for f in snap["fires"]
     ]
     return json.dumps({**snap, "wall": None, "fires": fires}, sort_keys=True)
+
+
+def restart_fault_grace_s(site: LoadedSite) -> float:
+    """How long after a start a fault still present must have been reported
+    again by its source: the slowest offline detection of a polled device, a
+    camera's stale or frozen time; half as much again and 5 s of margin, at
+    least 10 s. (A panel's silence fault is left out: up to a day.) A fault carried over a restart that
+    nothing re-reports by then is taken as cleared (Engine.restore)."""
+    from agent.siteconfig.models import PanelBus
+
+    cfg = site.config
+    worst = 0.0
+    for bus in cfg.buses:
+        if isinstance(bus, PanelBus):
+            continue  # a silence fault (up to a day) would hold every other RESTORE
+        per_poll = bus.timeout_s * (bus.retries + 1) + bus.turnaround_s
+        for dev in bus.devices:
+            worst = max(worst, bus.offline_after * (dev.poll_interval_s + per_poll))
+    for cam in cfg.cameras:
+        worst = max(worst, cam.stale_after_s, cam.frozen_after_s)
+    return max(10.0, worst * 1.5 + 5.0)
