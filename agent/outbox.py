@@ -71,6 +71,7 @@ T = TypeVar("T")
 
 DB_VERSION = 1
 WRITE_TIMEOUT_S = 1.0  # a write not done by then: the disk stalls, send from memory
+STALL_FAULT_S = 10.0  # a write stuck this long is a FAULT of the outbox
 CLOSE_TIMEOUT_S = 5.0  # at a stop, wait this long for the disk
 MEMORY_RETRY_S = 5.0  # decisions the disk refused are tried again this often
 JOURNAL_SUFFIX = ".journal"  # outbox.journal: what was stored and not yet delivered
@@ -206,12 +207,14 @@ class Outbox:
         *,
         clock: Clock | None = None,
         write_timeout_s: float = WRITE_TIMEOUT_S,
+        stall_fault_s: float = STALL_FAULT_S,
     ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("max_rows and max_bytes must be positive")
         if write_timeout_s <= 0:
             raise ValueError("write_timeout_s must be positive")
         self.write_timeout_s = write_timeout_s
+        self.stall_fault_s = max(stall_fault_s, write_timeout_s)
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
@@ -303,6 +306,7 @@ class Outbox:
         skip = set(exclude)
         args = (limit, skip, frozenset(held), only)
         if self._stalled():
+            self._report_stall()
             return self._peek_limbo(*args)
         fut = self._submit_guarded(self._peek_thread, *args)
         try:
@@ -430,8 +434,12 @@ class Outbox:
         return self._executor.stalled_s() >= self.write_timeout_s
 
     def _report_stall(self) -> None:
-        """A write has not finished in ``write_timeout_s``: a FAULT, from memory."""
+        """A write has not finished in ``stall_fault_s``: a FAULT, from memory.
+        (Past ``write_timeout_s`` decisions are already handed out from memory;
+        a slow moment under load is not yet worth telling the centre.)"""
         if self._stall_reported or self._closed:
+            return
+        if self._executor.stalled_s() < self.stall_fault_s:
             return
         self._stall_reported = True
         with self._lock:

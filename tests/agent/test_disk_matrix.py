@@ -128,7 +128,7 @@ async def test_disk_fault_matrix(
 ) -> None:
     caplog.set_level(logging.WARNING)
     path = tmp_path / "outbox.db"
-    ob = Outbox(path, 1000, 10**9, write_timeout_s=0.2)
+    ob = Outbox(path, 1000, 10**9, write_timeout_s=0.1, stall_fault_s=0.3)
     await ob.submit(decision(DecisionType.STATS, 99))  # opens the file; one row on disk
     delivered: list[str] = []
     if broker == "up":
@@ -141,6 +141,8 @@ async def test_disk_fault_matrix(
     for d in ds:
         async with asyncio.timeout(2):  # a bad disk never holds the engine up
             await ob.submit(d)
+    if fault == "stalled":
+        await asyncio.sleep(0.3)  # stalled long enough to tell the centre
 
     if broker == "up":
         types = await drain(ob, delivered)

@@ -18,7 +18,9 @@ and the outbox is empty.
 
 Cameras are left out: the camera-stop SIGABRT at exit is fixed on another
 branch. ``FIREGATE_RESTART_CYCLES`` sets the count (CI: 6; the issue's 50:
-``FIREGATE_RESTART_CYCLES=50``, see bench/restart_loop.py).
+``FIREGATE_RESTART_CYCLES=50``, see bench/restart_loop.py). The same loop
+runs with kill -9 instead (two thirds as many cycles): no exit status to
+check, the rest holds the same.
 """
 
 from __future__ import annotations
@@ -155,7 +157,9 @@ def check_episodes(decisions: list[dict[str, Any]]) -> dict[tuple[str, ...], int
 
 
 @pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto not installed")
-async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["sigterm", "kill9"])
+async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path, stop: str) -> None:
+    cycles = CYCLES if stop == "sigterm" else max(2, CYCLES * 2 // 3)
     tty = tmp_path / "tty-rs485"
     broker = Broker(tmp_path / "broker")
     broker.start()
@@ -178,12 +182,15 @@ async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path) -> None:
         async with asyncio.timeout(10):
             await sub.ready.wait()
         hall.set_point("smoke_alarm", 1)  # one fire, in alarm through every restart
-        for i in range(CYCLES):
+        for i in range(cycles):
             agent.start()
             # while it runs: the leakage comes (even cycles) or goes (odd ones)
             board.set_point("leakage_l1", 450 if i % 2 == 0 else 100)
             await asyncio.sleep(3.0)
-            exits.append(agent.stop(timeout_s=15))
+            if stop == "sigterm":
+                exits.append(agent.stop(timeout_s=15))
+            else:  # a power cut or the watchdog: no stop handler runs
+                agent.kill9()
             # while it is stopped: the store detector drops off the line or is back
             if i % 3 == 0:
                 store.inject(Fault.NO_REPLY)
@@ -223,7 +230,10 @@ async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path) -> None:
         kill_leftovers()
 
     log = agent.log_tail(200_000)
-    assert exits == [0] * (CYCLES + 1), (exits, log[-3000:])
+    assert exits == [0] * (len(exits)) and len(exits) == (cycles + 1 if stop == "sigterm" else 1), (
+        exits,
+        log[-3000:],
+    )
     opened = check_episodes(decisions())
     assert opened.get(("fire", "hall")) == 1, opened  # one incident over every restart
     assert any(k[0] == "electrical" for k in opened), opened
@@ -231,6 +241,6 @@ async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert not outbox_rows(tmp_path / "state"), "left undelivered in the outbox"
     assert "Traceback" not in log, log[-3000:]
     print(
-        f"restart loop: {CYCLES} SIGTERM cycles in {time.monotonic() - started:.0f} s, "
+        f"restart loop: {cycles} {stop} cycles in {time.monotonic() - started:.0f} s, "
         f"episodes {sum(opened.values())} ({', '.join(f'{k[0]} {n}' for k, n in opened.items())})"
     )
