@@ -33,6 +33,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_QUEUE = 1000
+IDLE_EXIT_S = 30.0  # a writer thread with nothing to do ends after this
 
 
 class DiskWriter:
@@ -115,8 +116,11 @@ class DiskWriter:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._jobs:
-                    self._cv.wait()
+                if not self._jobs:
+                    self._cv.wait(IDLE_EXIT_S)
+                if not self._jobs:  # idle: end; the next put starts a new thread
+                    self._thread = None
+                    return
                 key, job = self._jobs.popleft()
                 self._busy_since = time.monotonic()
                 self._busy_key = key
