@@ -45,8 +45,10 @@ Bad storage never crashes the agent loop:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -58,7 +60,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from agent.clock import Clock, SystemClock
 from agent.events import GATEWAY_ZONE, PRIORITY, Decision, DecisionType, gateway_decision
@@ -208,6 +210,7 @@ class Outbox:
         clock: Clock | None = None,
         write_timeout_s: float = WRITE_TIMEOUT_S,
         stall_fault_s: float = STALL_FAULT_S,
+        spill_dir: Path | Literal["auto"] | None = "auto",
     ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("max_rows and max_bytes must be positive")
@@ -215,6 +218,16 @@ class Outbox:
             raise ValueError("write_timeout_s must be positive")
         self.write_timeout_s = write_timeout_s
         self.stall_fault_s = max(stall_fault_s, write_timeout_s)
+        if spill_dir == "auto":  # systemd's RuntimeDirectory= (RAM, kept over a restart)
+            run = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+            spill_dir = Path(run) if run else None
+        self.spill_path = (
+            Path(spill_dir)
+            / f"outbox-spill-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}.jsonl"
+            if spill_dir is not None
+            else None
+        )
+        self._spill_loaded = False
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
@@ -378,23 +391,73 @@ class Outbox:
         self._executor.shutdown(wait=False)
 
     def _log_unstored(self) -> None:
-        """What is only in memory is lost with this stop: never without a line."""
+        """What is only in memory at the stop: kept in RAM for the next start
+        where there is a spill folder (systemd's RuntimeDirectory, kept over a
+        restart, not a reboot), else lost; never without a line."""
         with self._lock:
-            rows = [*self._limbo.values(), *self._memory]
+            gone = set(self._deleting)
+            rows = list({r.id: r for r in [*self._limbo.values(), *self._memory]}.values())
+            sent = self._memory_sent | self._limbo_sent
+        rows = [r for r in rows if r.id not in gone]
         if not rows:
             return
         by_type: dict[str, int] = {}
         for r in rows:
             by_type[r.type] = by_type.get(r.type, 0) + 1
+        what = ", ".join(f"{n} {t}" for t, n in sorted(by_type.items()))
         fires = [r.id for r in rows if r.priority == 0]
+        fire_ids = f"; fire alarm ids: {', '.join(fires)}" if fires else ""
+        if self.spill_path is not None:
+            try:
+                _write_spill(self.spill_path, rows, sent)
+            except OSError as e:
+                log.error("outbox: cannot keep them in %s: %s", self.spill_path, e)
+            else:
+                log.error(
+                    "outbox %s: %d decision(s) could not be stored on the disk (%s)%s; kept "
+                    "in RAM (%s) for the next start, lost only if the gateway reboots first. "
+                    "Check the disk of %s.",
+                    self.path,
+                    len(rows),
+                    what,
+                    fire_ids,
+                    self.spill_path,
+                    self.path.parent,
+                )
+                return
         log.error(
             "outbox %s: %d decision(s) could not be stored (%s) and are lost with this "
             "stop%s; the centre has them only if they were sent. Check the disk of %s.",
             self.path,
             len(rows),
-            ", ".join(f"{n} {t}" for t, n in sorted(by_type.items())),
-            f"; fire alarm ids: {', '.join(fires)}" if fires else "",
+            what,
+            fire_ids,
             self.path.parent,
+        )
+
+    def _take_spill(self) -> None:
+        """Decisions a stopped agent kept in RAM: stored (or held) again, in order."""
+        path = self.spill_path
+        if path is None:
+            return
+        try:
+            rows, sent = _read_spill(path)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            log.error("outbox: cannot read %s (%s); its decisions are lost", path, e)
+            return
+        for row in rows:
+            self._store_thread(row)
+            if row.id in sent:
+                self._mark_sent_thread(row.id)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        log.warning(
+            "outbox %s: %d decision(s) the disk refused before the restart taken back from %s",
+            self.path,
+            len(rows),
+            path,
         )
 
     def status(self) -> dict[str, Any]:
@@ -542,6 +605,9 @@ class Outbox:
         """Run ``fn`` on the outbox thread; on a corrupt file recover and retry once."""
         try:
             self._ensure_open()
+            if not self._spill_loaded:
+                self._spill_loaded = True
+                self._take_spill()
             return fn(*args)
         except sqlite3.DatabaseError as e:
             if not _is_corrupt(e):
@@ -1471,6 +1537,56 @@ class _Journal:
                 e,
             )
         self.error = str(e)
+
+
+def _write_spill(path: Path, rows: list[_Row], sent: set[str]) -> None:
+    lines = []
+    for r in rows:
+        e = {
+            "id": r.id,
+            "priority": r.priority,
+            "type": r.type,
+            "payload": r.payload.decode("utf-8", errors="replace"),
+            "snapshot": base64.b64encode(r.snapshot).decode() if r.snapshot else None,
+            "stored_wall": r.stored_wall,
+            "own": r.own,
+            "sent": r.id in sent,
+        }
+        lines.append(json.dumps(e, separators=(",", ":")) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, "".join(lines).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_spill(path: Path) -> tuple[list[_Row], set[str]]:
+    rows: list[_Row] = []
+    sent: set[str] = set()
+    for line in path.read_text().splitlines():
+        try:
+            e = json.loads(line)
+            snap = e.get("snapshot")
+            rows.append(
+                _Row(
+                    str(e["id"]),
+                    int(e["priority"]),
+                    str(e["type"]),
+                    str(e["payload"]).encode(),
+                    base64.b64decode(snap) if snap else None,
+                    float(e["stored_wall"]),
+                    bool(e.get("own", False)),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line
+        if e.get("sent"):
+            sent.add(str(e["id"]))
+    valid = {t.value for t in PRIORITY}
+    return [r for r in rows if r.type in valid], sent
 
 
 def _blob(value: Any) -> bytes:
