@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,7 @@ class EngineRunner:
         *,
         nuisance_log_max_bytes: int = 8 * 1024 * 1024,
         fault_grace_s: float = RESTART_FAULT_GRACE_S,
+        runtime_dir: Path | None = None,
     ) -> None:
         if tick_s <= 0:
             raise ValueError("tick_s must be positive")
@@ -106,6 +108,10 @@ class EngineRunner:
         self._retry_after_mono = 0.0
         self._seeded = False
         self._state_dir = Path(state_dir) if state_dir else None
+        # where the state goes when the state disk refuses it: systemd's
+        # RuntimeDirectory (RAM, kept over a restart of the agent)
+        run = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        self._runtime_dir = runtime_dir or (Path(run) if run and state_dir else None)
         self._episodes_key = ""  # what was last handed to the writer
         self._episodes_error = ""
         self._disk_stalled = False
@@ -203,7 +209,8 @@ class EngineRunner:
             return
         path = self._state_dir / EPISODES_FILE
         legacy = self._state_dir / INCIDENTS_FILE
-        doc = await self._read_off_loop(lambda: _read_json(path, legacy), path)
+        spare = self._runtime_dir / EPISODES_FILE if self._runtime_dir else None
+        doc = await self._read_off_loop(lambda: _read_json(path, legacy, spare), path)
         if not doc:
             return
         now, wall = self.clock.monotonic(), self.clock.wall()
@@ -238,23 +245,29 @@ class EngineRunner:
         path = self._state_dir / EPISODES_FILE
         data = json.dumps(snap, separators=(",", ":")).encode()
 
+        spare = self._runtime_dir / EPISODES_FILE if self._runtime_dir else None
+
         def write() -> None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_file_atomic(path, data, fsync=True)
-                legacy = path.with_name(INCIDENTS_FILE)
-                if legacy.exists():
-                    legacy.unlink()  # superseded; never read back over newer state
+                for old in (path.with_name(INCIDENTS_FILE), spare):
+                    if old is not None and old.exists():
+                        old.unlink()  # superseded; never read back over newer state
             except OSError as e:
+                kept = _keep_in_ram(spare, data)
                 if not self._episodes_error:
                     log.error(
-                        "cannot save open alarms and faults to %s (%s): after a restart "
-                        "they may be forwarded again or miss their RESTORE",
+                        "cannot save open alarms and faults to %s (%s): %s",
                         path,
                         e,
+                        f"kept in RAM ({spare}) over a restart, not a reboot"
+                        if kept
+                        else "after a restart they may be forwarded again or miss their RESTORE",
                     )
                 self._episodes_error = str(e)
-                self._episodes_key = ""  # try again at the next change or tick
+                if not kept:
+                    self._episodes_key = ""  # try again at the next change or tick
                 return
             if self._episodes_error:
                 log.info("open alarms and faults saved to %s again", path)
@@ -373,17 +386,39 @@ class EngineRunner:
         }
 
 
-def _read_json(path: Path, legacy: Path) -> dict[str, Any] | None:
-    """The saved episodes (or an older agent's incidents.json); None if neither."""
-    for p in (path, legacy):
+def _read_json(path: Path, legacy: Path, spare: Path | None) -> dict[str, Any] | None:
+    """The saved episodes, the newer of the state folder's and the copy kept
+    in RAM when the disk refused it (or an older agent's incidents.json)."""
+    docs: list[dict[str, Any]] = []
+    for p in (path, spare, legacy):
+        if p is None:
+            continue
         try:
             doc = json.loads(p.read_text())
         except FileNotFoundError:
             continue
+        except (OSError, ValueError) as e:
+            log.error("cannot read %s (%s); skipped", p, e)
+            continue
         if not isinstance(doc, dict):
-            raise ValueError(f"{p}: not a JSON object")
-        return doc
-    return None
+            log.error("cannot read %s (not a JSON object); skipped", p)
+            continue
+        if p is legacy and docs:
+            break
+        docs.append(doc)
+    if len(docs) <= 1:
+        return docs[0] if docs else None
+    return max(docs, key=lambda d: float(d.get("wall", 0.0) or 0.0))
+
+
+def _keep_in_ram(spare: Path | None, data: bytes) -> bool:
+    if spare is None:
+        return False
+    try:
+        write_file_atomic(spare, data)
+    except OSError:
+        return False
+    return True
 
 
 def _episodes_key(snap: dict[str, Any]) -> str:

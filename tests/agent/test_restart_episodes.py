@@ -78,12 +78,21 @@ def call_point(clock: ScaledClock, active: bool) -> StateChange:
 class Agent:
     """One life of the engine part on a state folder."""
 
-    def __init__(self, state_dir: Path, clock: ScaledClock) -> None:
+    def __init__(
+        self, state_dir: Path, clock: ScaledClock, runtime_dir: Path | None = None
+    ) -> None:
         self.clock = clock
         self.sink = Sink()
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.runner = EngineRunner(
-            Engine(site()), self.inbox, self.sink, lambda c: None, clock, 0.5, state_dir
+            Engine(site()),
+            self.inbox,
+            self.sink,
+            lambda c: None,
+            clock,
+            0.5,
+            state_dir,
+            runtime_dir=runtime_dir,
         )
         self.task = asyncio.create_task(self.runner.run())
 
@@ -107,9 +116,11 @@ class Agent:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def _first_life(state_dir: Path, clock: ScaledClock) -> tuple[Agent, dict[str, str]]:
+async def _first_life(
+    state_dir: Path, clock: ScaledClock, runtime_dir: Path | None = None
+) -> tuple[Agent, dict[str, str]]:
     """Open a fire (call point), a pre-alarm and an offline fault."""
-    a = Agent(state_dir, clock)
+    a = Agent(state_dir, clock, runtime_dir)
     a.put(call_point, True)
     a.put(prealarm, True)
     a.put(offline, True)
@@ -231,3 +242,24 @@ def test_fault_restore_names_its_point_and_the_fault_it_ends() -> None:
     assert (fault.type, restore.type) == (DecisionType.FAULT, DecisionType.RESTORE)
     assert restore.details["point"] == fault.details["point"] == "1/24"
     assert restore.details["of_id"] == fault.id
+
+
+async def test_state_disk_refusing_keeps_episodes_in_ram_over_a_restart(tmp_path: Path) -> None:
+    """A read-only state folder: episodes.json goes to the runtime folder
+    (systemd's RuntimeDirectory, RAM kept over a restart) and comes back."""
+    state, run = tmp_path / "state", tmp_path / "run"
+    (state / EPISODES_FILE).mkdir(parents=True)  # every write of it fails
+    run.mkdir()
+    clock = ScaledClock(SPEED)
+    a, _ = await _first_life(state, clock, run)
+    await a.stop()
+    assert (run / EPISODES_FILE).is_file()
+
+    b = Agent(state, clock, run)
+    b.put(call_point, True)
+    b.put(prealarm, True)
+    b.put(offline, True)
+    await b.until(lambda s: b.runner.engine.counters["observations"] >= 3)
+    await asyncio.sleep(300 / SPEED)
+    await b.stop()
+    assert [d.type for d in b.sink.decisions] == []
