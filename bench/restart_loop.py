@@ -6,7 +6,8 @@ outbox. It runs tests/ops/test_restart_loop.py with that count (CI runs 6).
 
     .venv/bin/python bench/restart_loop.py [--cycles 50]
 
-Prints the test's own line: cycles, seconds, episodes seen; and PASS/FAIL.
+Prints the test's own lines (SIGTERM cycles, then kill -9 cycles, two thirds
+as many): cycles, seconds, episodes seen; and PASS/FAIL.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def main() -> int:
         capture_output=True,
         text=True,
     )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("restart loop:")]
+    # pytest -s prints a test's line right after the previous test's dot
+    lines = [
+        ln[ln.index("restart loop:") :] for ln in proc.stdout.splitlines() if "restart loop:" in ln
+    ]
     print(*(lines or ["restart loop: no figures (the test failed before the end)"]), sep="\n")
     print("PASS" if proc.returncode == 0 else "FAIL")
     if proc.returncode:
