@@ -45,6 +45,7 @@ from typing import Any
 
 from agent import __version__
 from agent.clock import Clock
+from agent.diskwriter import writer_for
 from agent.events import iso
 from agent.notify import Notifier
 from agent.siteconfig import LoadedSite
@@ -558,14 +559,16 @@ class Health:
                 report = self.tick()
                 now = time.monotonic()
                 if now >= next_status:
-                    self.write_status(report)
+                    self.queue_status(report)
                     next_status = now + self.status_interval_s
                     await self._start_metrics()  # retries a port that was busy
                 self.progress_mono = self.clock.monotonic()
                 await self.clock.sleep(tick_s)
         except asyncio.CancelledError:
             self.notifier.stopping("stopping")
-            self.write_status(self.last_report, stopping=True)
+            self.queue_status(self.last_report, stopping=True)
+            if self.status_file is not None:  # the last word on disk, if the disk answers
+                await asyncio.to_thread(writer_for(self.status_file.parent).wait_idle, 2.0)
             raise
         finally:
             if self._server is not None:
@@ -683,6 +686,33 @@ class Health:
             return False
         try:
             doc = self.snapshot(report, stopping=stopping)
+            write_json_atomic(self.status_file, doc)
+        except (OSError, TypeError, ValueError) as e:
+            msg = f"{type(e).__name__}: {e}"
+            if msg != self._status_error:
+                log.warning("cannot write status file %s: %s", self.status_file, msg)
+                self._status_error = msg
+            return False
+        if self._status_error:
+            log.info("status file %s written again", self.status_file)
+            self._status_error = ""
+        return True
+
+    def queue_status(self, report: HealthReport | None = None, *, stopping: bool = False) -> None:
+        """``write_status`` on the state folder's writer thread: a stalled disk
+        never stops the loop (the runner reports the stall as a FAULT)."""
+        if self.status_file is None:
+            return
+        try:
+            doc = self.snapshot(report, stopping=stopping)
+        except (TypeError, ValueError) as e:
+            log.warning("cannot build status file %s: %s", self.status_file, e)
+            return
+        writer_for(self.status_file.parent).put(STATUS_FILE_NAME, lambda: self._write_doc(doc))
+
+    def _write_doc(self, doc: Mapping[str, Any]) -> bool:
+        assert self.status_file is not None
+        try:
             write_json_atomic(self.status_file, doc)
         except (OSError, TypeError, ValueError) as e:
             msg = f"{type(e).__name__}: {e}"

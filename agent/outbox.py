@@ -45,20 +45,25 @@ Bad storage never crashes the agent loop:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
+import os
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from agent.clock import Clock, SystemClock
-from agent.events import PRIORITY, Decision, DecisionType, gateway_decision
+from agent.events import GATEWAY_ZONE, PRIORITY, Decision, DecisionType, gateway_decision
 from agent.siteconfig.models import StorageConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,14 @@ T = TypeVar("T")
 
 
 DB_VERSION = 1
+WRITE_TIMEOUT_S = 1.0  # a write not done by then: the disk stalls, send from memory
+STALL_FAULT_S = 10.0  # a write stuck this long is a FAULT of the outbox
+CLOSE_TIMEOUT_S = 5.0  # at a stop, wait this long for the disk
+MEMORY_RETRY_S = 5.0  # decisions the disk refused are tried again this often
+JOURNAL_SUFFIX = ".journal"  # outbox.journal: what was stored and not yet delivered
+JOURNAL_MAX_BYTES = 4 * 1024 * 1024  # rewritten from the database past this size
+SALVAGE_PROBE = 200_000  # rows looked up one by one past a damaged page, at most
+SALVAGE_MISSES = 5_000  # without max(seq): stop after this many absent rows in a row
 SNAPSHOT = "snapshot"  # Pending.part of a decision that was sent and awaits only its snapshot
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
 
@@ -87,10 +100,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     snapshot BLOB,                    -- JPEG evidence, published on evidence/<id>
     bytes INTEGER NOT NULL,           -- len(payload) + len(snapshot), what the cap counts
     decision_sent INTEGER NOT NULL DEFAULT 0,  -- decision PUBACKed, only the snapshot is left
-    stored_wall REAL NOT NULL
+    stored_wall REAL NOT NULL,
+    own INTEGER NOT NULL DEFAULT 0    -- 1: about the gateway itself (zone _gateway)
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox(priority, seq);
 """
+# Added to version 1 without a version change (an older agent ignores it).
+_OWN_COLUMN = "ALTER TABLE outbox ADD COLUMN own INTEGER NOT NULL DEFAULT 0"
+_SEND_INDEX = "CREATE INDEX IF NOT EXISTS outbox_send ON outbox(priority, own DESC, seq)"
 
 
 class OutboxError(Exception):
@@ -118,6 +135,11 @@ class Pending:
     durable: bool = True  # False: held in memory because the disk refused it
 
     @property
+    def own(self) -> bool:
+        """About the gateway itself (zone ``_gateway``): sent first within its priority."""
+        return bool(self.payload.get("zone") == GATEWAY_ZONE)
+
+    @property
     def part(self) -> str:
         """What is left to send: the decision (its type, e.g. ``fire_alarm``) or,
         once the decision was PUBACKed, its snapshot (``SNAPSHOT``)."""
@@ -132,6 +154,7 @@ class _Row:
     payload: bytes
     snapshot: bytes | None
     stored_wall: float
+    own: bool = False  # about the gateway itself: outranks what it reports on
 
     @property
     def nbytes(self) -> int:
@@ -149,6 +172,7 @@ def _row_of(decision: Decision, wall: float) -> _Row:
         payload=payload,
         snapshot=decision.snapshot_jpeg,
         stored_wall=wall,
+        own=decision.zone == GATEWAY_ZONE,
     )
 
 
@@ -184,14 +208,31 @@ class Outbox:
         max_bytes: int,
         *,
         clock: Clock | None = None,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
+        stall_fault_s: float = STALL_FAULT_S,
+        spill_dir: Path | Literal["auto"] | None = "auto",
     ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("max_rows and max_bytes must be positive")
+        if write_timeout_s <= 0:
+            raise ValueError("write_timeout_s must be positive")
+        self.write_timeout_s = write_timeout_s
+        self.stall_fault_s = max(stall_fault_s, write_timeout_s)
+        if spill_dir == "auto":  # systemd's RuntimeDirectory= (RAM, kept over a restart)
+            run = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+            spill_dir = Path(run) if run else None
+        self.spill_path = (
+            Path(spill_dir)
+            / f"outbox-spill-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}.jsonl"
+            if spill_dir is not None
+            else None
+        )
+        self._spill_loaded = False
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.clock: Clock = clock or SystemClock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._executor = _OneThread("outbox")
         self._db: sqlite3.Connection | None = None
         self._counts = _Counts()
         self._memory: list[_Row] = []  # rows the disk refused, in arrival order
@@ -201,12 +242,31 @@ class Outbox:
         self._delete_scheduled = False
         self._deleting: set[str] = set()  # acked, delete not yet committed: never handed out
         self._cap_active = False
+        self._cap_fault: Decision | None = None  # this cap episode's FAULT
+        self._episode_evicted: dict[str, int] = {}  # dropped during this cap episode
         self._evicted_total: dict[str, int] = {}
         self._write_failing = False
         self._closed = False
         self.last_error = ""
         self.recoveries: list[str] = []  # files moved aside, for status
         self.changed = asyncio.Event()  # set whenever something was stored
+        # Rows handed to the thread and not stored yet, in arrival order: what
+        # the uplink is given from memory while the disk stalls.
+        self._limbo: dict[str, _Row] = {}
+        self._limbo_sent: set[str] = set()  # PUBACKed while in limbo, snapshot left
+        self._limbo_dropped: set[str] = set()  # evicted from limbo: never stored
+        self._stall_reported = False
+        self._memory_dropped: dict[str, int] = {}  # evicted from memory, by type
+        self._write_fault: Decision | None = None  # this episode's "cannot store" FAULT
+        self._retried_mono = 0.0
+        self.journal = _Journal(self.path.with_suffix(JOURNAL_SUFFIX))
+        self._journal_checked = False
+        self._tx_inserted: list[_Row] = []  # rows of the open transaction, for the journal
+        self._tx_removed: list[str] = []
+        # Called on the outbox thread before every write transaction with its
+        # kind ("insert", "delete", "mark"): tests inject a stalled or failing
+        # disk here, at the boundary of the storage calls.
+        self.io_hook: Callable[[str], None] | None = None
 
     # ---------------------------------------------------------------- public API
 
@@ -215,9 +275,30 @@ class Outbox:
         if self._closed:
             raise OutboxError("outbox is closed")
         row = _row_of(decision, self.clock.wall())
-        # shield: once handed to the thread the write completes even if the caller
-        # is cancelled, so a cancelled submit never leaves a half-known state.
-        await asyncio.shield(self._call(self._store_thread, row))
+        await self._store(row)
+
+    async def _store(self, row: _Row) -> None:
+        """Hand ``row`` to the thread; wait for it unless the disk is stalled."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        with self._lock:
+            self._limbo[row.id] = row
+        self._bound_limbo()
+        fut = loop.run_in_executor(self._executor, self._store_limbo_thread, row)
+        if self._stalled():  # a write is stuck already: sent from memory, stored later
+            fut.add_done_callback(_log_failure)
+            self._report_stall()
+            self.changed.set()
+            return
+        try:
+            # shield: once handed to the thread the write completes even if the
+            # caller is cancelled or stops waiting for a stalled disk.
+            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+        except TimeoutError:
+            fut.add_done_callback(_log_failure)
+            self._report_stall()
+        else:
+            self._stall_over()
         self.changed.set()
 
     async def next_batch(
@@ -236,15 +317,43 @@ class Outbox:
         Either way the order of what is returned is the send order.
         """
         skip = set(exclude)
-        return await self._call(self._peek_thread, limit, skip, frozenset(held), only)
+        args = (limit, skip, frozenset(held), only)
+        if self._stalled():
+            self._report_stall()
+            return self._peek_limbo(*args)
+        fut = self._submit_guarded(self._peek_thread, *args)
+        try:
+            got = await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+        except TimeoutError:
+            self._report_stall()
+            return self._peek_limbo(*args)
+        self._stall_over()
+        # rows submitted after this peek was queued are not on disk yet
+        return self._merge(got, self._peek_limbo(*args), limit)
 
     async def snapshot(self, decision_id: str) -> bytes | None:
         """The JPEG stored with a decision, or None (gone, or none was stored)."""
+        with self._lock:
+            row = self._limbo.get(decision_id)
+        if row is not None:
+            return row.snapshot
         return await self._call(self._snapshot_thread, decision_id)
 
     async def mark_decision_sent(self, decision_id: str) -> None:
         """The decision was PUBACKed but its snapshot is still to be sent."""
-        await self._call(self._mark_sent_thread, decision_id)
+        with self._lock:
+            if decision_id in self._limbo:
+                self._limbo_sent.add(decision_id)  # applied when it is stored
+                return
+        fut = self._submit_guarded(self._mark_sent_thread, decision_id)
+        if self._stalled():
+            fut.add_done_callback(_log_failure)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+        except TimeoutError:
+            fut.add_done_callback(_log_failure)
+            self._report_stall()
 
     def acked(self, decision_id: str) -> None:
         """Everything of this decision was PUBACKed: delete it (batched, in order).
@@ -269,8 +378,87 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
-        self._executor.shutdown(wait=True)
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.error(
+                "outbox %s: the disk did not answer for %.0f s at the stop",
+                self.path,
+                CLOSE_TIMEOUT_S,
+            )
+        self._log_unstored()
+        self._executor.shutdown(wait=False)
+
+    def _log_unstored(self) -> None:
+        """What is only in memory at the stop: kept in RAM for the next start
+        where there is a spill folder (systemd's RuntimeDirectory, kept over a
+        restart, not a reboot), else lost; never without a line."""
+        with self._lock:
+            gone = set(self._deleting)
+            rows = list({r.id: r for r in [*self._limbo.values(), *self._memory]}.values())
+            sent = self._memory_sent | self._limbo_sent
+        rows = [r for r in rows if r.id not in gone]
+        if not rows:
+            return
+        by_type: dict[str, int] = {}
+        for r in rows:
+            by_type[r.type] = by_type.get(r.type, 0) + 1
+        what = ", ".join(f"{n} {t}" for t, n in sorted(by_type.items()))
+        fires = [r.id for r in rows if r.priority == 0]
+        fire_ids = f"; fire alarm ids: {', '.join(fires)}" if fires else ""
+        if self.spill_path is not None:
+            try:
+                _write_spill(self.spill_path, rows, sent)
+            except OSError as e:
+                log.error("outbox: cannot keep them in %s: %s", self.spill_path, e)
+            else:
+                log.error(
+                    "outbox %s: %d decision(s) could not be stored on the disk (%s)%s; kept "
+                    "in RAM (%s) for the next start, lost only if the gateway reboots first. "
+                    "Check the disk of %s.",
+                    self.path,
+                    len(rows),
+                    what,
+                    fire_ids,
+                    self.spill_path,
+                    self.path.parent,
+                )
+                return
+        log.error(
+            "outbox %s: %d decision(s) could not be stored (%s) and are lost with this "
+            "stop%s; the centre has them only if they were sent. Check the disk of %s.",
+            self.path,
+            len(rows),
+            what,
+            fire_ids,
+            self.path.parent,
+        )
+
+    def _take_spill(self) -> None:
+        """Decisions a stopped agent kept in RAM: stored (or held) again, in order."""
+        path = self.spill_path
+        if path is None:
+            return
+        try:
+            rows, sent = _read_spill(path)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            log.error("outbox: cannot read %s (%s); its decisions are lost", path, e)
+            return
+        for row in rows:
+            self._store_thread(row)
+            if row.id in sent:
+                self._mark_sent_thread(row.id)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        log.warning(
+            "outbox %s: %d decision(s) the disk refused before the restart taken back from %s",
+            self.path,
+            len(rows),
+            path,
+        )
 
     def status(self) -> dict[str, Any]:
         """Small, JSON-ready state for `firegate status` and the heartbeat."""
@@ -287,19 +475,139 @@ class Outbox:
             "write_failing": self._write_failing,
             "last_error": self.last_error,
             "recovered_files": list(self.recoveries),
+            "not_stored": len(self._limbo),
+            "stalled_s": round(self._executor.stalled_s(), 1),
         }
 
     # ------------------------------------------------------------ thread helpers
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        got = await self._submit_guarded(fn, *args)
+        self._stall_over()
+        return got
+
+    def _submit_guarded(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        return await loop.run_in_executor(self._executor, self._guarded, fn, *args)
+        return loop.run_in_executor(self._executor, self._guarded, fn, *args)
+
+    # --------------------------------------------------- a stalled disk (limbo)
+
+    def _stalled(self) -> bool:
+        return self._executor.stalled_s() >= self.write_timeout_s
+
+    def _report_stall(self) -> None:
+        """A write has not finished in ``stall_fault_s``: a FAULT, from memory.
+        (Past ``write_timeout_s`` decisions are already handed out from memory;
+        a slow moment under load is not yet worth telling the centre.)"""
+        if self._stall_reported or self._closed:
+            return
+        if self._executor.stalled_s() < self.stall_fault_s:
+            return
+        self._stall_reported = True
+        with self._lock:
+            waiting = len(self._limbo)
+        reason = (
+            f"outbox storage stalled: a write to {self.path.name} has not finished for "
+            f"{self._executor.stalled_s():.1f} s; decisions are sent from memory "
+            "and stored when the disk answers"
+        )
+        log.error("outbox %s: %s (failing SD card?)", self.path, reason)
+        self._spawn(self._gateway(DecisionType.FAULT, reason, stalled=True, not_stored=waiting + 1))
+
+    def _stall_over(self) -> None:
+        if not self._stall_reported or self._stalled():
+            return
+        self._stall_reported = False
+        log.warning("outbox %s: the disk answers again", self.path)
+        self._spawn(self._gateway(DecisionType.RESTORE, "outbox storage answers again"))
+
+    def _spawn(self, decision: Decision) -> None:
+        """Store a decision of the outbox itself without waiting (it is in
+        limbo, so sent at once even if the disk is stalled)."""
+        row = _row_of(decision, self.clock.wall())
+        with self._lock:
+            self._limbo[row.id] = row
+        assert self._loop is not None
+        fut = self._loop.run_in_executor(self._executor, self._store_limbo_thread, row)
+        fut.add_done_callback(_log_failure)
+        self.changed.set()
+
+    def _bound_limbo(self) -> None:
+        """Bounded like the disk: drop the lowest-priority ordinary decision
+        (never a fire alarm, never the gateway's own), counted."""
+        with self._lock:
+            if len(self._limbo) <= self.max_rows:
+                return
+            victims = [r for r in self._limbo.values() if r.priority > 0 and not r.own]
+            if not victims:
+                return
+            worst = max(victims, key=lambda r: r.priority)
+            del self._limbo[worst.id]
+            self._limbo_dropped.add(worst.id)
+        self._count_evicted(worst.type)
+        log.warning(
+            "outbox %s: disk stalled and %d decisions wait in memory: dropped %s %s",
+            self.path,
+            self.max_rows,
+            worst.type,
+            worst.id,
+        )
+
+    def _store_limbo_thread(self, row: _Row) -> None:
+        with self._lock:
+            if row.id in self._limbo_dropped:
+                self._limbo_dropped.discard(row.id)
+                return
+        self._guarded(self._store_thread, row)
+        with self._lock:
+            sent = row.id in self._limbo_sent
+            self._limbo_sent.discard(row.id)
+        if sent:
+            self._mark_sent_thread(row.id)
+        with self._lock:
+            self._limbo.pop(row.id, None)
+
+    def _peek_limbo(
+        self, limit: int, skip: set[str], held: frozenset[str], only: str | None
+    ) -> list[Pending]:
+        with self._lock:
+            skip = skip | self._deleting
+            rows = [r for r in self._limbo.values() if r.id not in skip]
+            sent = set(self._limbo_sent)
+        mem = [
+            p
+            for p in (
+                Pending(
+                    r.id,
+                    r.priority,
+                    r.type,
+                    json.loads(r.payload),
+                    r.snapshot is not None,
+                    r.id in sent,
+                    durable=False,
+                )
+                for r in rows
+            )
+            if p.part not in held and (only is None or p.part == only)
+        ]
+        return sorted(mem, key=lambda p: (p.priority, not p.own))[:limit]
+
+    @staticmethod
+    def _merge(first: list[Pending], more: list[Pending], limit: int) -> list[Pending]:
+        if not more:
+            return first
+        seen = {p.id for p in first}
+        both = first + [p for p in more if p.id not in seen]
+        return sorted(both, key=lambda p: (p.priority, not p.own))[:limit]
 
     def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the outbox thread; on a corrupt file recover and retry once."""
         try:
             self._ensure_open()
+            if not self._spill_loaded:
+                self._spill_loaded = True
+                self._take_spill()
             return fn(*args)
         except sqlite3.DatabaseError as e:
             if not _is_corrupt(e):
@@ -330,9 +638,93 @@ class Outbox:
             self._open_error = e
             return False
         self._open_error = None
+        if not self._journal_checked:
+            self._journal_checked = True
+            self._check_journal(None)
         return True
 
     _open_error: BaseException | None = None
+
+    def _check_journal(self, damaged: tuple[Path, int] | None) -> None:
+        """Compare the database with the journal of what was stored and not yet
+        delivered: put back the fire alarms it lost (their payload is in the
+        journal), count what else it lost, and say so in a FAULT.
+
+        ``damaged``: the file was moved aside and this many rows were salvaged.
+        """
+        db = self._db
+        assert db is not None
+        try:
+            live = self.journal.read()
+        except OSError as e:
+            log.error(
+                "outbox journal %s unreadable (%s); losses cannot be counted", self.journal.path, e
+            )
+            live = None
+        on_disk = {r[0] for r in db.execute("SELECT id FROM outbox")}
+        lost: dict[str, int] = {}
+        back = 0
+        if live is not None:
+            for id_, (type_, payload) in live.items():
+                if id_ in on_disk:
+                    continue
+                if payload is not None:  # a fire alarm: put it back, same id
+                    row = _Row(
+                        id_,
+                        PRIORITY[DecisionType.FIRE_ALARM],
+                        type_,
+                        payload,
+                        None,
+                        self.clock.wall(),
+                    )
+                    self._insert(row, sync_full=False)
+                    back += 1
+                else:
+                    lost[type_] = lost.get(type_, 0) + 1
+        n_lost = sum(lost.values())
+        what = ", ".join(f"{n} {t}" for t, n in sorted(lost.items()))
+        if damaged is not None:
+            aside, salvaged = damaged
+            count = (
+                f"{salvaged} stored decision(s) recovered, {n_lost} lost"
+                + (f" ({what})" if what else "")
+                if live is not None
+                else f"{salvaged} stored decision(s) recovered; how many were lost is unknown "
+                "(no journal)"
+            )
+            reason = f"outbox database was damaged; moved to {aside.name}, {count}"
+            details: dict[str, Any] = {
+                "moved_to": str(aside),
+                "recovered": salvaged,
+            }
+        elif n_lost or back:
+            reason = (
+                f"outbox lost {n_lost + back} stored decision(s) since the last run (its file "
+                f"was truncated or its -wal removed?): {n_lost} lost"
+                + (f" ({what})" if what else "")
+            )
+            details = {}
+        else:
+            self._rewrite_journal()
+            return
+        if back:
+            reason += f"; {back} fire alarm(s) put back from the journal and sent again"
+        details.update(lost=lost, lost_total=n_lost, fire_alarms_restored=back)
+        log.error("outbox %s: %s", self.path, reason)
+        fault = self._gateway(DecisionType.FAULT, reason, **details)
+        self._insert(_row_of(fault, fault.wall), sync_full=True)
+        self._rewrite_journal()
+
+    def _rewrite_journal(self) -> None:
+        """The journal as the database is now (what waits, fire alarms in full)."""
+        db = self._db
+        assert db is not None
+        self.journal.rewrite(
+            (id_, type_, _blob(payload) if prio == 0 else None)
+            for id_, type_, prio, payload in db.execute(
+                "SELECT id, type, priority, payload FROM outbox ORDER BY seq"
+            )
+        )
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -341,6 +733,9 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            if "own" not in {r[1] for r in db.execute("PRAGMA table_info(outbox)")}:
+                db.execute(_OWN_COLUMN)
+            db.execute(_SEND_INDEX)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 db.execute(f"PRAGMA user_version={DB_VERSION}")
@@ -400,14 +795,8 @@ class Outbox:
         assert self._db is not None
         for row in salvaged:
             self._insert(row, sync_full=False)
-        fault = self._gateway(
-            DecisionType.FAULT,
-            f"outbox database was damaged; moved to {aside.name}, "
-            f"{len(salvaged)} stored decision(s) recovered",
-            moved_to=str(aside),
-            recovered=len(salvaged),
-        )
-        self._insert(_row_of(fault, fault.wall), sync_full=True)
+        self._journal_checked = True
+        self._check_journal((aside, len(salvaged)))
 
     # ------------------------------------------------------------- thread bodies
 
@@ -428,16 +817,36 @@ class Outbox:
                 raise  # _guarded recovers and retries the whole store
             self._write_failed(row, e)
             return
-        if self._write_failing:
-            self._write_failing = False
-            log.warning("outbox %s: writes work again", self.path)
-            self._insert(
-                _row_of(
-                    self._gateway(DecisionType.RESTORE, "outbox writes work again"),
-                    self.clock.wall(),
-                ),
-                sync_full=True,
-            )
+        self._writes_work_again()
+
+    def _writes_work_again(self) -> None:
+        if not self._write_failing or self._memory:
+            return
+        self._write_failing = False
+        self._write_fault = None
+        log.warning(
+            "outbox %s: writes work again; every decision held in memory is stored", self.path
+        )
+        self._insert(
+            _row_of(
+                self._gateway(DecisionType.RESTORE, "outbox writes work again"),
+                self.clock.wall(),
+            ),
+            sync_full=True,
+        )
+
+    def _retry_in_background(self) -> None:
+        """Write what the disk refused once it takes it again, even when no new
+        decision comes to try (a peek of the uplink, at most every few seconds)."""
+        now = time.monotonic()
+        if not self._memory or self._db is None or now - self._retried_mono < MEMORY_RETRY_S:
+            return
+        self._retried_mono = now
+        try:
+            self._retry_memory()
+            self._writes_work_again()
+        except sqlite3.DatabaseError as e:
+            log.debug("outbox: memory retry failed: %s", e)
 
     def _write_failed(self, row: _Row, error: BaseException) -> None:
         self._hold_in_memory(row, str(error))
@@ -453,18 +862,61 @@ class Outbox:
                 self.path.parent,
             )
             fault = self._gateway(DecisionType.FAULT, f"outbox cannot store decisions: {what}")
+            self._write_fault = fault
             self._memory.append(_row_of(fault, self.clock.wall()))
+            self._count_write_fault()
         self.last_error = str(error)
+
+    def _count_write_fault(self) -> None:
+        """The unsent "cannot store" FAULT says how many decisions wait in memory
+        (by type) and how many were dropped; rewritten, same id."""
+        fault = self._write_fault
+        if fault is None or fault.id in self._memory_sent:
+            return
+        held: dict[str, int] = {}
+        for r in self._memory:
+            if r.id != fault.id:
+                held[r.type] = held.get(r.type, 0) + 1
+        dropped = dict(self._memory_dropped)
+        new = dataclasses.replace(
+            fault,
+            reason=f"{fault.reason.split('; ')[0]}; {sum(held.values())} decision(s) held in "
+            f"memory, not restart-proof ({', '.join(f'{n} {t}' for t, n in sorted(held.items()))})"
+            + (f", {sum(dropped.values())} dropped" if dropped else ""),
+            details={**fault.details, "held_in_memory": held, "evicted": dropped},
+        )
+        payload = _row_of(new, self.clock.wall()).payload
+        for r in self._memory:
+            if r.id == fault.id:
+                r.payload = payload
 
     def _hold_in_memory(self, row: _Row, why: str) -> None:
         # Bounded like the disk: beyond max_rows, drop the lowest non-fire entry.
         self._memory.append(row)
         if len(self._memory) > self.max_rows:
-            victims = [r for r in self._memory if r.priority > 0]
+            # the gateway's own faults outrank what they report on
+            victims = [r for r in self._memory if r.priority > 0 and not r.own] or [
+                r for r in self._memory if r.priority > 0
+            ]
             if victims:
                 worst = max(victims, key=lambda r: r.priority)
                 self._memory.remove(worst)
                 self._count_evicted(worst.type)
+                self._memory_dropped = {
+                    **self._memory_dropped,
+                    worst.type: self._memory_dropped.get(worst.type, 0) + 1,
+                }
+                n = sum(self._memory_dropped.values())
+                if n == 1 or n % 100 == 0:
+                    log.error(
+                        "outbox %s: the disk refuses writes and %d decisions wait in memory: "
+                        "dropped %d so far, lowest priority first (never a fire alarm): %s",
+                        self.path,
+                        self.max_rows,
+                        n,
+                        ", ".join(f"{k} {v}" for k, v in sorted(self._memory_dropped.items())),
+                    )
+        self._count_write_fault()
         log.debug("outbox: holding %s in memory (%s)", row.id, why)
 
     def _retry_memory(self) -> None:
@@ -485,8 +937,10 @@ class Outbox:
         """One transaction: evict to make room if needed, then insert ``row``."""
         db = self._db
         assert db is not None
+        self._hook("insert")
         if not sync_full:
             db.execute("PRAGMA synchronous=NORMAL")
+        self._tx_inserted, self._tx_removed = [], []
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -501,6 +955,13 @@ class Outbox:
                 db.execute("PRAGMA synchronous=FULL")
         for type_, nbytes, n in stored:
             self._counts.add(type_, nbytes, n)
+        self.journal.stored(self._tx_inserted)
+        if self._tx_removed:
+            self.journal.removed(self._tx_removed)
+
+    def _hook(self, kind: str) -> None:
+        if self.io_hook is not None:
+            self.io_hook(kind)
 
     def _insert_in_tx(self, db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
         """Returns (type, bytes, rows) count changes, applied only after COMMIT."""
@@ -511,11 +972,17 @@ class Outbox:
         over = rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes
         if over:
             # A new decision may push out only decisions of its own or lower
-            # priority, never a fire alarm. If even that cannot make room, evict
-            # nothing: the new one is dropped, or (a fire alarm) stored past the cap.
+            # priority, never a fire alarm, and never the gateway's own decisions
+            # (the cap FAULT must not be evicted by the flood it reports), unless
+            # it is one of them. If even that cannot make room, evict nothing:
+            # the new one is dropped, or (a fire alarm) stored past the cap.
+            cand = (
+                "priority > 0 AND (own = 0 OR priority >= ?)"
+                if row.own
+                else "priority > 0 AND priority >= ? AND own = 0"
+            )
             ev_rows, ev_bytes = db.execute(
-                "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox "
-                "WHERE priority >= ? AND priority > 0",
+                f"SELECT count(*), coalesce(sum(bytes), 0) FROM outbox WHERE {cand}",
                 (row.priority,),
             ).fetchone()
             fits = (
@@ -525,10 +992,12 @@ class Outbox:
             drop_new = not fits and row.priority > 0
             while fits and (rows + 1 > self.max_rows or nbytes + row.nbytes > self.max_bytes):
                 victim = db.execute(
-                    "SELECT seq, priority, type, bytes FROM outbox WHERE priority > 0 "
-                    "ORDER BY priority DESC, seq LIMIT 1"
+                    f"SELECT seq, priority, type, bytes, id FROM outbox WHERE {cand} "
+                    "ORDER BY own, priority DESC, seq LIMIT 1",
+                    (row.priority,),
                 ).fetchone()
                 db.execute("DELETE FROM outbox WHERE seq = ?", (victim[0],))
+                self._tx_removed.append(victim[4])
                 changes.append((victim[2], -victim[3], -1))
                 evicted[victim[2]] = evicted.get(victim[2], 0) + 1
                 rows -= 1
@@ -549,6 +1018,7 @@ class Outbox:
         if evicted:
             for type_, n in evicted.items():
                 self._count_evicted(type_, n)
+                self._episode_evicted[type_] = self._episode_evicted.get(type_, 0) + n
             log.warning(
                 "outbox %s at its cap (%d rows, %d bytes): evicted %s",
                 self.path,
@@ -558,14 +1028,19 @@ class Outbox:
             )
         if over and not self._cap_active:
             self._cap_active = True
+            self._episode_evicted = dict(evicted)
             fault = self._gateway(
                 DecisionType.FAULT,
                 f"outbox reached its cap ({self.max_rows} rows / {self.max_bytes} bytes); "
                 "lowest-priority decisions are being dropped (never fire alarms)",
                 evicted=dict(evicted),
             )
+            self._cap_fault = fault
             # stored in the same transaction, past the cap: one row, once per episode
             changes.extend(self._insert_in_tx_nocap(db, _row_of(fault, self.clock.wall())))
+        elif evicted and self._cap_fault is not None:
+            # the cap FAULT still waiting to be sent counts every decision dropped
+            changes.extend(self._update_cap_fault(db))
         elif (
             not over
             and self._cap_active
@@ -574,22 +1049,58 @@ class Outbox:
                 and nbytes + row.nbytes < RESTORE_BELOW * self.max_bytes
             )
         ):
-            self._cap_active = False
-            restore = self._gateway(
-                DecisionType.RESTORE,
-                "outbox is below its cap again",
-                evicted=dict(self._evicted_total),
-            )
-            changes.extend(self._insert_in_tx_nocap(db, _row_of(restore, self.clock.wall())))
+            changes.extend(self._insert_in_tx_nocap(db, self._cap_restore_row()))
         return changes
 
-    @staticmethod
-    def _insert_in_tx_nocap(db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
+    def _cap_restore_row(self) -> _Row:
+        """The end of a cap episode: a RESTORE counting what it dropped."""
+        self._cap_active = False
+        self._cap_fault = None
+        evicted, self._episode_evicted = self._episode_evicted, {}
+        restore = self._gateway(
+            DecisionType.RESTORE,
+            "outbox is below its cap again; "
+            f"{sum(evicted.values())} decision(s) were dropped while it was full",
+            evicted=evicted,
+            evicted_total=dict(self._evicted_total),
+        )
+        return _row_of(restore, self.clock.wall())
+
+    def _update_cap_fault(self, db: sqlite3.Connection) -> list[tuple[str, int, int]]:
+        """Rewrite the unsent cap FAULT with the episode's count of dropped
+        decisions (same id); nothing once it was sent."""
+        fault = self._cap_fault
+        assert fault is not None
+        dropped = sum(self._episode_evicted.values())
+        new = _row_of(
+            dataclasses.replace(
+                fault,
+                reason=f"{fault.reason.split('; ')[0]}; {dropped} decision(s) dropped so far "
+                "(never fire alarms)",
+                details={**fault.details, "evicted": dict(self._episode_evicted)},
+            ),
+            self.clock.wall(),
+        )
+        got = db.execute(
+            "SELECT bytes FROM outbox WHERE id = ? AND decision_sent = 0", (fault.id,)
+        ).fetchone()
+        if got is None:
+            for r in self._memory:  # held in memory (disk refusing): update it there
+                if r.id == fault.id:
+                    r.payload = new.payload
+            return []
+        db.execute(
+            "UPDATE outbox SET payload = ?, bytes = ? WHERE id = ?",
+            (new.payload, new.nbytes, fault.id),
+        )
+        return [(new.type, new.nbytes - got[0], 0)]
+
+    def _insert_in_tx_nocap(self, db: sqlite3.Connection, row: _Row) -> list[tuple[str, int, int]]:
         """Insert one row in the open transaction (no cap check); the count change,
         none when the id was already stored (a decision is stored once)."""
         cur = db.execute(
             "INSERT OR IGNORE INTO outbox (id, priority, type, payload, snapshot, bytes, "
-            "stored_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "stored_wall, own) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.id,
                 row.priority,
@@ -598,9 +1109,13 @@ class Outbox:
                 row.snapshot,
                 row.nbytes,
                 row.stored_wall,
+                int(row.own),
             ),
         )
-        return [(row.type, row.nbytes, 1)] if cur.rowcount else []
+        if not cur.rowcount:
+            return []
+        self._tx_inserted.append(row)
+        return [(row.type, row.nbytes, 1)]
 
     def _count_evicted(self, type_: str, n: int = 1) -> None:
         self._evicted_total[type_] = self._evicted_total.get(type_, 0) + n
@@ -618,6 +1133,7 @@ class Outbox:
     def _peek_thread(
         self, limit: int, skip: set[str], held: frozenset[str], only: str | None
     ) -> list[Pending]:
+        self._retry_in_background()
         with self._lock:
             skip = skip | self._deleting
         out: list[Pending] = []
@@ -642,7 +1158,7 @@ class Outbox:
                 if p.part not in held and (only is None or p.part == only)
             ]
             # memory rows arrived after every disk row: a stable sort keeps that
-            out = sorted(out + mem, key=lambda p: p.priority)[:limit]
+            out = sorted(out + mem, key=lambda p: (p.priority, not p.own))[:limit]
         return out
 
     @staticmethod
@@ -669,7 +1185,7 @@ class Outbox:
         # starve the batch; in-flight rows are at the head of the order anyway.
         cur = db.execute(
             "SELECT id, priority, type, payload, snapshot IS NOT NULL, decision_sent "
-            f"FROM outbox {cond}ORDER BY priority, seq LIMIT ?",
+            f"FROM outbox {cond}ORDER BY priority, own DESC, seq LIMIT ?",
             (*args, limit + len(skip)),
         )
         for id_, prio, type_, payload, has_snap, sent in cur:
@@ -697,6 +1213,7 @@ class Outbox:
             return
         if self._db is None:
             return
+        self._hook("mark")
         # NORMAL: if this is lost, the decision is sent once more with the same id
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
@@ -722,6 +1239,7 @@ class Outbox:
         db = self._db
         if db is None:
             return
+        self._hook("delete")
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -748,18 +1266,18 @@ class Outbox:
             db.execute("PRAGMA synchronous=FULL")
         for type_, nbytes in removed:
             self._counts.add(type_, nbytes, -1)
+        if self._counts.rows == 0:
+            self.journal.rewrite([])  # nothing waits: the journal starts empty
+        else:
+            self.journal.removed(ids)
+            if self.journal.too_big:
+                self._rewrite_journal()
         if (
             self._cap_active
             and self._counts.rows < RESTORE_BELOW * self.max_rows
             and self._counts.bytes < RESTORE_BELOW * self.max_bytes
         ):
-            self._cap_active = False
-            restore = self._gateway(
-                DecisionType.RESTORE,
-                "outbox is below its cap again",
-                evicted=dict(self._evicted_total),
-            )
-            self._insert(_row_of(restore, self.clock.wall()), sync_full=True)
+            self._insert(self._cap_restore_row(), sync_full=True)
             self.changed_threadsafe()
 
     def changed_threadsafe(self) -> None:
@@ -810,21 +1328,47 @@ def _salvage(path: Path) -> list[_Row]:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
         return rows
+    cols = "seq, id, priority, type, payload, snapshot, stored_wall"
+    seen: set[int] = set()
+
+    def take(r: Any) -> None:
+        try:
+            payload = _blob(r[4])
+            own = f'"zone":"{GATEWAY_ZONE}"'.encode() in payload
+            row = _Row(str(r[1]), int(r[2]), str(r[3]), payload, r[5], float(r[6]), own)
+        except (TypeError, ValueError):
+            return
+        seen.add(int(r[0]))
+        rows.append(row)
+
+    last = 0
     try:
-        cur = db.execute(
-            "SELECT id, priority, type, payload, snapshot, stored_wall FROM outbox ORDER BY seq"
-        )
-        while True:
+        # in order until the first damaged page...
+        try:
+            for r in db.execute(f"SELECT {cols} FROM outbox ORDER BY seq"):
+                take(r)
+                last = int(r[0])
+        except sqlite3.Error:
+            pass
+        # ...then row by row past it: a damaged page loses its own rows only
+        try:
+            top = int(db.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0)
+        except (sqlite3.Error, TypeError, ValueError):
+            top = last + SALVAGE_PROBE
+        misses = 0
+        for seq in range(last + 1, min(top, last + SALVAGE_PROBE) + 1):
             try:
-                r = cur.fetchone()
+                r = db.execute(f"SELECT {cols} FROM outbox WHERE seq = ?", (seq,)).fetchone()
             except sqlite3.Error:
-                break
+                r = None
             if r is None:
-                break
-            try:
-                rows.append(_Row(str(r[0]), int(r[1]), str(r[2]), bytes(r[3]), r[4], float(r[5])))
-            except (TypeError, ValueError):
+                misses += 1
+                if top == last + SALVAGE_PROBE and misses > SALVAGE_MISSES:
+                    break
                 continue
+            misses = 0
+            if int(r[0]) not in seen:
+                take(r)
     except sqlite3.Error:
         pass
     finally:
@@ -833,6 +1377,223 @@ def _salvage(path: Path) -> list[_Row]:
     return [r for r in rows if r.type in valid]
 
 
+class _OneThread(Executor):
+    """One worker thread, a daemon: a disk that never answers again must not
+    hold the interpreter's exit (ThreadPoolExecutor joins its threads then).
+    ``stalled_s`` says how long the job in progress has been running."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ]
+        self._jobs = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._busy_since: float | None = None
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        fut: Future[T] = Future()
+        self._jobs.put((fut, lambda: fn(*args, **kwargs), ()))
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        return fut
+
+    def stalled_s(self) -> float:
+        since = self._busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._jobs.put(None)
+        if wait and self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            fut, fn, _ = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            self._busy_since = time.monotonic()
+            try:
+                result = fn()
+            except BaseException as e:
+                fut.set_exception(e)
+            else:
+                fut.set_result(result)
+            finally:
+                self._busy_since = None
+
+
+class _Journal:
+    """A second, tiny, append-only record of the outbox (outbox thread only).
+
+    One line per decision stored (``{"s": id, "t": type}``; a fire alarm with
+    its payload, and fsynced) and per delivered or evicted batch
+    (``{"a": [ids]}``). It lets a start tell how many decisions a truncated
+    database, a removed -wal or a damaged page lost, and put the fire alarms
+    back. Emptied when nothing waits; rewritten from the database past
+    ``JOURNAL_MAX_BYTES``. Never raises: a failing journal is logged once and
+    only costs that count.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error = ""
+        self._size = -1
+
+    def read(self) -> dict[str, tuple[str, bytes | None]] | None:
+        """id -> (type, fire alarm payload) of what waits; None: no journal."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        live: dict[str, tuple[str, bytes | None]] = {}
+        for line in data.splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if not isinstance(e, dict):
+                continue
+            if "s" in e:
+                p = e.get("p")
+                live[str(e["s"])] = (
+                    str(e.get("t", "")),
+                    p.encode() if isinstance(p, str) else None,
+                )
+            for id_ in e.get("a", ()) if isinstance(e.get("a"), list) else ():
+                live.pop(str(id_), None)
+        return live
+
+    def stored(self, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        lines = []
+        for r in rows:
+            e: dict[str, Any] = {"s": r.id, "t": r.type}
+            if r.priority == 0:
+                e["p"] = r.payload.decode("utf-8", errors="replace")
+            lines.append(json.dumps(e, separators=(",", ":")))
+        self._append(lines, fsync=any(r.priority == 0 for r in rows))
+
+    def removed(self, ids: list[str]) -> None:
+        if ids:
+            self._append([json.dumps({"a": ids}, separators=(",", ":"))], fsync=False)
+
+    def rewrite(self, live: Iterable[tuple[str, str, bytes | None]]) -> None:
+        lines = []
+        for id_, type_, payload in live:
+            e: dict[str, Any] = {"s": id_, "t": type_}
+            if payload is not None:
+                e["p"] = payload.decode("utf-8", errors="replace")
+            lines.append(json.dumps(e, separators=(",", ":")) + "\n")
+        data = "".join(lines).encode()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            self._size = len(data)
+        except OSError as e:
+            self._failed(e)
+
+    def _append(self, lines: list[str], *, fsync: bool) -> None:
+        data = ("\n".join(lines) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                if fsync:
+                    os.fsync(fd)
+                self._size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self._failed(e)
+            return
+        if self.error:
+            log.info("outbox journal %s written again", self.path)
+            self.error = ""
+
+    @property
+    def too_big(self) -> bool:
+        return self._size > JOURNAL_MAX_BYTES
+
+    def _failed(self, e: OSError) -> None:
+        if not self.error:
+            log.error(
+                "outbox journal %s cannot be written (%s): a damaged or truncated outbox "
+                "could then lose decisions without a count",
+                self.path,
+                e,
+            )
+        self.error = str(e)
+
+
+def _write_spill(path: Path, rows: list[_Row], sent: set[str]) -> None:
+    lines = []
+    for r in rows:
+        e = {
+            "id": r.id,
+            "priority": r.priority,
+            "type": r.type,
+            "payload": r.payload.decode("utf-8", errors="replace"),
+            "snapshot": base64.b64encode(r.snapshot).decode() if r.snapshot else None,
+            "stored_wall": r.stored_wall,
+            "own": r.own,
+            "sent": r.id in sent,
+        }
+        lines.append(json.dumps(e, separators=(",", ":")) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, "".join(lines).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_spill(path: Path) -> tuple[list[_Row], set[str]]:
+    rows: list[_Row] = []
+    sent: set[str] = set()
+    for line in path.read_text().splitlines():
+        try:
+            e = json.loads(line)
+            snap = e.get("snapshot")
+            rows.append(
+                _Row(
+                    str(e["id"]),
+                    int(e["priority"]),
+                    str(e["type"]),
+                    str(e["payload"]).encode(),
+                    base64.b64decode(snap) if snap else None,
+                    float(e["stored_wall"]),
+                    bool(e.get("own", False)),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line
+        if e.get("sent"):
+            sent.add(str(e["id"]))
+    valid = {t.value for t in PRIORITY}
+    return [r for r in rows if r.type in valid], sent
+
+
+def _blob(value: Any) -> bytes:
+    """A payload as bytes, whether SQLite gives it back as BLOB or TEXT."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def _log_failure(fut: Any) -> None:
     if not fut.cancelled() and fut.exception() is not None:
-        log.error("outbox: background delete failed: %s", fut.exception())
+        log.error("outbox: background write failed: %s", fut.exception())

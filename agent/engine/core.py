@@ -81,6 +81,11 @@ FAULT_CONDITIONS = frozenset(
 # have been destroyed by the fire: its alarm is kept, never silently cancelled.
 LOSING_CONDITIONS = frozenset({Condition.OFFLINE, Condition.FAULT})
 MAX_EVIDENCE = 32
+SNAPSHOT_VERSION = 1  # of Engine.snapshot()
+# After a restart a source must report a fault again within this time (one
+# offline detection at the slowest usual poll, a camera's stale time) or the
+# fault is taken as cleared while the agent was down.
+RESTART_FAULT_GRACE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +285,7 @@ class Engine:
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
         self._offline_sources: set[str] = set()
+        self._episode_ids: dict[tuple[str, ...], str] = {}  # open episode -> its decision id
         self._seed_totals: dict[str, int] = {}
         self._stats_start_mono: float | None = None
         self.counters: dict[str, int] = {
@@ -789,7 +795,11 @@ class Engine:
                     devices=() if f.source in self._cameras else (f.source,),
                     cameras=(f.source,) if f.source in self._cameras else (),
                     evidence=tuple(f.evidence[-4:]),
-                    details={"of": DecisionType.FAULT.value, "condition": f.condition.value},
+                    details={
+                        "of": DecisionType.FAULT.value,
+                        "condition": f.condition.value,
+                        "point": f.point,
+                    },
                 ),
             )
             f.evidence = []
@@ -1101,4 +1111,282 @@ class Engine:
 
     def _emit(self, out: EngineOutput, d: Decision) -> None:
         self.counters[d.type.value] += 1
+        self._track_episode(d)
         out.decisions.append(d)
+
+    # ------------------------------------------------ snapshot over a restart
+    #
+    # Everything the centre has been told is open (a forwarded fire incident,
+    # an electrical pre-alarm, a fault) is carried over a restart of the agent
+    # with the id of the decision that opened it, so that it ends with exactly
+    # one RESTORE naming that id and is never forwarded a second time under a
+    # new id. Nothing else is carried: an alarm still being confirmed starts
+    # afresh from the detectors' state, which they report on their first poll.
+
+    def _track_episode(self, d: Decision) -> None:
+        key = _episode_key(d)
+        if key is None:
+            return
+        if d.type is DecisionType.RESTORE:
+            opened = self._episode_ids.pop(key, None)
+            if opened is not None:
+                d.details.setdefault("of_id", opened)
+        else:
+            self._episode_ids[key] = d.id
+
+    def snapshot(self, now_mono: float, now_wall: float) -> dict[str, Any]:
+        """Every episode the centre was told is open, JSON-ready (wall-clock
+        times), for :meth:`restore` after a restart. ``active`` marks a fire
+        incident with a detector or camera still in alarm: its last activity
+        is then "now", whenever the agent stops."""
+
+        def wall_of(mono: float) -> float:
+            return now_wall - (now_mono - mono)
+
+        fires = []
+        for zone, inc in self._incidents.items():
+            if not inc.confirmed:
+                continue
+            dets = self._zone_detectors.get(zone, [])
+            cams = self._zone_cameras.get(zone, [])
+            active = any(d.alarm or d.lost_in_alarm for d in dets) or any(c.active for c in cams)
+            fires.append(
+                {
+                    "zone": zone,
+                    "id": self._episode_ids.get(("fire", zone), ""),
+                    "first_seen_wall": inc.first_wall,
+                    "last_activity_wall": wall_of(inc.last_activity_mono),
+                    "active": active,
+                    "devices": list(inc.devices),
+                    "cameras": list(inc.cameras),
+                }
+            )
+        prealarms = [
+            {
+                "source": e.source,
+                "point": e.point,
+                "zone": e.zone,
+                "id": self._episode_ids.get(("electrical", e.source, e.point), ""),
+                "quantity": e.quantity.value if e.quantity else None,
+                "value": e.value,
+                "setpoint": e.setpoint,
+                "reading_over": e.reading_over,
+                "bit_active": e.bit_active,
+                "first_seen_wall": e.over_since_wall,
+            }
+            for e in self._electrical.values()
+            if e.reported
+        ]
+        faults = [
+            {
+                "source": f.source,
+                "point": f.point,
+                "zone": f.zone,
+                "condition": f.condition.value,
+                "id": self._episode_ids.get(("fault", f.source, f.point, f.condition.value), ""),
+                "first_seen_wall": f.first_wall,
+                "detail": f.detail,
+                "intermittent": f.reported_intermittent,
+            }
+            for f in self._faults.values()
+            if f.reported
+        ]
+        return {
+            "version": SNAPSHOT_VERSION,
+            "wall": now_wall,
+            "fires": fires,
+            "prealarms": prealarms,
+            "faults": faults,
+        }
+
+    def restore(
+        self,
+        doc: Mapping[str, Any],
+        now_mono: float,
+        now_wall: float,
+        *,
+        fault_grace_s: float = RESTART_FAULT_GRACE_S,
+    ) -> EngineOutput:
+        """Take back the open episodes of :meth:`snapshot` after a restart.
+
+        Call once, before the first ``feed``. Returns the RESTOREs of episodes
+        that ended while the agent was down (a fire incident quiet for
+        ``incident_clear_s``, a device or zone no longer in the site config),
+        each naming the opening decision in ``details.of_id``.
+
+        A restored episode still active after the restart is never forwarded
+        again: its source's first report meets an episode already reported.
+        One that cleared meanwhile ends as it would have: a pre-alarm once
+        the readings stay under the restore threshold (or the device's own bit
+        is off), a fault once nothing re-reports it within ``fault_grace_s``
+        (time for the source to be polled again) plus ``fault_restore_s``
+        (a source that answers again sends no "offline cleared", so a fault
+        is presumed cleared unless re-reported). Malformed entries are skipped.
+        """
+        out = EngineOutput()
+        self._start(now_mono)
+        if doc.get("version") != SNAPSHOT_VERSION:
+            return out
+
+        def mono_of(wall: float) -> float:
+            return now_mono - max(0.0, now_wall - wall)
+
+        for item in _items(doc.get("fires")):
+            try:
+                zone, id_ = str(item["zone"]), str(item.get("id", ""))
+                first, last = float(item["first_seen_wall"]), float(item["last_activity_wall"])
+                active = bool(item.get("active", False))
+                devices = tuple(str(x) for x in item.get("devices", ()))
+                cameras = tuple(str(x) for x in item.get("cameras", ()))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if zone in self._incidents:
+                continue
+            if id_:
+                self._episode_ids[("fire", zone)] = id_
+            if active or now_wall - last < -60.0:  # still alarming, or a clock jump
+                last = now_wall
+            quiet_s = now_wall - last
+            known = zone in self.site.policies
+            if not known or quiet_s >= self._policy(zone).incident_clear_s:
+                why = "while the gateway was restarting" if known else "zone no longer configured"
+                self._emit(
+                    out,
+                    Decision(
+                        type=DecisionType.RESTORE,
+                        zone=zone,
+                        reason=f"fire alarm in zone {zone} cleared: quiet for {quiet_s:.0f} s "
+                        f"({why})",
+                        first_seen_wall=first,
+                        first_seen_mono=mono_of(first),
+                        wall=now_wall,
+                        mono=now_mono,
+                        devices=devices,
+                        cameras=cameras,
+                        details={"of": DecisionType.FIRE_ALARM.value, "restarted": True},
+                    ),
+                )
+                continue
+            inc = _Incident(
+                zone=zone,
+                first_mono=mono_of(first),
+                first_wall=first,
+                last_activity_mono=mono_of(last),
+                confirmed=True,
+            )
+            inc.devices.update(dict.fromkeys(devices))
+            inc.cameras.update(dict.fromkeys(cameras))
+            self._incidents[zone] = inc
+            self.counters["incidents_resumed"] += 1
+
+        for item in _items(doc.get("prealarms")):
+            try:
+                source, point, zone = str(item["source"]), str(item["point"]), str(item["zone"])
+                id_ = str(item.get("id", ""))
+                quantity = Quantity(item["quantity"]) if item.get("quantity") else None
+                value, setpoint = float(item["value"]), float(item["setpoint"])
+                first = float(item["first_seen_wall"])
+                reading_over, bit = bool(item["reading_over"]), bool(item["bit_active"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if id_:
+                self._episode_ids[("electrical", source, point)] = id_
+            if source not in self.site.devices:
+                self._emit(
+                    out,
+                    Decision(
+                        type=DecisionType.RESTORE,
+                        zone=zone,
+                        reason=f"electrical pre-alarm on {_key(source, point)} ended: "
+                        "device no longer configured",
+                        first_seen_wall=first,
+                        first_seen_mono=mono_of(first),
+                        wall=now_wall,
+                        mono=now_mono,
+                        devices=(source,),
+                        details={
+                            "of": DecisionType.ELECTRICAL_PREALARM.value,
+                            "point": point,
+                            "restarted": True,
+                        },
+                    ),
+                )
+                continue
+            e = self._elec(source, point, self.site.zone_of(source, point, zone) or zone)
+            e.quantity, e.value, e.setpoint = quantity, value, setpoint
+            e.reading_over, e.bit_active, e.reported = reading_over, bit, True
+            e.over_since_wall = first
+
+        for item in _items(doc.get("faults")):
+            try:
+                source, point, zone = str(item["source"]), str(item["point"]), str(item["zone"])
+                condition = Condition(item["condition"])
+                id_ = str(item.get("id", ""))
+                first = float(item["first_seen_wall"])
+                detail, intermittent = str(item.get("detail", "")), bool(item["intermittent"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if condition not in FAULT_CONDITIONS:
+                continue
+            if id_:
+                self._episode_ids[("fault", source, point, condition.value)] = id_
+            fzone = self.site.zone_of(source, point, "")
+            if fzone is None:
+                is_cam = source in self._cameras
+                self._emit(
+                    out,
+                    Decision(
+                        type=DecisionType.RESTORE,
+                        zone=zone,
+                        reason=f"{_key(source, point)}: {condition.value} ended: "
+                        "no longer configured",
+                        first_seen_wall=first,
+                        first_seen_mono=mono_of(first),
+                        wall=now_wall,
+                        mono=now_mono,
+                        devices=() if is_cam else (source,),
+                        cameras=(source,) if is_cam else (),
+                        details={
+                            "of": DecisionType.FAULT.value,
+                            "condition": condition.value,
+                            "point": point,
+                            "restarted": True,
+                        },
+                    ),
+                )
+                continue
+            # presumed cleared from the end of the grace on (see the docstring);
+            # a re-report before then makes it active again, already reported
+            self._faults[(source, point, condition)] = _Fault(
+                source,
+                point,
+                fzone,
+                condition,
+                active=False,
+                since_mono=now_mono + fault_grace_s,
+                first_wall=first,
+                detail=detail,
+                reported=True,
+                reported_intermittent=intermittent,
+            )
+        return out
+
+
+def _items(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _episode_key(d: Decision) -> tuple[str, ...] | None:
+    """What episode a decision opens or ends (None: not one carried over a restart)."""
+    if d.zone == GATEWAY_ZONE:
+        return None
+    kind = d.details.get("of", d.type.value) if d.type is DecisionType.RESTORE else d.type.value
+    if kind == DecisionType.FIRE_ALARM.value:
+        return ("fire", d.zone)
+    point = str(d.details.get("point", ""))
+    if kind == DecisionType.ELECTRICAL_PREALARM.value and d.devices:
+        return ("electrical", d.devices[0], point)
+    if kind == DecisionType.FAULT.value and (d.devices or d.cameras):
+        source = d.devices[0] if d.devices else d.cameras[0]
+        return ("fault", source, point, str(d.details.get("condition", "")))
+    return None

@@ -11,6 +11,17 @@ retried on the next iteration, never dropped; a command that cannot be
 routed is fed back to the engine as a failed CommandResult, so alarm
 verification falls back to the persistence rule and the hard ceiling; a full
 disk under the nuisance log is logged and counted, and the engine goes on.
+
+Restarts: every episode the centre was told is open (a fire incident, an
+electrical pre-alarm, a fault) is saved in ``<state_dir>/episodes.json`` with
+the id of its decision whenever that set changes (and when a fire incident's
+last detector goes quiet), after the decisions themselves are in the outbox;
+a restarted runner hands it back to the engine (``Engine.restore``), so an
+episode still active is not forwarded again under a new id and one that
+ended meanwhile gets its RESTORE. Every file write (this one, the nuisance
+log) runs on the state folder's writer thread (``agent.diskwriter``): a
+stalled disk never stops the loop, and a write stuck for
+``DISK_STALL_FAULT_S`` is forwarded as a FAULT of the gateway.
 """
 
 from __future__ import annotations
@@ -22,20 +33,33 @@ import os
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agent.clock import Clock
-from agent.engine.core import Engine, EngineOutput
+from agent.diskwriter import DiskWriter, write_file_atomic, writer_for
+from agent.engine.core import RESTART_FAULT_GRACE_S, Engine, EngineOutput
 from agent.engine.nuisance_log import NuisanceLog
-from agent.events import Command, CommandResult, Decision, Observation
+from agent.events import (
+    Command,
+    CommandResult,
+    Decision,
+    DecisionType,
+    Observation,
+    gateway_decision,
+)
 from agent.siteconfig import LoadedSite
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 BATCH_MAX = 256  # observations fed between two checks of the tick and the sink
 SINK_RETRY_S = 1.0
-INCIDENTS_FILE = "incidents.json"  # forwarded fire incidents, kept over a restart
-INCIDENTS_REFRESH_S = 60.0  # while one is open, its last activity is saved this often
+EPISODES_FILE = "episodes.json"  # open fire incidents, pre-alarms, faults, kept over a restart
+INCIDENTS_FILE = "incidents.json"  # the format before episodes.json (fire incidents only)
+READ_TIMEOUT_S = 10.0  # a state file not read by then (stalled disk): start without it
+STOP_WRITE_TIMEOUT_S = 2.0  # at a stop, wait this long for the last state to reach the disk
+DISK_STALL_FAULT_S = 10.0  # a state-folder write running this long is a FAULT
 
 
 class DecisionSinkLike(Protocol):
@@ -60,6 +84,8 @@ class EngineRunner:
         state_dir: Path | None,
         *,
         nuisance_log_max_bytes: int = 8 * 1024 * 1024,
+        fault_grace_s: float = RESTART_FAULT_GRACE_S,
+        runtime_dir: Path | None = None,
     ) -> None:
         if tick_s <= 0:
             raise ValueError("tick_s must be positive")
@@ -69,9 +95,11 @@ class EngineRunner:
         self.commands = commands
         self.clock = clock
         self.tick_s = tick_s
+        self.fault_grace_s = fault_grace_s
         self.nuisance_log = (
             NuisanceLog(state_dir, max_bytes=nuisance_log_max_bytes) if state_dir else None
         )
+        self.writer: DiskWriter | None = writer_for(Path(state_dir)) if state_dir else None
         self.progress_mono = clock.monotonic()
         self._pending: deque[Decision] = deque()
         self._next_tick_mono = 0.0
@@ -79,10 +107,14 @@ class EngineRunner:
         self._command_errors = 0
         self._retry_after_mono = 0.0
         self._seeded = False
-        self._incidents_path = Path(state_dir) / INCIDENTS_FILE if state_dir else None
-        self._incidents_saved: set[str] = set()
-        self._incidents_saved_mono = -INCIDENTS_REFRESH_S
-        self._incidents_error = ""
+        self._state_dir = Path(state_dir) if state_dir else None
+        # where the state goes when the state disk refuses it: systemd's
+        # RuntimeDirectory (RAM, kept over a restart of the agent)
+        run = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        self._runtime_dir = runtime_dir or (Path(run) if run and state_dir else None)
+        self._episodes_key = ""  # what was last handed to the writer
+        self._episodes_error = ""
+        self._disk_stalled = False
 
     @classmethod
     def for_site(
@@ -104,89 +136,182 @@ class EngineRunner:
             cfg.engine.tick_s,
             cfg.storage.state_dir,
             nuisance_log_max_bytes=int(cfg.engine.nuisance_log_max_mb * 1024 * 1024),
+            fault_grace_s=restart_fault_grace_s(site),
         )
 
     async def run(self) -> None:
-        if self.nuisance_log is not None and not self._seeded:
-            # nuisance counts per detector survive a restart (read off the loop)
-            try:
-                totals = await asyncio.to_thread(self.nuisance_log.totals)
-            except OSError as e:
-                log.error("cannot read the nuisance log %s: %s", self.nuisance_log.path, e)
-                totals = {}
-            self.engine.seed_nuisance_totals(totals)
+        if not self._seeded:
             self._seeded = True
-            self._resume_incidents()
+            if self.nuisance_log is not None:
+                # nuisance counts per detector survive a restart (read off the loop)
+                totals = await self._read_off_loop(self.nuisance_log.totals, self.nuisance_log.path)
+                self.engine.seed_nuisance_totals(totals or {})
+            await self._resume_episodes()
         self._next_tick_mono = self.clock.monotonic()
-        while True:
-            now = self.clock.monotonic()
-            wait_s = max(0.0, self._next_tick_mono - now)
-            obs: Observation | None = None
-            try:
-                async with asyncio.timeout(wait_s / self.clock.speed):
-                    obs = await self.inbox.get()
-            except TimeoutError:
-                pass
-            if obs is not None:
-                self._feed(obs)
-                for _ in range(BATCH_MAX):  # drain what is already there
-                    try:
-                        self._feed(self.inbox.get_nowait())
-                    except asyncio.QueueEmpty:
-                        break
-            now = self.clock.monotonic()
-            if now >= self._next_tick_mono:
-                self._handle(self.engine.tick(now, self.clock.wall()))
-                # skip missed ticks rather than running a burst of them
-                self._next_tick_mono = max(self._next_tick_mono + self.tick_s, now)
-            await self._flush()
-            self._save_incidents()
-            self.progress_mono = self.clock.monotonic()
-
-    # A restart during a fire (power cut, watchdog) must not turn the detector
-    # that is still in alarm into a second FIRE_ALARM with a new id: the
-    # forwarded incidents are saved and resumed. A lost file only costs that
-    # duplicate, never an alarm, so writes are plain (no fsync) and rare.
-    def _resume_incidents(self) -> None:
-        if self._incidents_path is None:
-            return
         try:
-            saved = json.loads(self._incidents_path.read_text())
-            items = saved.items() if isinstance(saved, dict) else ()
-        except FileNotFoundError:
-            return
+            while True:
+                await self._step()
+        except asyncio.CancelledError:
+            # a clean stop (SIGTERM, an upgrade): the state as it is now, on disk
+            self._save_episodes(force=True)
+            if self.writer is not None:
+                await asyncio.to_thread(self.writer.wait_idle, STOP_WRITE_TIMEOUT_S)
+            raise
+
+    async def _step(self) -> None:
+        now = self.clock.monotonic()
+        wait_s = max(0.0, self._next_tick_mono - now)
+        obs: Observation | None = None
+        try:
+            async with asyncio.timeout(wait_s / self.clock.speed):
+                obs = await self.inbox.get()
+        except TimeoutError:
+            pass
+        if obs is not None:
+            self._feed(obs)
+            for _ in range(BATCH_MAX):  # drain what is already there
+                try:
+                    self._feed(self.inbox.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+        now = self.clock.monotonic()
+        if now >= self._next_tick_mono:
+            self._handle(self.engine.tick(now, self.clock.wall()))
+            self._check_disk()
+            # skip missed ticks rather than running a burst of them
+            self._next_tick_mono = max(self._next_tick_mono + self.tick_s, now)
+        await self._flush()
+        self._save_episodes()
+        self.progress_mono = self.clock.monotonic()
+
+    async def _read_off_loop(self, fn: Callable[[], T], path: Path) -> T | None:
+        """``fn()`` on a thread; None (logged) when it fails or the disk stalls."""
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                return await asyncio.to_thread(fn)
+        except TimeoutError:
+            log.error(
+                "reading %s took more than %.0f s (stalled disk?); starting without it",
+                path,
+                READ_TIMEOUT_S,
+            )
         except (OSError, ValueError) as e:
-            log.error("cannot read %s (%s); open incidents start afresh", self._incidents_path, e)
-            return
-        now, wall = self.clock.monotonic(), self.clock.wall()
-        for zone, inc in items:
-            try:
-                first, last = float(inc["first_seen_wall"]), float(inc["last_activity_wall"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if self.engine.resume_incident(str(zone), first, last, now, wall):
-                log.info("fire incident in zone %s resumed after restart (already forwarded)", zone)
+            log.error("cannot read %s (%s); starting without it", path, e)
+        return None
 
-    def _save_incidents(self) -> None:
-        if self._incidents_path is None:
+    # A restart (power cut, watchdog, upgrade) must neither forward again what
+    # the centre already has (a new id that de-duplication cannot catch) nor
+    # leave an episode without its RESTORE. Saved after the decisions are in
+    # the outbox: a kill between the two costs at worst one duplicate, never
+    # a decision. fsynced: written only when an episode opens or ends.
+    async def _resume_episodes(self) -> None:
+        if self._state_dir is None:
+            return
+        path = self._state_dir / EPISODES_FILE
+        legacy = self._state_dir / INCIDENTS_FILE
+        spare = self._runtime_dir / EPISODES_FILE if self._runtime_dir else None
+        doc = await self._read_off_loop(lambda: _read_json(path, legacy, spare), path)
+        if not doc:
             return
         now, wall = self.clock.monotonic(), self.clock.wall()
-        open_ = self.engine.confirmed_incidents(now, wall)
-        due = bool(open_) and now - self._incidents_saved_mono >= INCIDENTS_REFRESH_S
-        if set(open_) == self._incidents_saved and not due:
+        if "version" not in doc:  # incidents.json of an older agent: fire incidents only
+            for zone, inc in doc.items():
+                try:
+                    first, last = float(inc["first_seen_wall"]), float(inc["last_activity_wall"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                self.engine.resume_incident(str(zone), first, last, now, wall)
             return
-        tmp = self._incidents_path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps(open_))
-            os.replace(tmp, self._incidents_path)
-        except OSError as e:
-            if not self._incidents_error:
-                log.error("cannot save open incidents to %s: %s", self._incidents_path, e)
-            self._incidents_error = str(e)
+        out = self.engine.restore(doc, now, wall, fault_grace_s=self.fault_grace_s)
+        st = self.engine.status()
+        log.info(
+            "carried over the restart: %d fire incident(s), %d pre-alarm(s), %d fault(s); "
+            "%d ended while the agent was down",
+            sum(1 for c in st["open_incidents"].values() if c),
+            len(st["electrical_prealarms"]),
+            len(st["active_faults"]),
+            len(out.decisions),
+        )
+        self._handle(out)
+
+    def _save_episodes(self, *, force: bool = False) -> None:
+        if self._state_dir is None or self.writer is None or self._pending:
+            return  # not before every decision it reflects is in the outbox
+        snap = self.engine.snapshot(self.clock.monotonic(), self.clock.wall())
+        key = _episodes_key(snap)
+        if key == self._episodes_key and not force:
             return
-        self._incidents_error = ""
-        self._incidents_saved = set(open_)
-        self._incidents_saved_mono = now
+        self._episodes_key = key
+        path = self._state_dir / EPISODES_FILE
+        data = json.dumps(snap, separators=(",", ":")).encode()
+
+        spare = self._runtime_dir / EPISODES_FILE if self._runtime_dir else None
+
+        def write() -> None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_file_atomic(path, data, fsync=True)
+                for old in (path.with_name(INCIDENTS_FILE), spare):
+                    if old is not None and old.exists():
+                        old.unlink()  # superseded; never read back over newer state
+            except OSError as e:
+                kept = _keep_in_ram(spare, data)
+                if not self._episodes_error:
+                    log.error(
+                        "cannot save open alarms and faults to %s (%s): %s",
+                        path,
+                        e,
+                        f"kept in RAM ({spare}) over a restart, not a reboot"
+                        if kept
+                        else "after a restart they may be forwarded again or miss their RESTORE",
+                    )
+                self._episodes_error = str(e)
+                if not kept:
+                    self._episodes_key = ""  # try again at the next change or tick
+                return
+            if self._episodes_error:
+                log.info("open alarms and faults saved to %s again", path)
+            self._episodes_error = ""
+
+        self.writer.put(EPISODES_FILE, write)
+
+    def _check_disk(self) -> None:
+        """A state-folder write stuck this long is a FAULT (alarms still flow)."""
+        if self.writer is None:
+            return
+        stalled_s = self.writer.stalled_s()
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        if not self._disk_stalled and stalled_s >= DISK_STALL_FAULT_S:
+            self._disk_stalled = True
+            reason = (
+                f"state disk stalled: a write to {self._state_dir} has not finished for "
+                f"{stalled_s:.0f} s; alarms are still forwarded from memory"
+            )
+            log.error("%s (failing SD card?)", reason)
+            self._pending.append(
+                gateway_decision(
+                    DecisionType.FAULT,
+                    reason,
+                    part="disk",
+                    wall=wall,
+                    mono=now,
+                    folder=str(self._state_dir),
+                    stalled_s=round(stalled_s, 1),
+                )
+            )
+        elif self._disk_stalled and stalled_s < DISK_STALL_FAULT_S / 2:
+            self._disk_stalled = False
+            log.warning("state disk %s writes again", self._state_dir)
+            self._pending.append(
+                gateway_decision(
+                    DecisionType.RESTORE,
+                    "state disk writes again",
+                    part="disk",
+                    wall=wall,
+                    mono=now,
+                    folder=str(self._state_dir),
+                )
+            )
 
     def _feed(self, obs: Observation) -> None:
         self._handle(self.engine.feed(obs, self.clock.monotonic(), self.clock.wall()))
@@ -215,8 +340,9 @@ class EngineRunner:
         if out.suppressed:
             for s in out.suppressed:
                 log.info("held back %s in %s: %s", s.source, s.zone, s.reason)
-            if self.nuisance_log is not None:
-                self.nuisance_log.append(out.suppressed)
+            if self.nuisance_log is not None and self.writer is not None:
+                entries, nlog = list(out.suppressed), self.nuisance_log
+                self.writer.put(None, lambda: nlog.append(entries))
 
     async def _flush(self) -> None:
         if self._pending and self.clock.monotonic() < self._retry_after_mono:
@@ -248,6 +374,8 @@ class EngineRunner:
             "sink_errors": self._sink_errors,
             "command_errors": self._command_errors,
             "nuisance_log": self.nuisance_log.status() if self.nuisance_log else None,
+            "disk": self.writer.status() if self.writer else None,
+            "disk_stalled": self._disk_stalled,
             "open_incidents": st["open_incidents"],
             # one line per zone in `firegate status`
             "zones": {
@@ -256,3 +384,70 @@ class EngineRunner:
             },
             "counters": st["counters"],
         }
+
+
+def _read_json(path: Path, legacy: Path, spare: Path | None) -> dict[str, Any] | None:
+    """The saved episodes, the newer of the state folder's and the copy kept
+    in RAM when the disk refused it (or an older agent's incidents.json)."""
+    docs: list[dict[str, Any]] = []
+    for p in (path, spare, legacy):
+        if p is None:
+            continue
+        try:
+            doc = json.loads(p.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as e:
+            log.error("cannot read %s (%s); skipped", p, e)
+            continue
+        if not isinstance(doc, dict):
+            log.error("cannot read %s (not a JSON object); skipped", p)
+            continue
+        if p is legacy and docs:
+            break
+        docs.append(doc)
+    if len(docs) <= 1:
+        return docs[0] if docs else None
+    return max(docs, key=lambda d: float(d.get("wall", 0.0) or 0.0))
+
+
+def _keep_in_ram(spare: Path | None, data: bytes) -> bool:
+    if spare is None:
+        return False
+    try:
+        write_file_atomic(spare, data)
+    except OSError:
+        return False
+    return True
+
+
+def _episodes_key(snap: dict[str, Any]) -> str:
+    """What decides a rewrite: the episodes, without the time of the snapshot,
+    and a fire incident's last activity only once it went quiet (while a
+    detector is in alarm, "now" is its last activity, whenever we stop)."""
+    fires = [
+        {**f, "last_activity_wall": None if f["active"] else round(f["last_activity_wall"])}
+        for f in snap["fires"]
+    ]
+    return json.dumps({**snap, "wall": None, "fires": fires}, sort_keys=True)
+
+
+def restart_fault_grace_s(site: LoadedSite) -> float:
+    """How long after a start a fault still present must have been reported
+    again by its source: the slowest offline detection of a polled device, a
+    camera's stale or frozen time; half as much again and 5 s of margin, at
+    least 10 s. (A panel's silence fault is left out: up to a day.) A fault carried over a restart that
+    nothing re-reports by then is taken as cleared (Engine.restore)."""
+    from agent.siteconfig.models import PanelBus
+
+    cfg = site.config
+    worst = 0.0
+    for bus in cfg.buses:
+        if isinstance(bus, PanelBus):
+            continue  # a silence fault (up to a day) would hold every other RESTORE
+        per_poll = bus.timeout_s * (bus.retries + 1) + bus.turnaround_s
+        for dev in bus.devices:
+            worst = max(worst, bus.offline_after * (dev.poll_interval_s + per_poll))
+    for cam in cfg.cameras:
+        worst = max(worst, cam.stale_after_s, cam.frozen_after_s)
+    return max(10.0, worst * 1.5 + 5.0)

@@ -293,7 +293,7 @@ def test_kill_9_loses_nothing_decided(runner: Runner, case: str) -> None:
         assert got[r["id"]]["confirmed_at"] == r["confirmed_at"]
         assert got[r["id"]]["first_seen"] == r["first_seen"]
     # the detector still in alarm after the restart is the same incident: the
-    # centre gets no second fire alarm with a new id (engine incidents.json)
+    # centre gets no second fire alarm with a new id (engine episodes.json)
     fires = [p for p in out.delivered_after_restart if p["type"] == "fire_alarm"]
     assert len(fires) == 1, summary
     assert out.exit_code == 0, summary

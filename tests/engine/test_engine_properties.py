@@ -109,6 +109,7 @@ def _run(events: list[Observation], end_s: float) -> list[tuple[str, Any]]:
         for d in out.decisions:
             dd = d.to_dict()
             del dd["id"]
+            dd["details"].pop("of_id", None)  # the id of the decision a RESTORE ends
             for e in dd["evidence"]:
                 del e["observation_id"]
             trace.append(("decision", (t, dd)))

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.clock import ScaledClock
 from agent.engine import Engine, EngineRunner
-from agent.engine.runner import INCIDENTS_FILE
+from agent.engine.runner import EPISODES_FILE, INCIDENTS_FILE
 from agent.events import Condition, DecisionType, DeviceKind, StateChange
 from tests.engine.engine_sim import WALL0, Sim, site
 
@@ -96,8 +96,8 @@ async def test_runner_saves_and_resumes_incidents(tmp_path: Path) -> None:
         runner, sink, lambda s: any(d.type is DecisionType.FIRE_ALARM for d in s.decisions)
     )
     await asyncio.sleep(0.05)
-    saved = json.loads((tmp_path / INCIDENTS_FILE).read_text())
-    assert set(saved) == {"z"}
+    saved = json.loads((tmp_path / EPISODES_FILE).read_text())
+    assert [f["zone"] for f in saved["fires"]] == ["z"]
 
     # the agent restarts (new engine, new runner, same state folder)
     sink2 = Sink()

@@ -1,0 +1,265 @@
+"""Issue 13: a restart (kill -9 or a clean SIGTERM) keeps every open episode.
+
+A fire incident, an electrical pre-alarm and a fault are open when the agent
+stops. After the restart, one still active is not forwarded again (a new id
+the centre's de-duplication cannot catch); one that ended while the agent was
+down gets its RESTORE, naming the decision it ends.
+
+"kill -9" is the state folder as the running agent left it (copied while the
+first runner still runs, before any stop handler); "SIGTERM" is the folder
+after the runner was cancelled (a clean stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.clock import ScaledClock
+from agent.engine import Engine, EngineRunner
+from agent.engine.runner import EPISODES_FILE
+from agent.events import Condition, Decision, DecisionType, DeviceKind, StateChange
+from tests.engine.engine_sim import Sim, site
+
+SPEED = 400.0  # simulated seconds per real second
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.decisions: list[Decision] = []
+
+    async def submit(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+    def of(self, type_: DecisionType) -> list[Decision]:
+        return [d for d in self.decisions if d.type is type_]
+
+
+def _state(
+    clock: ScaledClock,
+    source: str,
+    condition: Condition,
+    active: bool,
+    *,
+    kind: DeviceKind,
+    point: str = "",
+) -> StateChange:
+    return StateChange(
+        source=source,
+        zone="z2",
+        wall=clock.wall(),
+        mono=clock.monotonic(),
+        point=point,
+        kind=kind,
+        condition=condition,
+        active=active,
+    )
+
+
+def prealarm(clock: ScaledClock, active: bool) -> StateChange:
+    return _state(clock, "rc", Condition.PREALARM, active, kind=DeviceKind.RESIDUAL_CURRENT)
+
+
+def offline(clock: ScaledClock, active: bool) -> StateChange:
+    return _state(clock, "n1", Condition.OFFLINE, active, kind=DeviceKind.SMOKE)
+
+
+def call_point(clock: ScaledClock, active: bool) -> StateChange:
+    return _state(
+        clock, "panel", Condition.ALARM, active, kind=DeviceKind.MANUAL_CALL_POINT, point="1/24"
+    )
+
+
+class Agent:
+    """One life of the engine part on a state folder."""
+
+    def __init__(
+        self, state_dir: Path, clock: ScaledClock, runtime_dir: Path | None = None
+    ) -> None:
+        self.clock = clock
+        self.sink = Sink()
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.runner = EngineRunner(
+            Engine(site()),
+            self.inbox,
+            self.sink,
+            lambda c: None,
+            clock,
+            0.5,
+            state_dir,
+            runtime_dir=runtime_dir,
+        )
+        self.task = asyncio.create_task(self.runner.run())
+
+    def put(self, make: Callable[[ScaledClock, bool], StateChange], active: bool) -> None:
+        self.inbox.put_nowait(make(self.clock, active))
+
+    async def until(self, pred: Callable[[Sink], bool], timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not pred(self.sink):  # noqa: ASYNC110 - polls what the runner produced
+                await asyncio.sleep(0.01)
+
+    async def idle(self) -> None:
+        """Every decision handed on and the state file written."""
+        assert self.runner.writer is not None
+        await self.until(lambda s: not self.runner._pending)
+        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(self.runner.writer.wait_idle, 5.0)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def _first_life(
+    state_dir: Path, clock: ScaledClock, runtime_dir: Path | None = None
+) -> tuple[Agent, dict[str, str]]:
+    """Open a fire (call point), a pre-alarm and an offline fault."""
+    a = Agent(state_dir, clock, runtime_dir)
+    a.put(call_point, True)
+    a.put(prealarm, True)
+    a.put(offline, True)
+    await a.until(
+        lambda s: bool(
+            s.of(DecisionType.FIRE_ALARM)
+            and s.of(DecisionType.ELECTRICAL_PREALARM)
+            and s.of(DecisionType.FAULT)
+        )
+    )
+    await a.idle()
+    ids = {
+        "fire": a.sink.of(DecisionType.FIRE_ALARM)[0].id,
+        "prealarm": a.sink.of(DecisionType.ELECTRICAL_PREALARM)[0].id,
+        "fault": a.sink.of(DecisionType.FAULT)[0].id,
+    }
+    return a, ids
+
+
+async def _restart(tmp_path: Path, how: str, a: Agent) -> Path:
+    """The state folder the second life starts on."""
+    if how == "kill9":
+        again = tmp_path / "after-kill"
+        shutil.copytree(a.runner._state_dir or tmp_path, again)  # as the disk was at the kill
+        await a.stop()
+        return again
+    await a.stop()
+    return a.runner._state_dir or tmp_path
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+async def test_still_active_after_restart_is_not_sent_again(tmp_path: Path, how: str) -> None:
+    clock = ScaledClock(SPEED)
+    a, _ = await _first_life(tmp_path / "state", clock)
+    state_dir = await _restart(tmp_path, how, a)
+
+    b = Agent(state_dir, clock)
+    # each source's first report after the restart: still in alarm, still offline
+    b.put(call_point, True)
+    b.put(prealarm, True)
+    b.put(offline, True)
+    await b.until(lambda s: b.runner.engine.counters["observations"] >= 3)
+    await asyncio.sleep(300 / SPEED)  # 300 s: past every debounce and restore time
+    await b.stop()
+    assert [d.type for d in b.sink.decisions] == []
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+async def test_ended_while_down_gets_its_restore(tmp_path: Path, how: str) -> None:
+    clock = ScaledClock(SPEED)
+    a, ids = await _first_life(tmp_path / "state", clock)
+    # the call point is released just before the restart
+    a.put(call_point, False)
+    await a.until(lambda s: a.runner.engine.counters["observations"] >= 4)
+    await a.idle()
+    state_dir = await _restart(tmp_path, how, a)
+
+    b = Agent(state_dir, clock)
+    b.put(prealarm, False)  # the monitor's first poll: its own pre-alarm bit is off
+    # n1 answers again (no "offline" any more), the call point stays released
+    await b.until(lambda s: len(s.of(DecisionType.RESTORE)) >= 3, timeout_s=10)
+    await b.stop()
+    restores = {d.details["of"]: d for d in b.sink.of(DecisionType.RESTORE)}
+    assert {k: d.details.get("of_id") for k, d in restores.items()} == {
+        "fire_alarm": ids["fire"],
+        "electrical_prealarm": ids["prealarm"],
+        "fault": ids["fault"],
+    }
+    assert restores["fault"].details["point"] == ""  # a fault's restore names its point
+    assert len(b.sink.decisions) == 3  # nothing opened again
+
+
+async def test_incident_that_ended_during_a_long_stop_is_restored_at_once(tmp_path: Path) -> None:
+    """Down for longer than incident_clear_s (300 s): the RESTORE comes at start."""
+    clock = ScaledClock(SPEED)
+    a, ids = await _first_life(tmp_path / "state", clock)
+    a.put(call_point, False)
+    await a.until(lambda s: a.runner.engine.counters["observations"] >= 4)
+    await a.idle()
+    await a.stop()
+
+    later = ScaledClock(SPEED, start_wall=clock.wall() + 3600)  # back an hour later
+    b = Agent(tmp_path / "state", later)
+    await b.until(lambda s: bool(s.of(DecisionType.RESTORE)), timeout_s=1)
+    await b.stop()
+    fire_restores = [d for d in b.sink.of(DecisionType.RESTORE) if d.zone == "z2"]
+    assert [d.details.get("of_id") for d in fire_restores][:1] == [ids["fire"]]
+    assert not b.sink.of(DecisionType.FIRE_ALARM)
+
+
+async def test_restore_is_not_sent_twice_over_two_restarts(tmp_path: Path) -> None:
+    clock = ScaledClock(SPEED)
+    a, _ = await _first_life(tmp_path / "state", clock)
+    await a.stop()
+    b = Agent(tmp_path / "state", clock)
+    b.put(prealarm, False)
+    await b.until(lambda s: bool(s.of(DecisionType.RESTORE)))
+    await b.idle()
+    await b.stop()
+    c = Agent(tmp_path / "state", clock)
+    c.put(prealarm, False)
+    c.put(call_point, True)
+    c.put(offline, True)
+    await c.until(lambda s: c.runner.engine.counters["observations"] >= 3)
+    await asyncio.sleep(0.2)
+    await c.stop()
+    assert [d.type for d in c.sink.decisions] == []
+    assert (tmp_path / "state" / EPISODES_FILE).exists()
+
+
+def test_fault_restore_names_its_point_and_the_fault_it_ends() -> None:
+    """A fault's RESTORE carries details.point, as a pre-alarm's restore does."""
+    sim = Sim()
+    sim.state(10, "panel", Condition.FAULT, point="1/24", kind=DeviceKind.MANUAL_CALL_POINT)
+    sim.until(50)
+    sim.state(60, "panel", Condition.FAULT, False, point="1/24", kind=DeviceKind.MANUAL_CALL_POINT)
+    sim.until(200)
+    fault, restore = (d for _, d in sim.decisions)
+    assert (fault.type, restore.type) == (DecisionType.FAULT, DecisionType.RESTORE)
+    assert restore.details["point"] == fault.details["point"] == "1/24"
+    assert restore.details["of_id"] == fault.id
+
+
+async def test_state_disk_refusing_keeps_episodes_in_ram_over_a_restart(tmp_path: Path) -> None:
+    """A read-only state folder: episodes.json goes to the runtime folder
+    (systemd's RuntimeDirectory, RAM kept over a restart) and comes back."""
+    state, run = tmp_path / "state", tmp_path / "run"
+    (state / EPISODES_FILE).mkdir(parents=True)  # every write of it fails
+    run.mkdir()
+    clock = ScaledClock(SPEED)
+    a, _ = await _first_life(state, clock, run)
+    await a.stop()
+    assert (run / EPISODES_FILE).is_file()
+
+    b = Agent(state, clock, run)
+    b.put(call_point, True)
+    b.put(prealarm, True)
+    b.put(offline, True)
+    await b.until(lambda s: b.runner.engine.counters["observations"] >= 3)
+    await asyncio.sleep(300 / SPEED)
+    await b.stop()
+    assert [d.type for d in b.sink.decisions] == []
