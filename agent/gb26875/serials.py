@@ -185,3 +185,26 @@ class SerialBook:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def probe_serial(state_dir: Path) -> int:
+    """A serial number for a one-off frame of another process (doctor's heartbeat)
+    that the running agent will not use for at least 64511 numbers: the one just
+    before the agent's current lease. Read only; never writes the file.
+
+    A fixed number (0, say) would let a centre that discards by serial number
+    take the agent's next frame with that number, perhaps a fire alarm, for a
+    retransmission of the heartbeat."""
+    lease_end = 0  # no file yet: the agent will start at 0
+    path = Path(state_dir) / SERIAL_FILE
+    if path.exists():
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                row = db.execute("SELECT lease_end FROM counter").fetchone()
+            finally:
+                db.close()
+            lease_end = int(row[0]) if row else 0
+        except sqlite3.Error as e:
+            log.warning("gb26875: cannot read %s (%s); probe serial from 0", path, e)
+    return (lease_end - LEASE - 1) & 0xFFFF

@@ -8,12 +8,14 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from agent.commands.doctor import Context, Outcome
 from agent.events import DecisionType
 from agent.gb26875.codec import Command, TimeLabel
 from agent.gb26875.objects import ComponentState, TypeFlag, Unit
-from agent.gb26875.serials import HORIZON, LEASE, SerialBook
+from agent.gb26875.probe import check_centre
+from agent.gb26875.serials import HORIZON, LEASE, SERIAL_FILE, SerialBook
 from firmware_mocks.centre import MockCentre
-from tests.gb26875.support import T0, decision, rig
+from tests.gb26875.support import T0, decision, make_site, rig
 
 
 def sent_serials(centre: MockCentre, n: int) -> list[int]:
@@ -109,3 +111,26 @@ async def test_a_retransmission_within_one_connection_is_discarded_once(tmp_path
         await asyncio.sleep(0.3)
         assert len(set(sent_serials(r.centre, 1))) == 1
         assert recorded(r.centre) == [TimeLabel.from_wall(T0 + 1, 480)]
+
+
+async def test_doctors_heartbeat_never_takes_a_number_the_agent_is_about_to_use(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "state").mkdir()
+    book = SerialBook(tmp_path / "state" / SERIAL_FILE)
+    await book.own()
+    book.close()
+    with sqlite3.connect(tmp_path / "state" / SERIAL_FILE) as db:  # near the 16-bit wrap
+        db.execute("UPDATE counter SET lease_end = ?", (65536 - 3,))
+    async with rig(tmp_path) as r:
+        await r.centre.wait_for(lambda: bool(r.centre.data_units()))  # own state: 65533
+        assert r.centre.received[0].frame.serial == 65533
+        site = make_site(tmp_path, r.centre.port)
+        (res,) = await check_centre(Context(tmp_path / "site.yaml", timeout_s=2.0, site=site))
+        assert res.outcome == Outcome.PASS, res
+        for n in range(1, 5):  # 65534, 65535, 0, 1: across the wrap
+            await r.outbox.submit(decision(DecisionType.FAULT, n))
+            await r.drained()
+        labels = [TimeLabel.from_wall(T0 + n, 480) for n in range(1, 5)]
+        assert recorded(r.centre) == labels  # none taken for the doctor's heartbeat
+        assert r.centre.discarded == 0
