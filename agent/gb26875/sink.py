@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 GB_OUTBOX_FILE = "outbox-gb26875.db"
 JOURNAL_FILE = "outbox-handoff.db"
+IDLE_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handoff (
@@ -154,6 +155,8 @@ class BothOutboxes:
         self.mqtt = mqtt
         self.gb = gb
         self.journal = journal or HandoffJournal(mqtt.path.parent / JOURNAL_FILE)
+        self.clock = mqtt.clock
+        self.progress_mono = self.clock.monotonic()  # for the health watchdog
         self.recovered = 0
         self.journal_error = ""
 
@@ -171,6 +174,7 @@ class BothOutboxes:
             self._journal_failed(e)
             return 0
         for d in pending:
+            self.progress_mono = self.clock.monotonic()
             await asyncio.gather(self.mqtt.submit(d), self.gb.submit(d))
             await self._done(d.id)
         if pending:
@@ -184,8 +188,11 @@ class BothOutboxes:
 
     async def run(self) -> None:
         try:
+            self.progress_mono = self.clock.monotonic()
             await self.recover()
-            await asyncio.Event().wait()  # nothing more to do until shutdown
+            while True:  # nothing more to do until shutdown; alive for the watchdog
+                self.progress_mono = self.clock.monotonic()
+                await self.clock.sleep(IDLE_S)
         finally:
             self.journal.close()
 
