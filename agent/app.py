@@ -287,6 +287,7 @@ def build_agent(
         )
         sink = outbox
     gb_outbox: Outbox | None = None
+    handoff: Part | None = None
     if outbox is not None and cfg.gb26875 is not None:
         # GB/T 26875.3 beside MQTT: its own outbox, fed with every decision;
         # alone: it drains the one outbox
@@ -300,10 +301,12 @@ def build_agent(
                 max_bytes=outbox.max_bytes,
                 clock=clock,
             )
-            sink = BothOutboxes(outbox, gb_outbox)
+            sink = handoff = BothOutboxes(outbox, gb_outbox)
     agent = Agent(site=site, clock=clock, sink=CountingSink(sink), outbox=outbox)
     if gb_outbox is not outbox:
         agent.gb_outbox = gb_outbox
+    if handoff is not None:  # finishes the hand-offs to both outboxes a kill -9 cut
+        agent.parts.append(handoff)
     METRICS.collectors["parts"] = agent.collect_metrics
 
     for bus in cfg.buses:

@@ -10,8 +10,18 @@ and can misbehave on request, one knob each:
 * ``late_s``: confirm that late (past the gateway's timeout: it retransmits);
 * ``drop_next = n``: close the connection on the next n data frames without
   an answer; with ``drop_mid_frame`` first send half a confirm frame;
+* ``lose_confirm_next = n``: take the next n data frames (recorded, counted
+  as confirmed) but lose the confirm: the connection is closed instead;
+* ``withhold_confirm_next = n``: the same, but the connection stays open
+  (the confirm is simply never sent); ``withhold_skip = k`` first confirms
+  k more data frames normally;
 * ``send_raw(bytes)``: send anything (malformed frames, garbage);
 * ``request(...)``: send a query or control command and wait for the answer.
+
+Like a real centre it discards a retransmission: a send-data frame whose
+serial number it has already confirmed from the same source address, among
+the last ``window`` it confirmed (across connections), is confirmed again
+but not recorded a second time (``Received.duplicate``; ``discarded``).
 
 All in the caller's event loop; ``start()`` binds a free port (``port``).
 """
@@ -51,6 +61,7 @@ from agent.gb26875.objects import (
 
 log = logging.getLogger(__name__)
 
+WINDOW = 4096  # confirmed serial numbers remembered per source address
 CENTRE_ADDRESS = 88888  # 38 5B 01 00 00 00, as in the examples circulated with the standard
 
 
@@ -60,6 +71,7 @@ class Received:
     unit: Unit | Unsupported | None  # None: empty (heartbeat) or undecodable
     mono: float  # time.monotonic() at arrival
     answer: Command | None  # what the centre answered (None: nothing)
+    duplicate: bool = False  # a serial number already confirmed: discarded
 
 
 class MockCentre:
@@ -72,6 +84,11 @@ class MockCentre:
         self.drop_next = 0
         self.drop_mid_frame = False
         self.late_s = 0.0
+        self.lose_confirm_next = 0
+        self.withhold_confirm_next = 0
+        self.withhold_skip = 0
+        self.window = WINDOW
+        self._confirmed: dict[int, dict[int, None]] = {}  # source -> serials, oldest first
         self.received: list[Received] = []
         self.connections = 0
         self.errors: list[str] = []  # framing errors seen from the gateway
@@ -114,8 +131,14 @@ class MockCentre:
             for r in self.received
             if r.frame.command == Command.SEND_DATA
             and isinstance(r.unit, Unit)
+            and not r.duplicate
             and (r.answer == Command.CONFIRM or not confirmed_only)
         ]
+
+    @property
+    def discarded(self) -> int:
+        """Retransmissions recognised by their serial number (confirmed, not recorded)."""
+        return sum(r.duplicate for r in self.received)
 
     def objects(self, type_: int | None = None) -> list[InfoObject]:
         return [o for u in self.data_units() if type_ in (None, u.type) for o in u.objects]
@@ -211,8 +234,25 @@ class MockCentre:
             answer = Command.DENY
         else:
             answer = Command.CONFIRM
-        self.received.append(Received(f, unit, now, answer))
+        duplicate = False
+        if answer == Command.CONFIRM and f.command == Command.SEND_DATA:
+            seen = self._confirmed.setdefault(f.source, {})
+            duplicate = f.serial in seen
+            seen.pop(f.serial, None)
+            seen[f.serial] = None  # most recent last
+            while len(seen) > self.window:
+                del seen[next(iter(seen))]
+        self.received.append(Received(f, unit, now, answer, duplicate))
         self._changed.set()
+        if answer == Command.CONFIRM and not duplicate:
+            if self.lose_confirm_next > 0:
+                self.lose_confirm_next -= 1
+                return False  # taken, but the confirm is lost with the connection
+            if self.withhold_confirm_next > 0 and self.withhold_skip > 0:
+                self.withhold_skip -= 1
+            elif self.withhold_confirm_next > 0:
+                self.withhold_confirm_next -= 1
+                return True  # taken, the confirm never leaves
         if answer is not None:
             raw = self._frame(f.serial, answer, f.source).encode()
             if self.late_s > 0 and answer == Command.CONFIRM:

@@ -7,7 +7,9 @@ What a caller may rely on:
   priority order (fire alarms first) and deleted (``Outbox.acked``) only
   after the centre's confirm frame for the last frame that carries them. A
   dropped connection, a timeout or a kill -9 leaves the decision stored; it
-  is sent again (with a new serial number) on the next connection.
+  is sent again on the next connection, under the same serial number
+  (``SerialBook``: numbers are stored with the decision and never reset), so
+  that a centre that already confirmed it can discard it.
 * Send/confirm as the standard describes (6.5): a frame not confirmed within
   ``confirm_timeout_s`` is sent again unchanged (same serial number, so the
   centre can discard a duplicate), at most ``retries`` times; then the
@@ -55,6 +57,7 @@ from agent.gb26875.objects import (
     Unit,
     decode_unit,
 )
+from agent.gb26875.serials import SERIAL_FILE, SerialBook
 from agent.outbox import Outbox, Pending
 from agent.siteconfig.models import Gb26875Config, SiteConfig
 
@@ -110,7 +113,7 @@ class Gb26875Uplink:
         self.reconnects = 0
         self.last_error = ""
         self.clock_offset_s = 0.0
-        self._serial = 0
+        self.serials = SerialBook(outbox.path.parent / SERIAL_FILE)
         self._waiters: dict[int, asyncio.Future[Command]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._write_lock = asyncio.Lock()
@@ -121,6 +124,12 @@ class Gb26875Uplink:
     # ------------------------------------------------------------------ part
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.serials.close()  # a restarted part opens it again
+
+    async def _run(self) -> None:
         delay = self.config.reconnect_min_s
         down_since = self.clock.monotonic()
         while True:
@@ -178,7 +187,6 @@ class Gb26875Uplink:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
-        self._serial = 0  # the standard: serial numbers start at 0 on a new connection
         self.connected = True
         self.state.channel_fault = False
         log.info("gb26875: connected to %s:%s", self.config.host, self.config.port)
@@ -231,9 +239,10 @@ class Gb26875Uplink:
             )
             self.outbox.acked(p.id)
             return
+        serials = await self.serials.for_decision(p.id, len(frames))
         try:
-            for data in frames:
-                await self._exchange(Command.SEND_DATA, data)
+            for serial, data in zip(serials, frames, strict=True):
+                await self._exchange(Command.SEND_DATA, data, serial)
         except Denied as e:
             self.denied += 1
             log.error("gb26875: the centre denied decision %s (%s): %s", p.id, p.type, e)
@@ -257,14 +266,12 @@ class Gb26875Uplink:
     async def _exchange_own(self, data: bytes) -> None:
         """Send a frame of the gateway's own (state, heartbeat): a deny is logged only."""
         try:
-            await self._exchange(Command.SEND_DATA, data)
+            await self._exchange(Command.SEND_DATA, data, await self.serials.own())
         except Denied as e:
             log.warning("gb26875: the centre denied the gateway's own frame: %s", e)
 
-    async def _exchange(self, command: Command, data: bytes) -> None:
+    async def _exchange(self, command: Command, data: bytes, serial: int) -> None:
         """Send one frame and wait for its confirm; retransmit on timeout or deny."""
-        serial = self._serial
-        self._serial = (self._serial + 1) & 0xFFFF
         raw = self._frame(serial, command, data).encode()
         denials = 0
         for attempt in range(self.config.retries + 1):

@@ -13,6 +13,7 @@ import time
 
 from agent.commands.doctor import Context, Outcome, Result
 from agent.gb26875.codec import ChecksumError, Command, Frame, FrameDecoder, FrameError, TimeLabel
+from agent.gb26875.serials import probe_serial
 from agent.siteconfig.models import Gb26875Config
 
 NAME = "centre"
@@ -26,7 +27,8 @@ async def check_centre(ctx: Context) -> list[Result]:
     where = f"{gb.host}:{gb.port}"
     t0 = time.monotonic()
     try:
-        answer = await asyncio.wait_for(_heartbeat(gb, ctx.now_wall()), ctx.timeout_s)
+        serial = probe_serial(ctx.site.config.storage.state_dir)
+        answer = await asyncio.wait_for(_heartbeat(gb, ctx.now_wall(), serial), ctx.timeout_s)
     except TimeoutError:
         return [
             Result(
@@ -75,11 +77,11 @@ async def check_centre(ctx: Context) -> list[Result]:
     ]
 
 
-async def _heartbeat(gb: Gb26875Config, wall: float) -> Command:
+async def _heartbeat(gb: Gb26875Config, wall: float, serial: int) -> Command:
     reader, writer = await asyncio.open_connection(gb.host, gb.port)
     try:
         frame = Frame(
-            0,
+            serial,
             Command.SEND_DATA,
             gb.source_address,
             gb.destination_address,
@@ -97,7 +99,7 @@ async def _heartbeat(gb: Gb26875Config, wall: float) -> Command:
             for item in decoder.feed(data):
                 if isinstance(item, ChecksumError):
                     raise item
-                if item.serial == 0 and item.command in (Command.CONFIRM, Command.DENY):
+                if item.serial == serial and item.command in (Command.CONFIRM, Command.DENY):
                     return item.command
     finally:
         writer.close()

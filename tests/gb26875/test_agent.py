@@ -36,7 +36,9 @@ def _site(tmp_path: Path, port: str, centre_port: int, broker_port: int | None) 
     return p
 
 
-async def _fire(tmp_path: Path, broker_port: int | None) -> tuple[MockCentre, object]:
+async def _fire(
+    tmp_path: Path, broker_port: int | None, collector: Collector | None = None
+) -> tuple[MockCentre, object]:
     centre = MockCentre()
     await centre.start()
     dev3 = SimDevice(3, load_modbus_profile("calectro-ug3-o-mb-r"))
@@ -74,6 +76,12 @@ async def _fire(tmp_path: Path, broker_port: int | None) -> tuple[MockCentre, ob
                     break
                 await asyncio.sleep(0.05)
             assert not gb_outbox.status()["by_type"].get("fire_alarm")
+            if collector is not None:
+                # while the agent still runs: the MQTT link may come up later than
+                # the centre's (a loaded machine); stopping first lost the race
+                await collector.wait_for(
+                    lambda: any(d["type"] == "fire_alarm" for d in collector.decisions()), 15
+                )
             return centre, agent
         finally:
             stop.set()
@@ -89,10 +97,7 @@ async def test_fire_reaches_the_centre_and_mqtt_each_from_its_own_outbox(tmp_pat
     sub = asyncio.create_task(collector.run())
     try:
         await asyncio.wait_for(collector.ready.wait(), 5)
-        await _fire(tmp_path, broker.port)
-        await collector.wait_for(
-            lambda: any(d["type"] == "fire_alarm" for d in collector.decisions()), 10
-        )
+        await _fire(tmp_path, broker.port, collector)
         assert (tmp_path / "state" / "outbox-gb26875.db").exists()
     finally:
         sub.cancel()
