@@ -81,6 +81,7 @@ from agent.downlink import (
     RequestHook,
 )
 from agent.events import PRIORITY, Decision, DecisionType, gateway_decision, iso
+from agent.logs import redact
 from agent.mqtt import (
     AckedClient,
     PublishRefused,
@@ -505,7 +506,7 @@ class Uplink:
         sent = [
             (
                 self.topics.decision(answer.type.value),
-                json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+                redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False)).encode(),
             )
         ]
         if answer.snapshot_jpeg is not None:
@@ -696,7 +697,7 @@ class Uplink:
                 try:
                     await client.publish_acked(
                         self.topics.decision(p.type),
-                        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False)),
                         timeout_s=timeout_s,
                     )
                 except PublishRefused as e:

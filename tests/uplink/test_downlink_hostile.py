@@ -314,3 +314,20 @@ def test_downlink_fuzz_never_touches_the_link(
                 await c.publish(f"{REQ}/{name}", b"", qos=1, retain=True)
 
     asyncio.run(scenario())
+
+
+async def test_state_answer_carries_no_camera_password(tmp_path: Path, broker: Broker) -> None:
+    class StateHook(Hook):
+        async def __call__(self, name: str, body: dict[str, Any]) -> Decision | None:
+            self.calls.append((name, body))
+            cams = {"cam-1": {"source": "rtsp://admin:p@ss@192.0.2.1/?pwd=s3cret"}}
+            return gateway_decision(
+                DecisionType.STATS, "state", part="agent", wall=time.time(), mono=0.0, state=cams
+            )
+
+    async with live(tmp_path, broker, hook=StateHook()) as (_, centre, _hook):
+        await centre.ask("state", request("s-1"))
+        await until(lambda: centre.answered("s-1"), "the answer")
+        (answer,) = centre.answered("s-1")
+        text = json.dumps(answer)
+        assert "admin:***@192.0.2.1" in text and "p@ss" not in text and "s3cret" not in text
