@@ -7,9 +7,11 @@ the config file's folder. See config/example-site.yaml for a commented example.
 from __future__ import annotations
 
 import os
+import re
 import string
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -76,6 +78,43 @@ def camera_source_is_file(source: str) -> bool:
 
 
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
+_VIDEO_INDEX = re.compile(r"(0|[1-9][0-9]{0,2})")  # V4L2 minors: 0-255
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+SOURCE_FORMS = (
+    "rtsp://, rtsps://, http://, https:// with a host, usb:N or /dev/videoN (N 0-255), "
+    "or a video file or image pattern"
+)
+
+
+def _check_source(v: str) -> None:
+    """Refuse a camera source that cannot be opened as written (``usb:-1`` made
+    OpenCV crash the agent); raises ValueError naming the forms accepted."""
+    if len(v) > 2048:
+        raise ValueError("a camera source is at most 2048 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError("a camera source cannot hold control characters (a line break?)")
+    if v.startswith("usb:") or v.startswith("/dev/video"):
+        n = v[4:] if v.startswith("usb:") else v[len("/dev/video") :]
+        if not _VIDEO_INDEX.fullmatch(n) or int(n) > 255:
+            form = "usb:N" if v.startswith("usb:") else "/dev/videoN"
+            raise ValueError(
+                f"{form} needs N from 0 to 255 (e.g. usb:0 for the first USB camera, "
+                "see v4l2-ctl --list-devices)"
+            )
+        return
+    scheme = _URL_SCHEME.match(v)
+    if scheme is None:
+        return  # a file or an image pattern; check-config checks that it exists
+    if not v.startswith(CAMERA_SCHEMES[:4]):  # lower case, as the capture code reads it
+        raise ValueError(f"{scheme[1]}:// is not a camera source here; use {SOURCE_FORMS}")
+    try:
+        url = urlsplit(v)
+        url.port  # noqa: B018 (raises ValueError on a port that is not 0-65535)
+    except ValueError as e:
+        raise ValueError(f"not a usable URL ({e}); use {SOURCE_FORMS}") from None
+    if not url.hostname or " " in v:
+        raise ValueError(f"the URL has no host (or holds a space); use {SOURCE_FORMS}")
 
 
 class SiteInfo(Strict):
@@ -284,6 +323,7 @@ class CameraConfig(Strict):
     @field_validator("source")
     @classmethod
     def _resolve_file(cls, v: str, info: ValidationInfo) -> str:
+        _check_source(v)
         if camera_source_is_file(v):
             return str(_resolve(Path(v), info))
         return v
