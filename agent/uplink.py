@@ -65,6 +65,7 @@ import json
 import logging
 import random
 import ssl
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,36 @@ from agent.siteconfig.models import SiteConfig, UplinkConfig
 
 log = logging.getLogger(__name__)
 MQTT_LOG = logging.getLogger(f"{__name__}.mqtt")  # paho-mqtt's own messages
+INCOMING_QUEUE_MAX = 256  # received messages waiting for the listener
+
+
+class _QueueFullOncePerMinute(logging.Filter):
+    """aiomqtt warns once per message dropped from a full incoming queue: under a
+    flood that is thousands of lines a second. Keep one a minute, with a count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._last = -60.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Message queue is full"):
+            return True
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last < 60.0:
+            return False
+        self._last = now
+        record.msg = (
+            "downlink: more requests than the gateway reads; dropped %d so far "
+            "(logged at most once a minute)"
+        )
+        record.args = (self.dropped,)
+        return True
+
+
+QUEUE_FULL = _QueueFullOncePerMinute()
+MQTT_LOG.addFilter(QUEUE_FULL)
 
 PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible change
 __all__ = ["REQUESTS", "REQUEST_MAX_BYTES", "RequestHook", "Uplink"]
@@ -395,6 +426,9 @@ class Uplink:
             # packet is refused before it is buffered (see agent.mqtt).
             max_packet_bytes=MAX_PACKET_BYTES,
             on_oversize=self.downlink.oversize,
+            # a flood of requests waits here at most this deep (each <= MAX_PACKET_BYTES);
+            # the rest is dropped (aiomqtt's warning is logged once a minute)
+            max_queued_incoming_messages=INCOMING_QUEUE_MAX,
         )
         client.pending_calls_threshold = cfg.inflight_max + 8  # not a warning per backlog
         return client
