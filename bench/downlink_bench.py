@@ -46,7 +46,7 @@ from agent.clock import SystemClock
 from agent.events import DecisionType, gateway_decision
 from agent.outbox import Outbox
 from agent.uplink import Uplink
-from tests.uplink.uplink_support import site, uplink_config
+from tests.uplink.uplink_support import decision, site, uplink_config
 
 async def main(db, port, version):
     async def hook(name, body):
@@ -54,8 +54,9 @@ async def main(db, port, version):
         return gateway_decision(DecisionType.STATS, "state on request", part="agent",
                                 wall=time.time(), mono=0.0, request=name, state=state)
     outbox = Outbox(Path(db), 1000, 10**8)
-    up = Uplink(uplink_config(port, downlink=True, mqtt_version=version), site(), outbox,
-                SystemClock(), "bench", on_request=hook)
+    cfg = uplink_config(port, downlink=True, mqtt_version=version, publish_timeout_s=10.0,
+                        heartbeat_s=60.0)  # the shipped defaults
+    up = Uplink(cfg, site(), outbox, SystemClock(), "bench", on_request=hook)
     task = asyncio.create_task(up.run())
     while up.state != "connected":
         await asyncio.sleep(0.01)
@@ -65,6 +66,13 @@ async def main(db, port, version):
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:
             break
+        if line.strip() == "alarm":  # a fire alarm now: seconds until its PUBACK
+            t0 = time.monotonic()
+            await outbox.submit(decision(DecisionType.FIRE_ALARM, 1))
+            while outbox.status()["rows"]:
+                await asyncio.sleep(0.01)
+            print(json.dumps({"alarm_s": time.monotonic() - t0}), flush=True)
+            continue
         st = up.status()
         print(json.dumps({"connects": st["connects"], "downlink": st["downlink"],
                           "alive": not task.done()}), flush=True)
@@ -105,9 +113,9 @@ class Child:
     def sample(self) -> None:
         self.peak = max(self.peak, rss_mb(self.proc.pid))
 
-    def status(self) -> dict[str, object]:
+    def status(self, command: str = "") -> dict[str, object]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("\n")
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())  # type: ignore[no-any-return]
 
@@ -124,7 +132,7 @@ async def sampling(child: Child, seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def flood(port: int, child: Child, seconds: float) -> tuple[int, int]:
+async def flood(port: int, child: Child, seconds: float) -> tuple[int, int, float]:
     answers = 0
     sent = 0
     async with aiomqtt.Client("127.0.0.1", port, identifier="bench-centre") as c:
@@ -137,6 +145,8 @@ async def flood(port: int, child: Child, seconds: float) -> tuple[int, int]:
 
         counter = asyncio.create_task(count())
         sampler = asyncio.create_task(sampling(child, seconds + 2))
+        alarm = asyncio.create_task(asyncio.sleep(seconds / 2))
+        alarm_s = -1.0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             for _ in range(50):
@@ -148,9 +158,14 @@ async def flood(port: int, child: Child, seconds: float) -> tuple[int, int]:
                 await c.publish(f"{ROOT_TOPIC}/request/state", body, qos=0)
                 sent += 1
             await asyncio.sleep(0)
+            if alarm.done() and alarm_s < 0:  # mid-flood, a fire alarm is raised
+                alarm = asyncio.create_task(asyncio.to_thread(child.status, "alarm"))
+                alarm_s = 0.0
+        if alarm_s == 0.0:
+            alarm_s = float((await alarm)["alarm_s"])  # type: ignore[arg-type]
         await sampler
         counter.cancel()
-    return sent, answers
+    return sent, answers, alarm_s
 
 
 def publish_file(port: int, version: str, file: Path, retain: bool) -> None:
@@ -165,14 +180,17 @@ async def one_version(folder: Path, broker: Broker, version: str, args: argparse
     idle = rss_mb(child.proc.pid)
     print(f"\nMQTT {version}: idle RSS {idle:.1f} MB (baseline)")
 
-    w0 = written_mb(child.proc.pid)
     child.peak = idle
-    sent, answers = await flood(broker.port, child, args.flood_s)
+    quiet = child.status("alarm")["alarm_s"]
+    w0 = written_mb(child.proc.pid)
+    sent, answers, alarm_s = await flood(broker.port, child, args.flood_s)
     st = child.status()
     print(
         f"  flood {args.flood_s:g} s: {sent} requests sent ({sent / args.flood_s:.0f}/s), "
         f"{answers} answers; peak RSS {child.peak:.1f} MB (x{child.peak / idle:.2f} idle); "
-        f"disk written {written_mb(child.proc.pid) - w0:.2f} MB; connects {st['connects']}"
+        f"disk written {written_mb(child.proc.pid) - w0:.2f} MB (the alarm's own write "
+        f"included); connects {st['connects']}\n"
+        f"  a fire alarm to its PUBACK: {quiet:.3f} s quiet, {alarm_s:.3f} s mid-flood"
     )
 
     big = folder / "big"
