@@ -242,6 +242,8 @@ class Downlink:
 
     async def serve(self, publish: Publish, republish: Republish) -> None:
         """Answer waiting requests one at a time, while the connection lasts."""
+        if self._pending or self._replays:  # left by a connection that ended
+            self._wake.set()
         while True:
             await self._wake.wait()
             self._wake.clear()
