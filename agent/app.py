@@ -189,31 +189,28 @@ class Agent:
         if self.outbox is not None:
             METRICS.outbox_depth.set(self.outbox.status()["rows"])
 
-    async def handle_request(self, name: str, body: dict[str, Any]) -> None:
-        """Answer a downlink request (the uplink has already filtered it to the two
-        allowed: ``snapshot`` and ``state``). Answers go out as STATS decisions,
-        through the outbox like everything else; nothing here changes what the
-        gateway does about a fire."""
+    async def handle_request(self, name: str, body: dict[str, Any]) -> Decision | None:
+        """The answer to a downlink request (the uplink has already filtered it to the
+        two allowed: ``snapshot`` and ``state``), a STATS decision the uplink publishes
+        once without storing it (agent.downlink); None: no answer. Nothing here
+        changes what the gateway does about a fire."""
         now_w, now_m = self.clock.wall(), self.clock.monotonic()
         if name == "state":
             state = {p.name: _status_of(p) for p in self.parts}
-            await self.sink.submit(
-                gateway_decision(
-                    DecisionType.STATS,
-                    "state on request",
-                    part="agent",
-                    wall=now_w,
-                    mono=now_m,
-                    request="state",
-                    state=state,
-                )
+            return gateway_decision(
+                DecisionType.STATS,
+                "state on request",
+                part="agent",
+                wall=now_w,
+                mono=now_m,
+                request="state",
+                state=state,
             )
-            return
         camera = str(body.get("camera", ""))
         worker = next((p for p in self.parts if _is_camera(p) and p.name == camera), None)
         if worker is None:
             log.warning("downlink: snapshot of unknown camera %r ignored", camera)
-            return
+            return None
         frame = worker.capture.latest()
         if frame is None or now_m - frame.mono > worker.cam.stale_after_s:
             reason, jpeg = f"no fresh frame from camera {camera}", None
@@ -231,10 +228,8 @@ class Agent:
             request="snapshot",
             camera=camera,
         )
-        await self.sink.submit(
-            dataclasses.replace(
-                decision, zone=worker.cam.zone, cameras=(camera,), snapshot_jpeg=jpeg
-            )
+        return dataclasses.replace(
+            decision, zone=worker.cam.zone, cameras=(camera,), snapshot_jpeg=jpeg
         )
 
     async def close(self) -> None:

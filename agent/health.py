@@ -47,6 +47,7 @@ from agent import __version__
 from agent.clock import Clock
 from agent.diskwriter import writer_for
 from agent.events import iso
+from agent.logs import redact
 from agent.notify import Notifier
 from agent.siteconfig import LoadedSite
 from agent.supervisor import PartState
@@ -803,11 +804,13 @@ def write_json_atomic(path: Path, doc: Mapping[str, Any], mode: int = 0o640) -> 
     No fsync: the status file is rewritten every few seconds and losing the
     last one in a power cut costs nothing, while syncing would wear an SD card.
     """
-    data = json.dumps(doc, default=str, separators=(",", ":"), sort_keys=False).encode()
+    # the one redaction of every output: what `firegate status` and others read
+    data = redact(json.dumps(doc, default=str, separators=(",", ":"), sort_keys=False)).encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
+            os.fchmod(fd, mode)  # exactly ``mode``: the agent runs with umask 077
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

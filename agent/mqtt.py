@@ -20,6 +20,18 @@ aiomqtt 2.5.1 on paho-mqtt 2.2, it relies on two things:
   ``_on_publish``); we chain in front of it, so aiomqtt's ``publish`` keeps
   working too.
 
+With ``max_packet_bytes`` (the uplink's downlink), a third: paho reads a
+packet whole into memory before anything can look at it (a 150 MB request took
+more than 500 MB). Under MQTT 5 the limit goes to the broker as Maximum Packet
+Size on CONNECT (the broker must not send anything larger; mosquitto drops
+it). Under MQTT 3.1.1 there is no such property, so ``_bound_packets``
+replaces the paho client's ``_packet_read``: it reads the fixed header itself
+and hands a packet within the limit to paho's own reader; a larger one is
+read in 64 KiB pieces and thrown away (only its topic and packet id are kept,
+to acknowledge a QoS 1 publish), never buffered. It relies on paho's
+``_in_packet`` fields, ``_sock_recv`` and ``_send_puback``
+(tests/uplink/test_downlink_hostile.py fails if they change).
+
 If a new aiomqtt changes either, the constructor raises (no ``on_publish`` to
 chain) or every ``publish_acked`` times out; the real-broker tests
 (tests/uplink/test_uplink_refused.py) fail loudly in both cases.
@@ -28,12 +40,17 @@ chain) or every ``publish_acked`` times out; the real-broker tests
 from __future__ import annotations
 
 import asyncio
+import struct
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.client import CallbackOnPublish_v2
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.siteconfig.models import MqttVersion
 
@@ -106,11 +123,32 @@ def session_options(version: MqttVersion) -> dict[str, Any]:
     return {"protocol": PROTOCOLS[version], "clean_session": True}
 
 
-class AckedClient(aiomqtt.Client):
-    """An ``aiomqtt.Client`` with :meth:`publish_acked`, which reads the PUBACK's reason code."""
+SKIP_CHUNK = 64 * 1024
+_PUBLISH = 0x30
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class AckedClient(aiomqtt.Client):
+    """An ``aiomqtt.Client`` with :meth:`publish_acked`, which reads the PUBACK's reason code.
+
+    ``max_packet_bytes``: the largest packet taken from the broker (see the
+    module docstring); ``on_oversize(topic, size)`` hears of each one skipped.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        max_packet_bytes: int | None = None,
+        on_oversize: Callable[[str, int], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if max_packet_bytes is not None and kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5:
+            props = kwargs.get("properties") or Properties(PacketTypes.CONNECT)
+            props.MaximumPacketSize = max_packet_bytes
+            kwargs["properties"] = props
         super().__init__(*args, **kwargs)
+        self.oversize_skipped = 0
+        if max_packet_bytes is not None:
+            _bound_packets(self._client, max_packet_bytes, self._skipped(on_oversize))
         self._acks: dict[int, asyncio.Future[ReasonCode]] = {}
         # aiomqtt creates its paho client with CallbackAPIVersion.VERSION2
         aiomqtt_on_publish = cast("CallbackOnPublish_v2 | None", self._client.on_publish)
@@ -161,12 +199,120 @@ class AckedClient(aiomqtt.Client):
             raise PublishRefused(topic, reason.value, str(reason))
         return reason.value
 
-    async def subscribe_checked(self, topic: str, *, qos: int, timeout_s: float) -> int:
+    def _skipped(self, then: Callable[[str, int], None] | None) -> Callable[[str, int], None]:
+        def skipped(topic: str, size: int) -> None:
+            self.oversize_skipped += 1
+            if then is not None:
+                then(topic, size)
+
+        return skipped
+
+    async def subscribe_checked(
+        self, topic: str, *, qos: int, timeout_s: float, live_only: bool = False
+    ) -> int:
         """Subscribe and read the SUBACK: returns the granted QoS, raises
-        ``SubscribeRefused`` when the broker refused (under MQTT 3.1.1 too: 0x80)."""
-        codes = await self.subscribe(topic, qos=qos, timeout=timeout_s)
+        ``SubscribeRefused`` when the broker refused (under MQTT 3.1.1 too: 0x80).
+
+        ``live_only`` (MQTT 5): no retained message at subscribe (Retain
+        Handling 2), and messages keep the retain flag they were published
+        with (Retain As Published), so a retained one can be told apart even
+        when it is published while connected. Under 3.1.1 it has no effect.
+        """
+        options = None
+        if live_only and self._client.protocol == paho.MQTTv5:
+            options = SubscribeOptions(
+                qos=qos,
+                retainAsPublished=True,
+                retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND,
+            )
+        if options is None:
+            codes = await self.subscribe(topic, qos=qos, timeout=timeout_s)
+        else:  # paho takes the QoS from the options then, and refuses both
+            codes = await self.subscribe(topic, qos=0, options=options, timeout=timeout_s)
         code = codes[0]
         value = code.value if isinstance(code, ReasonCode) else int(code)
         if value >= 0x80:
             raise SubscribeRefused(topic, value, str(code) if isinstance(code, ReasonCode) else "")
         return value
+
+
+def _bound_packets(
+    client: paho.Client, max_bytes: int, on_oversize: Callable[[str, int], None]
+) -> None:
+    """Make ``client`` skip, unbuffered, every incoming packet larger than ``max_bytes``."""
+    paho_read = client._packet_read
+    skip: dict[str, Any] = {"left": 0, "head": bytearray(), "command": 0, "size": 0}
+
+    def recv(size: int) -> bytes | paho.MQTTErrorCode:
+        try:
+            data = client._sock_recv(size)
+        except BlockingIOError:
+            return paho.MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:  # logged as paho does: the uplink reads TLS errors there
+            client._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return paho.MQTTErrorCode.MQTT_ERR_CONN_LOST
+        return data if data else paho.MQTTErrorCode.MQTT_ERR_CONN_LOST
+
+    def packet_read() -> paho.MQTTErrorCode:
+        inp = client._in_packet
+        if skip["left"] == 0:
+            if inp["command"] == 0:
+                got = recv(1)
+                if not isinstance(got, bytes):
+                    return got
+                inp["command"] = got[0]
+            while inp["have_remaining"] == 0:
+                got = recv(1)
+                if not isinstance(got, bytes):
+                    return got
+                inp["remaining_count"].append(got[0])
+                if len(inp["remaining_count"]) > 4:
+                    return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+                inp["remaining_length"] += (got[0] & 127) * inp["remaining_mult"]
+                inp["remaining_mult"] *= 128
+                if got[0] & 128 == 0:
+                    inp["have_remaining"] = 1
+                    inp["to_process"] = inp["remaining_length"]
+            if inp["remaining_length"] <= max_bytes:
+                return paho_read()  # paho's own reader, from the payload on
+            skip.update(
+                left=inp["remaining_length"],
+                head=bytearray(),
+                command=inp["command"],
+                size=inp["remaining_length"],
+            )
+        while skip["left"] > 0:
+            got = recv(min(skip["left"], SKIP_CHUNK))
+            if not isinstance(got, bytes):
+                return got
+            skip["left"] -= len(got)
+            room = 2 + 65535 + 2 - len(skip["head"])  # topic length, topic, packet id
+            if room > 0:
+                skip["head"] += got[:room]
+            with client._msgtime_mutex:
+                client._last_bytes_received = paho.time_func()
+        client._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
+        topic = ""
+        if skip["command"] & 0xF0 == _PUBLISH:
+            head: bytearray = skip["head"]
+            try:
+                (length,) = struct.unpack_from("!H", head)
+                topic = head[2 : 2 + length].decode("utf-8", "replace")
+                if (skip["command"] & 0x06) >> 1 == 1:  # QoS 1: acknowledge it, unread
+                    (mid,) = struct.unpack_from("!H", head, 2 + length)
+                    client._send_puback(mid)
+            except struct.error:  # a malformed publish: nothing to acknowledge
+                pass
+        on_oversize(topic, skip["size"])
+        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    client._packet_read = packet_read  # type: ignore[method-assign]

@@ -21,9 +21,12 @@ Topics, under ``topic_root`` (default ``firegate/<site_id>/<gateway_id>``):
   publishes ``offline`` itself.
 * ``heartbeat``: every ``heartbeat_s``, with the outbox backlog; QoS 1.
 * ``request/<name>`` (only when ``downlink`` is on): ``snapshot`` and
-  ``state`` requests from the centre, handed to ``on_request``; nothing else
-  is accepted, and nothing from the network changes the site's safety
-  behaviour.
+  ``state`` requests from the centre, filtered, rate-limited and answered by
+  ``agent.downlink.Downlink`` (answers on ``decision/stats``, published once,
+  never stored); nothing else is accepted, and nothing from the network
+  changes the site's safety behaviour. No packet larger than
+  ``agent.downlink.MAX_PACKET_BYTES`` is taken from the broker (see
+  ``agent.mqtt``).
 
 Delivery order is the outbox's: strict priority, oldest first within one.
 Up to ``inflight_max`` decisions await their PUBACK at once; a fire alarm
@@ -62,8 +65,8 @@ import json
 import logging
 import random
 import ssl
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +74,15 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from agent.clock import Clock
-from agent.events import PRIORITY, DecisionType, gateway_decision, iso
+from agent.downlink import (
+    MAX_PACKET_BYTES,
+    REQUEST_MAX_BYTES,
+    REQUESTS,
+    Downlink,
+    RequestHook,
+)
+from agent.events import PRIORITY, Decision, DecisionType, gateway_decision, iso
+from agent.logs import redact
 from agent.mqtt import (
     AckedClient,
     PublishRefused,
@@ -84,17 +95,44 @@ from agent.siteconfig.models import SiteConfig, UplinkConfig
 
 log = logging.getLogger(__name__)
 MQTT_LOG = logging.getLogger(f"{__name__}.mqtt")  # paho-mqtt's own messages
+INCOMING_QUEUE_MAX = 256  # received messages waiting for the listener
+
+
+class _QueueFullOncePerMinute(logging.Filter):
+    """aiomqtt warns once per message dropped from a full incoming queue: under a
+    flood that is thousands of lines a second. Keep one a minute, with a count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._last = -60.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Message queue is full"):
+            return True
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last < 60.0:
+            return False
+        self._last = now
+        record.msg = (
+            "downlink: more requests than the gateway reads; dropped %d so far "
+            "(logged at most once a minute)"
+        )
+        record.args = (self.dropped,)
+        return True
+
+
+QUEUE_FULL = _QueueFullOncePerMinute()
+MQTT_LOG.addFilter(QUEUE_FULL)
 
 PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible change
-REQUESTS = ("snapshot", "state")  # the whole downlink vocabulary
-REQUEST_MAX_BYTES = 4096
+__all__ = ["REQUESTS", "REQUEST_MAX_BYTES", "RequestHook", "Uplink"]
 READ_AHEAD = 128  # decisions read from the outbox per look while a backlog drains
 IDLE_WAKE_S = 2.0
 # A connection that lasted this long (or delivered something) resets the
 # reconnect backoff; one that drops at once (kicked, flapping) keeps backing off.
 STABLE_S = 30.0  # bound on every wait, so progress_mono moves while idle
-
-RequestHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 _LOGIN_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason 0x86/0x87
 
@@ -254,6 +292,7 @@ class Uplink:
         self._latency_s: deque[float] = deque(maxlen=256)  # stored -> PUBACK
         self._fault_reported: str | None = None
         self._request_tasks: set[asyncio.Task[None]] = set()
+        self.downlink = Downlink(clock, on_request)
 
     # ------------------------------------------------------------------ status
 
@@ -287,6 +326,7 @@ class Uplink:
             "latency_median_s": round(lat[len(lat) // 2], 4) if lat else None,
             "queued": self.outbox.status()["rows"],
             "outbox": self.outbox.status(),  # `firegate status` shows it as its own section
+            **({"downlink": self.downlink.status()} if self.config.downlink else {}),
         }
 
     def health_fault(self) -> str | None:
@@ -382,6 +422,13 @@ class Uplink:
             max_inflight_messages=cfg.inflight_max + 4,  # room for status and heartbeat
             will=aiomqtt.Will(self.topics.status, offline, qos=1, retain=True),
             logger=MQTT_LOG,
+            # Nothing the gateway expects from the broker is larger; a bigger
+            # packet is refused before it is buffered (see agent.mqtt).
+            max_packet_bytes=MAX_PACKET_BYTES,
+            on_oversize=self.downlink.oversize,
+            # a flood of requests waits here at most this deep (each <= MAX_PACKET_BYTES);
+            # the rest is dropped (aiomqtt's warning is logged once a minute)
+            max_queued_incoming_messages=INCOMING_QUEUE_MAX,
         )
         client.pending_calls_threshold = cfg.inflight_max + 8  # not a warning per backlog
         return client
@@ -445,6 +492,13 @@ class Uplink:
             tg.create_task(self._listen(client))
             tg.create_task(self._heartbeat(client))
             tg.create_task(self._drain(client))
+            if self.config.downlink:
+                tg.create_task(
+                    self.downlink.serve(
+                        lambda d, ids: self._publish_answer(client, d, ids),
+                        lambda sent: self._republish(client, sent),
+                    )
+                )
 
     async def _publish_online(self, client: AckedClient) -> None:
         """The retained ``online`` status; a refusal is reported, the link goes on."""
@@ -466,50 +520,50 @@ class Uplink:
             name = self.topics.request_name(str(message.topic))
             if name is None or not self.config.downlink:
                 continue
-            self._request(name, message)
+            self.downlink.offer(name, message.payload, retain=message.retain)
 
-    def _request(self, name: str, message: aiomqtt.Message) -> None:
-        if message.retain:  # a retained request would repeat at every connect
-            log.warning("downlink: ignoring retained request %s", name)
-            return
-        if name not in REQUESTS:
-            log.warning("downlink: ignoring unknown request %r (allowed: %s)", name, REQUESTS)
-            return
-        raw = message.payload
-        if not isinstance(raw, bytes | bytearray) or len(raw) > REQUEST_MAX_BYTES:
-            log.warning("downlink: ignoring request %s: payload missing or too large", name)
-            return
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError as e:
-            log.warning("downlink: ignoring request %s: not JSON (%s)", name, e)
-            return
-        if not isinstance(body, dict):
-            log.warning("downlink: ignoring request %s: payload is not a JSON object", name)
-            return
-        if name == "snapshot" and not isinstance(body.get("camera"), str):
-            log.warning("downlink: ignoring snapshot request without a camera name")
-            return
-        if self.on_request is None:
-            log.info("downlink: request %s received but nothing handles it", name)
-            return
-        log.info("downlink: request %s %s", name, body)
-        task = asyncio.create_task(self._run_request(name, body))
-        self._request_tasks.add(task)
-        task.add_done_callback(self._request_tasks.discard)
+    async def _publish_answer(
+        self, client: AckedClient, answer: Decision, request_ids: list[str]
+    ) -> list[tuple[str, bytes]]:
+        """Publish the answer to a request (and its snapshot) once, not stored: it
+        need not survive a power cut. Returns what was sent, for replays."""
+        stored = answer.to_dict()
+        stored["details"] = {**stored["details"], "request_ids": request_ids}
+        site = self.site.site
+        body = decision_payload(
+            stored,
+            site_id=site.site_id,
+            gateway_id=site.gateway_id,
+            sent_wall=self.clock.wall(),
+            topics=self.topics,
+        )
+        sent = [
+            (
+                self.topics.decision(answer.type.value),
+                redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False)).encode(),
+            )
+        ]
+        if answer.snapshot_jpeg is not None:
+            sent.append((self.topics.evidence(answer.id), answer.snapshot_jpeg))
+        await self._republish(client, sent)
+        return sent
 
-    async def _run_request(self, name: str, body: dict[str, Any]) -> None:
-        assert self.on_request is not None
-        try:
-            await self.on_request(name, body)
-        except Exception:
-            log.exception("downlink: handler for %s failed", name)
+    async def _republish(self, client: AckedClient, sent: list[tuple[str, bytes]]) -> None:
+        for topic, payload in sent:
+            try:
+                await client.publish_acked(topic, payload, timeout_s=self.config.publish_timeout_s)
+            except PublishRefused as e:
+                log.warning("downlink: the broker refused the answer on %s (%s)", topic, e.why)
+                return
 
     async def _subscribe_downlink(self, client: AckedClient) -> None:
         """Subscribe to the centre's requests; a refusal is reported, the link goes on."""
         try:
             await client.subscribe_checked(
-                self.topics.requests, qos=1, timeout_s=self.config.publish_timeout_s
+                self.topics.requests,
+                qos=1,
+                timeout_s=self.config.publish_timeout_s,
+                live_only=True,  # retained requests never arrive, or arrive marked
             )
         except SubscribeRefused as e:
             self._on_refused(DOWNLINK_KIND, e, retry=True)
@@ -677,7 +731,7 @@ class Uplink:
                 try:
                     await client.publish_acked(
                         self.topics.decision(p.type),
-                        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False)),
                         timeout_s=timeout_s,
                     )
                 except PublishRefused as e:

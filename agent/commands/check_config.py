@@ -1,7 +1,8 @@
 """`firegate check-config PATH`: validate a site config and summarise it.
 
-Exit 0 with a one-screen summary when valid; exit 2 with every problem
-(file:line:column: key.path: what is wrong) when not.
+Exit 0 with a one-screen summary when valid (and a warning for a password
+sent without TLS); exit 2 with every problem (file:line:column: key.path:
+what is wrong) when not. Everything printed goes through ``agent.logs.redact``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.logs import redact_url
+from agent.logs import redact, redact_url
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 from agent.siteconfig.models import PanelBus, RtuBus, TcpBus
 
@@ -33,10 +34,25 @@ def run(args: argparse.Namespace) -> int:
         n = len(e.problems)
         print(f"{args.path}: {n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
         for p in e.problems:
-            print(f"  {p}", file=sys.stderr)
+            print(redact(f"  {p}"), file=sys.stderr)
         return 2
-    print(summary(site))
+    print(redact(summary(site)))
+    for w in warnings(site):
+        print(redact(f"warning: {w}"), file=sys.stderr)
     return 0
+
+
+def warnings(site: LoadedSite) -> list[str]:
+    """What is valid but unwise: said, not refused."""
+    out = []
+    up = site.config.uplink
+    if up is not None and up.tls is None and (up.password or up.password_file):
+        out.append(
+            f"{site.path}: uplink: the MQTT password goes to {up.host}:{up.effective_port} "
+            "without TLS, readable by anyone on the network path; add uplink.tls "
+            "(ca_file, port 8883) unless the broker is on this machine or a trusted link"
+        )
+    return out
 
 
 def summary(site: LoadedSite) -> str:

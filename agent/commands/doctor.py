@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.logs import redact
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 from agent.siteconfig.models import CameraConfig, PanelBus, RtuBus, TcpBus, UplinkConfig
 
@@ -74,6 +75,11 @@ class Result:
     outcome: Outcome
     detail: str
     fix: str = ""
+
+    def __post_init__(self) -> None:
+        # the one redaction of every output (a camera URL's password, ?pwd=...)
+        object.__setattr__(self, "detail", redact(self.detail))
+        object.__setattr__(self, "fix", redact(self.fix))
 
 
 @dataclass(frozen=True)

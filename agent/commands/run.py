@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {p}", file=sys.stderr)
         return 2
     logs.setup(site.config.logging.level, site.config.logging.modules)
+    from agent import statedir  # (local: keeps this edit in one place)
+
+    statedir.secure(site.config.storage.state_dir)  # 0700/0600 whatever the umask
     if args.speed <= 0:
         print("--speed must be positive", file=sys.stderr)
         return 2

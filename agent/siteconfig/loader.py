@@ -351,7 +351,18 @@ def load_site(path: Path | str) -> LoadedSite:
     try:
         config = SiteConfig.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as e:
-        raise ConfigError(_problems_from(e, SiteConfig, data, path, marks)) from None
+        # The structure is wrong somewhere; the cross-references (zones, profiles,
+        # unique names and ids) are still checked on what the file says, so that
+        # one pass reports both kinds.
+        found = _problems_from(e, SiteConfig, data, path, marks)
+        bad = [p.path for p in found]
+
+        def report_raw(p: PathKey, msg: str) -> None:
+            if not any(p[: len(b)] == b for b in bad):  # already wrong there
+                found.append(Problem(path, _locate(marks, p), p, msg))
+
+        _raw_cross_check(data, path.resolve().parent, report_raw)
+        raise ConfigError(found) from None
 
     problems: list[Problem] = []
 
@@ -481,6 +492,14 @@ def _cross_check(
         for path_, msg in check_components(config):
             report(path_, msg)
 
+    model = config.vision.model
+    if isinstance(model, Path) and not model.is_file():
+        report(
+            ("vision", "model"),
+            f"model file {str(model)!r} not found; give the path of an .onnx model "
+            "(its .json beside it; relative paths start at this file's folder) or use standard",
+        )
+
     up = config.uplink
     if up is not None:
         if up.password_file is not None and not up.password_file.is_file():
@@ -496,6 +515,83 @@ def _cross_check(
             report(
                 ("uplink", "topic_root"), f"only {{site_id}} and {{gateway_id}} may be used ({e})"
             )
+
+
+def _raw_cross_check(
+    data: dict[Any, Any], base: Path, report: typing.Callable[[PathKey, str], None]
+) -> None:
+    """The cross-references of ``_cross_check`` on the file's own values, for a
+    file whose structure failed: unique zone, bus, device and camera names,
+    known zones and profiles, device ids unique per bus. Skips whatever does
+    not have the expected shape (the structural problems say why)."""
+
+    def items(v: Any) -> list[tuple[int, dict[Any, Any]]]:
+        return (
+            [(i, x) for i, x in enumerate(v) if isinstance(x, dict)] if isinstance(v, list) else []
+        )
+
+    def text(d: dict[Any, Any], key: str) -> str | None:
+        v = d.get(key)
+        return v if isinstance(v, str) else None
+
+    zone_ids = [z for _, zd in items(data.get("zones")) if (z := text(zd, "id"))]
+    first_seen: dict[str, PathKey] = {}
+
+    def unique_name(kind: str, name: str | None, p: PathKey) -> None:
+        if name is None:
+            return
+        if name in first_seen:
+            report(p, f"{kind} name {name!r} is already used at {format_path(first_seen[name])}")
+        else:
+            first_seen[name] = p
+
+    def known_zone(zone: Any, p: PathKey) -> None:
+        if isinstance(zone, str) and zone_ids and zone not in zone_ids:
+            report(
+                p, f"unknown zone {zone!r}{suggest(zone, zone_ids)} (zones: {', '.join(zone_ids)})"
+            )
+
+    raw_dirs = data.get("profile_dirs")
+    dirs: list[Path] = []
+    for x in raw_dirs if isinstance(raw_dirs, list) else []:
+        d = Path(x).expanduser() if isinstance(x, str) and x and "\x00" not in x else None
+        if d is not None and (d if d.is_absolute() else base / d).is_dir():
+            dirs.append(d if d.is_absolute() else base / d)
+    known = available_profiles(dirs)
+
+    def known_profile(name: Any, p: PathKey) -> None:
+        if isinstance(name, str) and name not in known:
+            report(p, f"unknown profile {name!r}{suggest(name, known)} (known: {', '.join(known)})")
+
+    for zi, zd in items(data.get("zones")):
+        unique_name("zone", text(zd, "id"), ("zones", zi, "id"))
+    for bi, bus in items(data.get("buses")):
+        unique_name("bus", text(bus, "name"), ("buses", bi, "name"))
+        known_profile(bus.get("profile"), ("buses", bi, "profile"))
+        if bus.get("type") == "panel":
+            known_zone(bus.get("zone"), ("buses", bi, "zone"))
+            points = bus.get("points")
+            for key, zone in points.items() if isinstance(points, dict) else ():
+                known_zone(zone, ("buses", bi, "points", key))
+            continue
+        ids: dict[int, str] = {}
+        for di, dev in items(bus.get("devices")):
+            here: PathKey = ("buses", bi, "devices", di)
+            unique_name("device", text(dev, "name"), (*here, "name"))
+            known_zone(dev.get("zone"), (*here, "zone"))
+            known_profile(dev.get("profile"), (*here, "profile"))
+            dev_id = dev.get("device_id")
+            if isinstance(dev_id, int) and not isinstance(dev_id, bool):
+                if dev_id in ids:
+                    report(
+                        (*here, "device_id"),
+                        f"device id {dev_id} is already used on this bus by {ids[dev_id]!r}",
+                    )
+                else:
+                    ids[dev_id] = text(dev, "name") or f"devices[{di}]"
+    for ci, cam in items(data.get("cameras")):
+        unique_name("camera", text(cam, "name"), ("cameras", ci, "name"))
+        known_zone(cam.get("zone"), ("cameras", ci, "zone"))
 
 
 def _check_camera(

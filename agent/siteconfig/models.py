@@ -6,8 +6,12 @@ the config file's folder. See config/example-site.yaml for a commented example.
 
 from __future__ import annotations
 
+import os
+import re
+import string
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -47,6 +51,25 @@ def _resolve(v: Path, info: ValidationInfo) -> Path:
 
 RelPath = Annotated[Path, AfterValidator(_resolve)]
 
+# Kernel and device trees: files there are not storage (a state_dir of
+# /proc/self or /dev/null was accepted and failed only at run time).
+_NOT_STORAGE = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _storage_dir(v: Path) -> Path:
+    real = Path(os.path.realpath(v))
+    if any(real == p or p in real.parents for p in _NOT_STORAGE):
+        raise ValueError(
+            f"{v} is under /{real.parts[1]}, not a folder on a disk; "
+            "use a folder such as /var/lib/firegate"
+        )
+    if real.exists() and not real.is_dir():
+        raise ValueError(f"{v} exists and is not a folder; use a folder such as /var/lib/firegate")
+    return v
+
+
+StorageDir = Annotated[RelPath, AfterValidator(_storage_dir)]
+
 CAMERA_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "usb:", "/dev/video")
 
 
@@ -56,16 +79,53 @@ def camera_source_is_file(source: str) -> bool:
 
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
+_VIDEO_INDEX = re.compile(r"(0|[1-9][0-9]{0,2})")  # V4L2 minors: 0-255
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+SOURCE_FORMS = (
+    "rtsp://, rtsps://, http://, https:// with a host, usb:N or /dev/videoN (N 0-255), "
+    "or a video file or image pattern"
+)
+
+
+def _check_source(v: str) -> None:
+    """Refuse a camera source that cannot be opened as written (``usb:-1`` made
+    OpenCV crash the agent); raises ValueError naming the forms accepted."""
+    if len(v) > 2048:
+        raise ValueError("a camera source is at most 2048 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError("a camera source cannot hold control characters (a line break?)")
+    if v.startswith("usb:") or v.startswith("/dev/video"):
+        n = v[4:] if v.startswith("usb:") else v[len("/dev/video") :]
+        if not _VIDEO_INDEX.fullmatch(n) or int(n) > 255:
+            form = "usb:N" if v.startswith("usb:") else "/dev/videoN"
+            raise ValueError(
+                f"{form} needs N from 0 to 255 (e.g. usb:0 for the first USB camera, "
+                "see v4l2-ctl --list-devices)"
+            )
+        return
+    scheme = _URL_SCHEME.match(v)
+    if scheme is None:
+        return  # a file or an image pattern; check-config checks that it exists
+    if not v.startswith(CAMERA_SCHEMES[:4]):  # lower case, as the capture code reads it
+        raise ValueError(f"{scheme[1]}:// is not a camera source here; use {SOURCE_FORMS}")
+    try:
+        url = urlsplit(v)
+        url.port  # noqa: B018 (raises ValueError on a port that is not 0-65535)
+    except ValueError as e:
+        raise ValueError(f"not a usable URL ({e}); use {SOURCE_FORMS}") from None
+    if not url.hostname or " " in v:
+        raise ValueError(f"the URL has no host (or holds a space); use {SOURCE_FORMS}")
+
 
 class SiteInfo(Strict):
     site_id: Name = Field(description="the school or building, as the monitoring centre knows it")
     gateway_id: Name = Field(description="this gateway within the site")
-    name: str = Field(default="", description="human-readable site name")
+    name: str = Field(default="", max_length=200, description="human-readable site name")
 
 
 class ZoneConfig(Strict):
     id: Name
-    name: str = ""
+    name: str = Field(default="", max_length=200)
     policy: ZonePolicy = Field(default_factory=ZonePolicy)
 
 
@@ -80,11 +140,15 @@ class DeviceConfig(Strict):
     kind: DeviceKind | None = Field(
         default=None, description="overrides the profile's device_kind (e.g. a generic detector)"
     )
-    label: str = Field(default="", description="where it is, for people: 'room 12, by the door'")
+    label: str = Field(
+        default="", max_length=200, description="where it is, for people: 'room 12, by the door'"
+    )
 
 
 class SerialPort(Strict):
-    port: str = Field(min_length=1, description="e.g. /dev/ttyUSB0 or /dev/serial/by-id/...")
+    port: str = Field(
+        min_length=1, max_length=256, description="e.g. /dev/ttyUSB0 or /dev/serial/by-id/..."
+    )
     baudrate: int = 9600
     parity: Parity = "N"
     stopbits: Literal[1, 2] = 1
@@ -133,7 +197,7 @@ class TcpBus(BusTiming):
 
     type: Literal["tcp"]
     name: Name
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=502, ge=1, le=65535)
     devices: tuple[DeviceConfig, ...] = Field(min_length=1)
 
@@ -228,7 +292,10 @@ class CameraConfig(Strict):
         description="fraction of the window's frames that must show an overlapping region",
     )
     min_region_area_px: int = Field(
-        default=0, ge=0, description="smaller regions (frame pixels, w*h) are not counted"
+        default=0,
+        ge=0,
+        le=8192 * 8192,
+        description="smaller regions (frame pixels, w*h) are not counted",
     )
     update_interval_s: float = Field(
         default=5.0,
@@ -256,6 +323,7 @@ class CameraConfig(Strict):
     @field_validator("source")
     @classmethod
     def _resolve_file(cls, v: str, info: ValidationInfo) -> str:
+        _check_source(v)
         if camera_source_is_file(v):
             return str(_resolve(Path(v), info))
         return v
@@ -289,17 +357,20 @@ class TlsConfig(Strict):
 
 
 class UplinkConfig(Strict):
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=253)
     port: int | None = Field(default=None, ge=1, le=65535, description="1883, or 8883 with TLS")
     client_id: str | None = Field(
         default=None, max_length=128, description="default: firegate-<site_id>-<gateway_id>"
     )
-    username: str | None = None
-    password: SecretStr | None = None
+    username: str | None = Field(default=None, max_length=256)
+    password: SecretStr | None = Field(default=None, max_length=1024)
     password_file: RelPath | None = Field(default=None, description="read the password from here")
     tls: TlsConfig | None = None
     topic_root: str = Field(
-        default="firegate/{site_id}/{gateway_id}", description="prefix of every topic"
+        default="firegate/{site_id}/{gateway_id}",
+        min_length=1,
+        max_length=200,
+        description="prefix of every topic; {site_id} and {gateway_id} are filled in",
     )
     keepalive_s: int = Field(default=30, ge=5, le=600)
     heartbeat_s: float = Field(default=60.0, ge=5, le=3600)
@@ -326,12 +397,21 @@ class UplinkConfig(Strict):
     @field_validator("topic_root")
     @classmethod
     def _topic_root(cls, v: str) -> str:
+        only = f"topic_root {v!r}: only {{site_id}} and {{gateway_id}} may be filled in"
         try:
+            # plain fields only: a format spec ({site_id:>999999999}) would build a
+            # string of any size, a conversion ({site_id!r}) quotes
+            for _, field, spec, conversion in string.Formatter().parse(v):
+                if field is not None and (
+                    field not in ("site_id", "gateway_id") or spec or conversion
+                ):
+                    shown = "{" + field + (f"!{conversion}" if conversion else "")
+                    shown += (f":{spec}" if spec else "") + "}"
+                    raise ValueError(f"{only}, exactly so written ({shown[:40]} is not)")
             probe = v.format(site_id="s", gateway_id="g")
         except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(
-                f"topic_root {v!r}: only {{site_id}} and {{gateway_id}} may be filled in ({e})"
-            ) from None
+            msg = str(e) if str(e).startswith(only) else f"{only} ({e})"
+            raise ValueError(msg) from None
         if (
             not probe
             or "+" in probe
@@ -450,7 +530,9 @@ class VisionConfig(Strict):
 
 
 class StorageConfig(Strict):
-    state_dir: RelPath = Field(default=Path("/var/lib/firegate"), description="outbox and history")
+    state_dir: StorageDir = Field(
+        default=Path("/var/lib/firegate"), description="outbox and history (a folder on a disk)"
+    )
     outbox_max_rows: int = Field(default=100_000, ge=100, le=10_000_000)
     outbox_max_mb: float = Field(default=256.0, ge=1, le=65536)
     history_days: int = Field(
@@ -467,7 +549,7 @@ class LoggingConfig(Strict):
 
 class EngineConfig(Strict):
     stats_interval_s: float = Field(default=86400.0, ge=60, le=7 * 86400)
-    tick_s: float = Field(default=0.5, gt=0, le=5, description="how often time-based rules run")
+    tick_s: float = Field(default=0.5, ge=0.05, le=5, description="how often time-based rules run")
     nuisance_prone_count: int = Field(
         default=3,
         ge=1,

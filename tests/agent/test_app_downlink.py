@@ -42,14 +42,16 @@ async def test_state_and_snapshot_requests(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
             if cam.capture.latest() is not None:
                 break
-        await agent.handle_request("state", {})
-        await agent.handle_request("snapshot", {"camera": "cam-hall"})
-        await agent.handle_request("snapshot", {"camera": "no-such-camera"})
+        state = await agent.handle_request("state", {})
+        snap = await agent.handle_request("snapshot", {"camera": "cam-hall"})
+        assert await agent.handle_request("snapshot", {"camera": "no-such-camera"}) is None
     finally:
         stop.set()
         await runner
         await agent.close()
-    state, snap = sink.decisions
+    assert state is not None and snap is not None
+    # answers are returned to the uplink to publish once, never stored in the outbox
+    assert not any(d.details.get("request") for d in sink.decisions)
     assert state.type is DecisionType.STATS and "engine" in state.details["state"]
     assert snap.type is DecisionType.STATS and snap.zone == "hall" and snap.cameras == ("cam-hall",)
     assert snap.snapshot_jpeg is not None and snap.snapshot_jpeg[:2] == b"\xff\xd8"

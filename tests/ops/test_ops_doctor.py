@@ -547,9 +547,10 @@ async def test_model_in_use_is_named_and_a_missing_one_fails(tmp_path: Path) -> 
     by = await check(f"vision: {{model: {models / 'other.onnx'}}}")
     assert "in use" in by["model other.onnx"].detail
     assert "in use" not in by["model firenet.onnx"].detail
-    by = await check(f"vision: {{model: {tmp_path / 'gone.onnx'}}}")
-    assert by["model gone.onnx"].outcome is Outcome.FAIL
-    assert "vision.model" in by["model gone.onnx"].fix
+    # a model file that does not exist is a config problem (check-config refuses it)
+    gone = write_site(tmp_path, extra=cams + f"vision: {{model: {tmp_path / 'gone.onnx'}}}")
+    [cfg] = doctor.check_config(Context(config_path=gone, timeout_s=3.0, models_dir=models))
+    assert cfg.outcome is Outcome.FAIL and "vision.model" in cfg.detail, cfg
 
 
 async def test_camera_load_for_the_configured_cameras(tmp_path: Path) -> None:

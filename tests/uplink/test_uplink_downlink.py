@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ from agent.uplink import Uplink
 from tests.uplink.uplink_support import Broker, site, uplink_config
 
 ROOT = "firegate/school-1/gw1"
+
+
+def request(req_id: str, sent: float, **extra: Any) -> bytes:
+    """A request as the centre sends it: an id and the time it was sent."""
+    return json.dumps({"id": req_id, "time": sent, **extra}).encode()
 
 
 async def exercise(
@@ -46,16 +52,19 @@ async def exercise(
             return calls
         async with aiomqtt.Client("127.0.0.1", broker.port, identifier="centre") as c:
             req = f"{ROOT}/request"
-            await c.publish(f"{req}/snapshot", json.dumps({"camera": "cam-1"}), qos=1)
-            await c.publish(f"{req}/state", b"", qos=1)
-            await c.publish(f"{req}/reset_zone", json.dumps({"zone": "z1"}), qos=1)  # refused
-            await c.publish(f"{req}/disable", json.dumps({}), qos=1)  # refused
+            now = time.time()
+            await c.publish(f"{req}/snapshot", request("r1", now, camera="cam-1"), qos=1)
+            await c.publish(f"{req}/state", request("r2", now), qos=1)
+            await c.publish(f"{req}/reset_zone", request("r3", now, zone="z1"), qos=1)  # refused
+            await c.publish(f"{req}/disable", request("r4", now), qos=1)  # refused
             await c.publish(f"{req}/snapshot", b"not json", qos=1)  # refused
-            await c.publish(f"{req}/snapshot", json.dumps({"cam": 1}), qos=1)  # refused
+            await c.publish(f"{req}/snapshot", request("r5", now, cam=1), qos=1)  # refused
             await c.publish(f"{req}/state", b"x" * 10_000, qos=1)  # refused: too large
-            # retained: handled once live (the broker clears the flag for current
-            # subscribers), but never again at each reconnect
-            await c.publish(f"{req}/state", b"{}", qos=1, retain=True)
+            await c.publish(f"{req}/state", b"{}", qos=1)  # refused: no id, no time
+            await c.publish(f"{req}/state", request("r6", now - 3600), qos=1)  # refused: stale
+            # retained: ignored, live (MQTT 5 Retain As Published keeps the flag)
+            # and at every reconnect
+            await c.publish(f"{req}/state", request("r7", now), qos=1, retain=True)
         await asyncio.sleep(0.5)
     finally:
         task.cancel()
@@ -66,7 +75,10 @@ async def exercise(
 
 async def test_downlink_accepts_only_snapshot_and_state(tmp_path: Path, broker: Broker) -> None:
     calls = await exercise(tmp_path, broker, downlink=True)
-    assert calls == [("snapshot", {"camera": "cam-1"}), ("state", {}), ("state", {})]
+    assert calls == [
+        ("snapshot", {"id": "r1", "from": "centre", "camera": "cam-1"}),
+        ("state", {"id": "r2", "from": "centre"}),
+    ]
     # reconnect: the retained request comes with the retain flag and is ignored
     assert await exercise(tmp_path, broker, downlink=True, publish=False) == []
 

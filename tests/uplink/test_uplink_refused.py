@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -363,6 +364,8 @@ async def test_refused_downlink_subscription_is_a_fault_and_tried_again(
             codes = [code for _, code in b.subscribes]
             assert codes[-1] == 1 and set(codes[:-1]) == {refusal}
             assert len(codes) <= 3  # tried with the connection and the heartbeats, no faster
-            await b.send(f"{ROOT}/request/state", b"{}")
+            await b.send(
+                f"{ROOT}/request/state", json.dumps({"id": "1", "time": time.time()}).encode()
+            )
             await until(lambda: calls == ["state"], "the request handed on")
         await outbox.close()
