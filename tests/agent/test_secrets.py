@@ -177,8 +177,8 @@ def test_an_existing_world_readable_state_folder_is_tightened(tmp_path: Path) ->
     state = tmp_path / "state"
     state.mkdir(mode=0o755)
     os.chmod(state, 0o755)
-    (state / "incidents.json").write_text("[]")
-    os.chmod(state / "incidents.json", 0o644)
+    (state / "nuisance.jsonl").write_text("")
+    os.chmod(state / "nuisance.jsonl", 0o644)
     config = tmp_path / "site.yaml"
     config.write_text(
         "site: {site_id: s, gateway_id: g}\nzones: [{id: hall}]\n"
@@ -187,7 +187,7 @@ def test_an_existing_world_readable_state_folder_is_tightened(tmp_path: Path) ->
     )
     done = run_agent(config)
     assert mode(state) == 0o750  # group kept (maintainers), others out
-    assert mode(state / "incidents.json") == 0o600
+    assert mode(state / "nuisance.jsonl") == 0o600
     assert "readable or writable by others" in done.stderr
 
 
