@@ -183,12 +183,10 @@ def read_sheet(path: Path, report: Report, auth: str) -> list[Row]:
         raise ProvisionError(
             f"{path}:{line}: not UTF-8 text (save the sheet as CSV UTF-8)"
         ) from None
-    sample = text[:4096]
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    # the delimiter of the header line: spreadsheets in some locales save with ';'
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = [h.strip().lower().replace(" ", "_") for h in next(reader)]
     except StopIteration:
@@ -211,9 +209,14 @@ def read_sheet(path: Path, report: Report, auth: str) -> list[Row]:
             continue
         if len(rows) + len(report.problems) >= MAX_ROWS:
             raise ProvisionError(f"{path}: more than {MAX_ROWS} rows; split the sheet")
-        if len(cells) != len(header):
-            report.add(line, f"{len(cells)} cells, the header has {len(header)}")
+        lacking = [h for h in header[len(cells) :] if h in REQUIRED]
+        if len(cells) > len(header) or lacking:
+            why = (
+                f" (no {', '.join(lacking)})" if lacking else " (a ',' inside a cell needs quotes)"
+            )
+            report.add(line, f"{len(cells)} cells, the header has {len(header)}{why}")
             continue
+        cells += [""] * (len(header) - len(cells))  # trailing optional cells left out
         v = {h: c.strip() for h, c in zip(header, cells, strict=True)}
         bad = [
             p
@@ -387,7 +390,8 @@ def csr_for(gw_dir: Path, row: Row) -> None:
     if openssl is None:
         raise ProvisionError("--auth cert needs openssl (apt-get install openssl)")
     key.parent.mkdir(parents=True, exist_ok=True)
-    subj = f"/CN={row.username}/O=firegate/OU={row.site_id}"
+    cn = row.username.replace("/", "\\/")  # '/' separates the parts of -subj
+    subj = f"/CN={cn}/O=firegate/OU={row.site_id}"
     r = subprocess.run(
         [
             *(openssl, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
@@ -405,7 +409,7 @@ def csr_for(gw_dir: Path, row: Row) -> None:
 def acl_block(row: Row, topic_root: str) -> str:
     root = topic_root.format(site_id=row.site_id, gateway_id=row.gateway_id)
     return (
-        f"# {row.school_name or row.site_id} (sheet line {row.line})\n"
+        f"# {' '.join((row.school_name or row.site_id).split())} (sheet line {row.line})\n"
         f"user {row.username}\n"
         f"topic write {root}/#\n"
         f"topic read {root}/request/#\n"
@@ -467,7 +471,7 @@ def commissioning_section(site: Any) -> str:
 
 def commissioning_sheet(rows: list[Row], sections: list[str], sheet: Path) -> str:
     r0 = rows[0]
-    title = r0.school_name or r0.site_id
+    title = " ".join((r0.school_name or r0.site_id).split())
     out = [
         f"# Commissioning sheet: {title}",
         "",
@@ -548,8 +552,9 @@ def provision(
             password_for(gw_dir, row)
         else:
             csr_for(gw_dir, row)
+        title = " ".join((row.school_name or row.site_id).split())  # one comment line
         head = (
-            f"# {row.school_name or row.site_id}: gateway {row.gateway_id}\n"
+            f"# {title}: gateway {row.gateway_id}\n"
             f"# made by `firegate provision` from {sites.name} line {row.line} and "
             f"{template_path.name}; check with: firegate check-config site.yaml\n"
         )
