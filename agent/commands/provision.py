@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import copy
 import csv
+import functools
 import hashlib
 import io
 import os
@@ -58,7 +60,7 @@ from typing import Any
 import yaml
 
 from agent.logs import redact_url
-from agent.siteconfig import ConfigError, load_site
+from agent.siteconfig import ConfigError, load_site, loader
 from agent.siteconfig.models import PanelBus, RtuBus, TcpBus
 
 REQUIRED = ("site_id", "gateway_id", "zones", "broker")
@@ -419,16 +421,30 @@ def acl_block(row: Row, topic_root: str) -> str:
 # ------------------------------------------------------------------ checking
 
 
+@contextlib.contextmanager
+def _profiles_read_once() -> Iterator[None]:
+    """While provisioning, each device profile file is parsed once, not once per site
+    (every site names the same few; parsing them was 3/4 of the time). The files do
+    not change during a run; the loader is put back as it was afterwards."""
+    original = loader.load_profile
+    loader.load_profile = functools.lru_cache(maxsize=512)(original)
+    try:
+        yield
+    finally:
+        loader.load_profile = original
+
+
 def _validate_chunk(paths: list[str]) -> list[tuple[list[str], str]]:
     """check-config's loader on each file: (problems, commissioning section)."""
     out = []
-    for p in paths:
-        try:
-            site = load_site(p)
-        except ConfigError as e:
-            out.append(([str(x) for x in e.problems], ""))
-            continue
-        out.append(([], commissioning_section(site)))
+    with _profiles_read_once():
+        for p in paths:
+            try:
+                site = load_site(p)
+            except ConfigError as e:
+                out.append(([str(x) for x in e.problems], ""))
+                continue
+            out.append(([], commissioning_section(site)))
     return out
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.commands.provision import mosquitto_hash, parse_broker, provision
-from agent.siteconfig import load_site
+from agent.siteconfig import load_site, loader
 from firmware_mocks.broker import BrokerError, Mosquitto, find_mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -276,7 +276,12 @@ def test_many_rows_use_every_worker(tmp_path: Path) -> None:
     ]
     rows[300] = "school-00299,gw-1,Broken,kitchen,mqtt.centre.example,"
     sites, template = write(tmp_path, "\n".join(rows) + "\n")
+    before = loader.load_profile
     res = provision(sites, template, tmp_path / "out", workers=2)
+    assert loader.load_profile is before  # the profile cache is gone after the run
+    res1 = provision(sites, template, tmp_path / "out1", workers=1)
+    assert loader.load_profile is before
+    assert [r.line for r in res1.valid] == [r.line for r in res.valid]
     assert len(res.valid) == 599
     assert [line for line, _ in res.report.problems] == [301]
     assert os.path.exists(tmp_path / "out/school-00599/gw-1/site.yaml")
