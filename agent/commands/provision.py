@@ -214,7 +214,9 @@ def read_sheet(path: Path, report: Report, auth: str) -> list[Row]:
         lacking = [h for h in header[len(cells) :] if h in REQUIRED]
         if len(cells) > len(header) or lacking:
             why = (
-                f" (no {', '.join(lacking)})" if lacking else " (a ',' inside a cell needs quotes)"
+                f" (no {', '.join(lacking)})"
+                if lacking
+                else f" (a {delimiter!r} inside a cell needs quotes around the cell)"
             )
             report.add(line, f"{len(cells)} cells, the header has {len(header)}{why}")
             continue

@@ -285,3 +285,18 @@ def test_many_rows_use_every_worker(tmp_path: Path) -> None:
     assert len(res.valid) == 599
     assert [line for line, _ in res.report.problems] == [301]
     assert os.path.exists(tmp_path / "out/school-00599/gw-1/site.yaml")
+
+
+def test_a_sheet_saved_with_semicolons(tmp_path: Path) -> None:
+    """Spreadsheets in many locales save CSV with ';': the zones cell is then quoted."""
+    sheet = (
+        "site_id;gateway_id;zones;broker\n"
+        's1;gw-1;"kitchen;hall";m.example\n'
+        "s2;gw-1;kitchen;hall;m.example\n"
+    )
+    sites, template = write(tmp_path, sheet)
+    res = provision(sites, template, tmp_path / "out")
+    assert [r.site_id for r in res.valid] == ["s1"]
+    assert res.report.lines() == [
+        f"{sites}:3: 5 cells, the header has 4 (a ';' inside a cell needs quotes around the cell)"
+    ]
