@@ -2,6 +2,7 @@
 against one broker through a restart (the reconnect storm).
 
     .venv/bin/python bench/fleet.py provision [--rows 12266]
+    .venv/bin/python bench/fleet.py share
     .venv/bin/python bench/fleet.py storm [--gateways 1000] [--broker mosquitto|nats]
                                           [--outage-s 5] [--consumers 3]
 
@@ -9,6 +10,10 @@ provision: a sheet of ``--rows`` schools (the standard template: one RS-485 line
 with 4 detectors, a panel, a camera) through ``firegate provision``; prints
 the time and how many configs check-config's loader accepted (target: 12,266
 rows in under 60 s, every config valid).
+
+share: whether mosquitto keeps what it owes an offline member of a shared
+subscription, with and without a broker restart while the member is away
+(a plain persistent subscriber alongside as the control).
 
 storm: ``--gateways`` gateways in this one process, each the real agent.outbox
 .Outbox (its own SQLite file) and agent.uplink.Uplink with the field's
@@ -558,6 +563,58 @@ async def _all_connected(gws: list[Gateway], timeout_s: float) -> int:
     return sum(1 for g in gws if g.uplink.connected_since_wall is not None)
 
 
+# ------------------------------------------------------------------ $share and restarts
+
+
+async def _member_session(port: int, topic: str, got: list[bytes], listen_s: float) -> None:
+    """One centre consumer with a persistent MQTT 5 session: subscribe, collect, leave."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier="member-1",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=False,
+        properties=props,
+    ) as c:
+        await c.subscribe(topic, qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(listen_s):
+                async for m in c.messages:
+                    got.append(bytes(m.payload))  # type: ignore[arg-type]
+
+
+async def share_probe(n: int = 5) -> None:
+    """Does mosquitto keep what it owes an offline member of a shared group, with and
+    without a broker restart while the member is away? (A plain persistent
+    subscription alongside, as the control.)"""
+    for restart in (False, True):
+        for topic in ("$share/centre/fleet/#", "fleet/#"):
+            tmp = Path(tempfile.mkdtemp(prefix="fleet-share-"))
+            b = Mosquitto(tmp, persistence=True)
+            b.start()
+            got: list[bytes] = []
+            try:
+                await _member_session(b.port, topic, got, 0.3)  # subscribe, then go away
+                if restart:
+                    b.terminate()
+                    b.start()
+                async with aiomqtt.Client("127.0.0.1", b.port, identifier="gateway") as pub:
+                    for i in range(n):
+                        await pub.publish("fleet/decision", str(i).encode(), qos=1)
+                await _member_session(b.port, topic, got, 2.0)  # back: what was kept?
+            finally:
+                b.stop()
+                shutil.rmtree(tmp, ignore_errors=True)
+            kind = "$share member" if topic.startswith("$share") else "plain subscriber"
+            when = "broker restarted while away" if restart else "no restart"
+            print(f"{kind:<16} offline, {when:<28}: got {len(got)}/{n} on return")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -565,6 +622,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("provision")
     p.add_argument("--rows", type=int, default=PROVINCE_SITES)
+    sub.add_parser("share", help="mosquitto: $share members across a restart")
     s = sub.add_parser("storm")
     s.add_argument("--gateways", type=int, default=1000)
     s.add_argument("--broker", choices=("mosquitto", "nats"), default="mosquitto")
@@ -578,6 +636,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.what == "provision":
         bench_provision(args.rows)
+    elif args.what == "share":
+        asyncio.run(share_probe())
     else:
         asyncio.run(storm(args))
 
