@@ -651,6 +651,13 @@ def run(args: argparse.Namespace) -> int:
     except ProvisionError as e:
         print(f"firegate provision: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the output folder: full disk, no permission
+        print(
+            f"firegate provision: {e.filename or args.out}: {e.strerror or e} "
+            "(choose another --out, or free space)",
+            file=sys.stderr,
+        )
+        return 1
     broken = len({line for line, _ in res.report.problems})
     if res.report.problems:
         print(

@@ -300,3 +300,15 @@ def test_a_sheet_saved_with_semicolons(tmp_path: Path) -> None:
     assert res.report.lines() == [
         f"{sites}:3: 5 cells, the header has 4 (a ';' inside a cell needs quotes around the cell)"
     ]
+
+
+def test_an_output_folder_that_cannot_be_written(tmp_path: Path) -> None:
+    sites, template = write(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = cli(
+        *("provision", "--sites", str(sites), "--template", str(template)),
+        *("--out", str(blocker / "out")),
+    )
+    assert r.returncode == 1 and "choose another --out" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
