@@ -107,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
     except BundleError as e:
         print(f"firegate bundle: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # writing the bundle: full disk, no permission
+        print(
+            f"firegate bundle: {e.filename or args.out}: {e.strerror or e} "
+            "(the bundle needs ~250 MB free in --out while it is made)",
+            file=sys.stderr,
+        )
+        return 1
     print(f"{tar}  sha256 {sha256_file(tar)}  {tar.stat().st_size / 1e6:.0f} MB")
     print(f"on the gateway: tar xf {tar.name} && sudo ./{tar.name.removesuffix('.tar')}/install.sh")
     return 0
