@@ -333,7 +333,18 @@ def test_upgrade_keeps_state_and_a_failed_one_rolls_back(
     assert state_digest(prefix) == before
     assert outbox_ids(prefix) == "before-upgrade"
 
-    # 4. a maintainer's rollback after a good upgrade: back to 0.1.0, state kept
+    # 4. a site config the new copy refuses (here: a misspelt key): back to the
+    #    installed copy, and the version kept before it (0.1.0) is still kept
+    good = site.read_text()
+    site.write_text(good + "uplnk: {}\n")
+    r = offline(f"bash {v2}/install.sh --prefix {prefix} --python {PY}")
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"does not accept {site}" in r.stderr and "uplnk" in r.stderr
+    assert version_in(prefix) == "0.1.1+fleettest"
+    site.write_text(good)
+    assert state_digest(prefix) == before
+
+    # 5. a maintainer's rollback after a good upgrade: back to 0.1.0, state kept
     r = offline(f"bash {v2}/install.sh --prefix {prefix} --rollback")
     assert r.returncode == 0, r.stderr
     assert version_in(prefix) == "0.1.0"
