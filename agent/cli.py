@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from agent import __version__
 
-COMMANDS = ("run", "check_config", "doctor", "status", "scan", "detect", "demo")
+COMMANDS: tuple[str, ...] = ("run", "check_config", "doctor", "status", "scan", "detect", "demo")
+COMMANDS += ("bundle", "provision")  # fleet: offline install file, per-school configs
 
 log = logging.getLogger("firegate")
 
