@@ -3,8 +3,18 @@
 OpenCV's reads block (a network stream can hang inside FFmpeg for a long
 time), so each source gets its own daemon thread that keeps only the latest
 frame. The event loop never waits on it: it reads ``latest()`` and judges
-staleness by the frame's age, so a stuck capture can neither block the loop nor
-keep the process from exiting.
+staleness by the frame's age, so a stuck capture cannot block the loop.
+
+A capture thread must still have left OpenCV before the interpreter exits: a
+daemon thread that comes back from ``grab()`` while Python finalizes is ended
+by a forced unwind through OpenCV's C++ frames, which aborts the process
+("terminate called without an active exception", SIGABRT, a core dump and a
+failed unit). So whoever ends the process calls ``join_all()`` once the parts
+have stopped: every thread is asked to stop and joined, bounded; a network
+read ends within ``open_timeout_s`` (FFmpeg's read timeout), a file or a USB
+camera within a frame. ``join_all()`` names the threads it could not join; the
+caller must then leave without finalizing (``os._exit``, see
+agent/commands/run.py), never with a thread still inside OpenCV.
 
 Sources: a video file, an image sequence (``frames/%04d.jpg``), ``rtsp://``,
 ``http(s)://`` (FFmpeg, with open and read timeouts), ``usb:N`` or
@@ -42,6 +52,24 @@ from agent.siteconfig.models import camera_source_is_file
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE_FPS = 25.0
+
+# every capture thread not yet ended, whatever Capture started it (join_all)
+_live_lock = threading.Lock()
+_live: dict[threading.Thread, threading.Event] = {}
+
+
+def join_all(timeout_s: float) -> list[str]:
+    """Ask every capture thread of the process to stop and wait, at most
+    ``timeout_s`` in all, for each to leave OpenCV. Returns the names of the
+    threads still running (stuck in a read); empty when all have ended."""
+    with _live_lock:
+        live = list(_live.items())
+    for _, stop in live:
+        stop.set()
+    deadline = time.monotonic() + timeout_s
+    for thread, _ in live:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t, _ in live if t.is_alive()]
 
 
 class CaptureState(enum.StrEnum):
@@ -123,13 +151,23 @@ class Capture:
         self._stop = threading.Event()
         self._set_state(CaptureState.OPENING)
         self._thread = threading.Thread(
-            target=self._run, args=(self._stop,), name=f"capture:{self.name}", daemon=True
+            target=self._run_tracked, args=(self._stop,), name=f"capture:{self.name}", daemon=True
         )
+        with _live_lock:
+            _live[self._thread] = self._stop
         self._thread.start()
 
     def stop(self) -> None:
         """Ask the thread to end; a thread stuck in a read ends when the read returns."""
         self._stop.set()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the thread to end (after ``stop``);
+        True when no thread of this capture is running any more."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout_s)
+        return t is None or not t.is_alive()
 
     def latest(self, *, consume: bool = False) -> Frame | None:
         """The latest decoded frame. ``consume=True`` says the caller will analyse
@@ -156,6 +194,16 @@ class Capture:
         self.state = state
         if error:
             self.last_error = error
+
+    def _run_tracked(self, stop: threading.Event) -> None:
+        try:
+            self._run(stop)
+        except Exception as e:  # the thread must always leave _live
+            log.error("camera %s: capture stopped by %s: %s", self.name, type(e).__name__, e)
+            self._set_state(CaptureState.OFFLINE, f"{type(e).__name__}: {e}")
+        finally:
+            with _live_lock:
+                _live.pop(threading.current_thread(), None)
 
     def _run(self, stop: threading.Event) -> None:
         backoff_s = 1.0
