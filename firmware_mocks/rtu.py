@@ -12,6 +12,11 @@ reply. A master cannot beat that ceiling by sending early: a request that
 arrives while the line is still busy waits for it, as it would be garbled on
 a real line.
 
+Replies are scheduled, not waited for: a device with a long
+``reply_delay_s`` (one that answers after the master's timeout) does not stop
+the others on the line from hearing and answering the requests that follow, as
+on a real RS-485 line.
+
 Local echo (``echo=True``): the adapter of an echoing line. Every byte the
 master sends comes straight back to the master as it arrives, before and
 independent of any device's reply, so a request to an absent or silent device
@@ -21,6 +26,7 @@ still gets its echo.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import os
 import random
@@ -69,6 +75,8 @@ class SimRtuBus:
         self.replies_sent = 0
         self._rng = random.Random(seed)
         self._bus_free_at = 0.0
+        self._pending: list[tuple[float, int, bytes]] = []  # (due, order, reply): a heap
+        self._order = 0
         self._lock = threading.Lock()  # guards the port against vanish/reappear from tests
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -141,6 +149,8 @@ class SimRtuBus:
             fds = [self._wake_r] + ([master] if master >= 0 else [])
             # with a partial frame pending, wake after one silence to drop it
             timeout = max(self.silence_s, 0.002) if buf else 1.0
+            if self._pending:
+                timeout = max(0.0, min(timeout, self._pending[0][0] - time.monotonic()))
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
             except (OSError, ValueError):
@@ -149,6 +159,7 @@ class SimRtuBus:
                 with contextlib.suppress(OSError):
                     os.read(self._wake_r, 64)
                 buf.clear()
+            self._send_due()
             if master >= 0 and master in ready:
                 try:
                     data = os.read(master, 4096)
@@ -234,9 +245,18 @@ class SimRtuBus:
         else:
             due = rx_at + delay_s
         due += late_s
-        wait = due - time.monotonic()
-        if wait > 0:
-            self._stop.wait(wait)  # interruptible by stop(); precise to ~0.1 ms
+        if due <= time.monotonic() and not self._pending:
+            self._write(reply)
+            return
+        heapq.heappush(self._pending, (due, self._order, reply))
+        self._order += 1
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        while self._pending and self._pending[0][0] <= now:
+            self._write(heapq.heappop(self._pending)[2])
+
+    def _write(self, reply: bytes) -> None:
         with self._lock:
             if self.port.write(reply):
                 self.replies_sent += 1
