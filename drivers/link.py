@@ -63,10 +63,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import os
 import struct
+import termios
 import time
 from collections.abc import Callable
 from typing import Literal, Protocol
@@ -74,7 +76,7 @@ from typing import Literal, Protocol
 import serial
 
 from drivers import frames
-from drivers.frames import FrameError, NoReply, PortError
+from drivers.frames import FrameError, NoReply, PortError, PortSettingsError
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,14 @@ class SerialLine:
                 timeout=0,
                 exclusive=True,
             )
+        except termios.error as e:
+            # the kernel or the adapter's driver refused the settings (EINVAL); pyserial
+            # lets termios.error through, which is no OSError
+            raise self._settings_error(e.args[0] if e.args else 0, str(e.args[-1])) from None
         except (serial.SerialException, OSError, ValueError) as e:
+            code = getattr(e, "errno", None)
+            if code in (errno.EINVAL, errno.ENOTTY) or "configure port" in str(e):
+                raise self._settings_error(code or 0, str(e)) from None
             raise PortError(f"cannot open {self.port}: {e}") from None
         self._ser = ser
         self._fd = ser.fileno()
@@ -162,6 +171,23 @@ class SerialLine:
         self.lost = ""
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._on_readable)
+
+    @property
+    def settings(self) -> str:
+        """The line settings as installers write them: ``9600 8E1``."""
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+    def _settings_error(self, code: int, text: str) -> PortSettingsError:
+        if code == errno.ENOTTY or "Inappropriate ioctl" in text:
+            return PortSettingsError(
+                f"{self.port} is not a serial port ({text}): set port: to the adapter "
+                "(ls /dev/serial/by-id/)"
+            )
+        return PortSettingsError(
+            f"{self.port} refuses {self.settings} ({text}): the adapter cannot do these "
+            "settings; set baudrate, parity, stopbits and bytesize to what the devices use "
+            "and the adapter supports (some USB adapters lack parity or 2 stop bits)"
+        )
 
     def close(self) -> None:
         if self._ser is None:
