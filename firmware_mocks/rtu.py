@@ -17,6 +17,11 @@ Replies are scheduled, not waited for: a device with a long
 the others on the line from hearing and answering the requests that follow, as
 on a real RS-485 line.
 
+Line speed (``baudrate``): the devices run at it. A master set to another
+speed gets garbage both ways, as on a real line (see ``PtyPort``): its
+requests reach the devices as noise, so nothing answers; ``check_baudrate=False``
+turns that off (the pty then carries bytes at any speed).
+
 Local echo (``echo=True``): the adapter of an echoing line. Every byte the
 master sends comes straight back to the master as it arrives, before and
 independent of any device's reply, so a request to an absent or silent device
@@ -55,7 +60,7 @@ class SimRtuBus:
         *,
         baudrate: int = 9600,
         emulate_wire_time: bool = False,
-        check_baudrate: bool = False,
+        check_baudrate: bool = True,
         link_path: str | Path | None = None,
         seed: int = 0,
         echo: bool = False,
@@ -67,7 +72,8 @@ class SimRtuBus:
         self.emulate_wire_time = emulate_wire_time
         self.check_baudrate = check_baudrate
         self.echo = echo
-        self.port = PtyPort(link_path)
+        # the devices' line speed: bytes at another speed are garbage both ways
+        self.port = PtyPort(link_path, baudrate=baudrate if check_baudrate else None)
         self.char_s = frames.char_time_s(baudrate)
         self.silence_s = frames.silence_s(baudrate)
         self.frames_received = 0
@@ -168,7 +174,9 @@ class SimRtuBus:
                 if data:
                     if self.echo:  # the master hears its own bytes first, as they arrive
                         with self._lock:
-                            self.port.write(data)
+                            self.port.write(data, own_speed=True)
+                    if not self.port.speed_ok():  # the devices' UARTs see framing errors
+                        data = self.port.garble(data)
                     buf += data
                     last_rx = time.monotonic()
             while buf:
@@ -203,8 +211,6 @@ class SimRtuBus:
         dev = self.devices.get(unit)
         if dev is None or unit == 0:
             return  # not ours (or broadcast: no reply)
-        if self.check_baudrate and self.port.line_baudrate() not in (None, self.baudrate):
-            return  # at a wrong baud rate the device sees only framing errors
         pdu = frame[1:-2]
         reply_pdu = dev.handle(pdu)
         fault = dev.take_fault()
