@@ -285,6 +285,7 @@ class Capture:
 
     def _run(self, stop: threading.Event) -> None:
         backoff_s = 1.0
+        logged = ""
         while not stop.is_set():
             self._set_state(CaptureState.OPENING)
             try:
@@ -304,13 +305,15 @@ class Capture:
                 self._set_state(
                     CaptureState.OFFLINE, problem or self.last_error or "cannot open the source"
                 )
-                log.warning(
+                log.log(
+                    logging.INFO if self.last_error == logged else logging.WARNING,
                     "camera %s: %s: %s; retrying in %.0f s",
                     self.name,
                     redact_url(self.source),
                     self.last_error,
                     backoff_s,
                 )
+                logged = self.last_error  # the same again is no news: INFO
                 if stop.wait(backoff_s / self.clock.speed):
                     break
                 backoff_s = min(self.reconnect_max_s, backoff_s * 2)
@@ -340,9 +343,8 @@ class Capture:
     def _limit_text(self, w: int, h: int) -> str:
         lw, lh = self.max_size
         return (
-            f"the stream is {w}x{h} pixels, more than the {lw}x{lh} this camera may send "
-            "(its resolution, or the largest a gateway decodes): set the camera to a smaller "
-            "stream (its sub-stream), or set the camera's resolution"
+            f"the stream is {w}x{h} pixels, more than the {lw}x{lh} a camera may send "
+            f"here: set the camera to a smaller stream (its sub-stream, {lw}x{lh} or less)"
         )
 
     def _too_big(self, w: int, h: int) -> bool:
