@@ -116,3 +116,13 @@ def test_scan_with_only_refused_settings_exits_2_with_the_fix(
     assert p.returncode == 2, p.stdout + p.stderr
     assert "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert "refuses 9600 8E1" in p.stderr and "adapter" in p.stderr, p.stderr
+
+
+async def test_a_port_that_is_no_serial_port_says_so(tmp_path: Path) -> None:
+    from drivers.frames import PortSettingsError
+    from drivers.link import RtuLink
+
+    not_a_tty = tmp_path / "ttyUSB0"
+    not_a_tty.write_bytes(b"")  # a plain file where the adapter should be
+    with pytest.raises(PortSettingsError, match=r"is not a serial port .*set port: to the adapter"):
+        await RtuLink(str(not_a_tty), 9600).open()
