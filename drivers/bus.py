@@ -224,7 +224,13 @@ class BusWorker:
     # --------------------------------------------------------------- one request
 
     async def _request(
-        self, unit: int, pdu: bytes, *, retries: int, defer: bool = False
+        self,
+        unit: int,
+        pdu: bytes,
+        *,
+        retries: int,
+        defer: bool = False,
+        timeout_s: float | None = None,
     ) -> tuple[bytes, float, float]:
         """Reply PDU plus the wall and monotonic time it was read; raises ModbusError.
         With ``defer``, a retry that would first wait for a late reply raises
@@ -235,7 +241,7 @@ class BusWorker:
                 raise PortError(self._port_error or f"{self.link.where} not open")
             self.requests += 1
             try:
-                reply = await self.link.transact(unit, pdu, self.bus.timeout_s)
+                reply = await self.link.transact(unit, pdu, timeout_s or self.bus.timeout_s)
                 wall, mono = self.clock.wall(), self.clock.monotonic()
                 return reply, wall, mono
             except PortError as e:
@@ -270,7 +276,11 @@ class BusWorker:
         try:
             for block in d.plan:
                 reply, wall, mono = await self._request(
-                    d.cfg.device_id, block.pdu, retries=retries, defer=True
+                    d.cfg.device_id,
+                    block.pdu,
+                    retries=retries,
+                    defer=True,
+                    timeout_s=d.cfg.timeout_s,
                 )
                 parsed = frames.parse_reply(block.pdu, reply)
                 got = codec.block_raws(d.profile, block, parsed.registers, parsed.bits)
@@ -328,11 +338,12 @@ class BusWorker:
         return True
 
     def _late_why(self, d: _Device) -> str:
+        timeout_s = d.cfg.timeout_s or self.bus.timeout_s
         return (
             f"{len(d.late_mono)} repl{'y' if len(d.late_mono) == 1 else 'ies'} in "
-            f"{LATE_WINDOW_S:g} s came after the {self.bus.timeout_s:g} s timeout (the latest "
-            f"{d.late_delay_s:.2f} s after its request) and were discarded: raise the bus's "
-            "timeout_s above the device's answer time, or check the device and wiring"
+            f"{LATE_WINDOW_S:g} s came after the {timeout_s:g} s timeout (the latest "
+            f"{d.late_delay_s:.2f} s after its request) and were discarded: set this device's "
+            "timeout_s (or the bus's) above its answer time, or check the device and wiring"
         )
 
     async def _poll_failed(self, d: _Device, e: ModbusError) -> None:
@@ -453,7 +464,9 @@ class BusWorker:
                 else frames.write_coil_request(addr, bool(c.value))
             )
             try:
-                reply, _, _ = await self._request(d.cfg.device_id, pdu, retries=self.bus.retries)
+                reply, _, _ = await self._request(
+                    d.cfg.device_id, pdu, retries=self.bus.retries, timeout_s=d.cfg.timeout_s
+                )
                 frames.parse_reply(pdu, reply)
                 ok, detail = True, c.description or cmd.action
                 # read back soon so the effect (alarm cleared) is seen quickly
