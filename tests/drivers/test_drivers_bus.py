@@ -244,7 +244,8 @@ async def test_offline_within_configured_time_and_back(
                     o.source == "smoke-3" and o.condition is Condition.OFFLINE and not o.active
                     for o in states(s)
                 ),
-                3,
+                # its next poll: offline_poll_s, or the end of the watch for its late reply
+                1.0 + late_watch_s(0.1) + 1.0,
             )
             assert not w.status()["devices"]["smoke-3"]["offline"]
 
