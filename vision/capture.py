@@ -301,7 +301,15 @@ class Capture:
                     cap.release()
                 if not problem and cap is not None:
                     why = why_unreachable(self.source)
-                    problem = f"cannot open the source ({why})" if why else ""
+                    if why:
+                        problem = f"cannot open the source ({why})"
+                    elif not self.is_file and not self.source.startswith(("usb:", "/dev/")):
+                        problem = (
+                            "cannot open the source (its host answers, but no stream could be "
+                            "read: check the URL's path, user and password)"
+                        )
+                    else:
+                        problem = "cannot open the source"
                 self._set_state(
                     CaptureState.OFFLINE, problem or self.last_error or "cannot open the source"
                 )

@@ -155,3 +155,31 @@ def test_opencv_and_ffmpeg_write_nothing_our_lines_say_why() -> None:
     assert not raw, p.stderr  # "[mjpeg @ 0x...] overread 8", "[ WARN:0@0.5] global cap.cpp"
     assert "damaged JPEG" in p.stdout, p.stdout
     assert "127.0.0.1:9: connection refused" in p.stdout, p.stdout
+
+
+def test_an_answering_host_without_a_stream_is_told_apart_from_a_dead_one() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/wrong/path.mjpg"
+        cap = Capture(url, SystemClock(), open_timeout_s=3, name="wrong-path")
+        cap.start()
+        try:
+            _wait(cap, lambda: cap.state == CaptureState.OFFLINE, 10)
+        finally:
+            cap.stop()
+            cap.join(5)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "host answers, but no stream" in cap.last_error, cap.status()
