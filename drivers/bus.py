@@ -17,6 +17,15 @@ A lost port (USB adapter unplugged, TCP connection refused) is reopened with
 exponential backoff; polls that fall due meanwhile fail at once, so the
 devices go OFFLINE within their normal time, with the port's error as detail.
 
+Late replies: a device whose replies come after the timeout has not answered
+(its late replies are discarded, drivers/link.py). Its retry and its next poll
+are scheduled after the link's watch for the late reply, the other devices
+being served meanwhile. ``LATE_FAULT_COUNT`` late replies within
+``LATE_WINDOW_S`` make it OFFLINE (the gateway cannot poll it reliably), with
+the delay seen and what to change, even when some of its polls succeed; it is
+back once ``LATE_WINDOW_S`` passed without a late reply and a poll succeeds;
+meanwhile the values of its replies in time are still passed on.
+
 Commands (``commands`` queue, filled by the engine) run between polls, in
 order, and end with a ``CommandResult`` on the observation queue.
 """
@@ -27,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +62,17 @@ log = logging.getLogger(__name__)
 MAX_IDLE_WAIT_S = 2.0  # progress_mono moves at least this often
 REOPEN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 COMMAND_QUEUE_MAX = 64
+LATE_WINDOW_S = 100.0  # GB/T 45839 5.5.1: a communication fault within 100 s
+LATE_FAULT_COUNT = 3  # late replies within LATE_WINDOW_S that make a device OFFLINE
+
+
+class _RetryLater(Exception):
+    """A retry that must wait for the link's watch for a late reply."""
+
+    def __init__(self, wait_s: float, retries_left: int, error: ModbusError) -> None:
+        self.wait_s = wait_s
+        self.retries_left = retries_left
+        self.error = error
 
 
 @dataclass
@@ -68,6 +89,10 @@ class _Device:
     polls_ok: int = 0
     polls_failed: int = 0
     last_error: str = ""
+    retries_pending: int | None = None  # a retry deferred past a late-reply watch
+    late_mono: deque[float] = field(default_factory=deque)  # clock times of late replies
+    late_delay_s: float = 0.0  # the latest late reply came this long after its request
+    late_replies: int = 0
 
     @property
     def interval_s(self) -> float:
@@ -198,15 +223,25 @@ class BusWorker:
 
     # --------------------------------------------------------------- one request
 
-    async def _request(self, unit: int, pdu: bytes, *, retries: int) -> tuple[bytes, float, float]:
-        """Reply PDU plus the wall and monotonic time it was read; raises ModbusError."""
+    async def _request(
+        self,
+        unit: int,
+        pdu: bytes,
+        *,
+        retries: int,
+        defer: bool = False,
+        timeout_s: float | None = None,
+    ) -> tuple[bytes, float, float]:
+        """Reply PDU plus the wall and monotonic time it was read; raises ModbusError.
+        With ``defer``, a retry that would first wait for a late reply raises
+        ``_RetryLater`` instead (without, the link drains the line, blocking the bus)."""
         attempt = 0
         while True:
             if not self.link.is_open:
                 raise PortError(self._port_error or f"{self.link.where} not open")
             self.requests += 1
             try:
-                reply = await self.link.transact(unit, pdu, self.bus.timeout_s)
+                reply = await self.link.transact(unit, pdu, timeout_s or self.bus.timeout_s)
                 wall, mono = self.clock.wall(), self.clock.monotonic()
                 return reply, wall, mono
             except PortError as e:
@@ -214,11 +249,18 @@ class BusWorker:
                 self._port_error = str(e)
                 self._reopen_at = self.clock.monotonic()
                 raise
-            except ModbusError:
+            except ModbusError as e:
                 self.request_errors += 1
                 if attempt >= retries:
                     raise
                 attempt += 1
+                wait_s = self._late_wait_s(unit) if defer else 0.0
+                if wait_s > 0:
+                    raise _RetryLater(wait_s, retries - attempt, e) from None
+
+    def _late_wait_s(self, unit: int) -> float:
+        fn = getattr(self.link, "ready_in_s", None)
+        return float(fn(unit)) if fn is not None else 0.0
 
     # --------------------------------------------------------------------- polls
 
@@ -226,21 +268,83 @@ class BusWorker:
         # retries are for a transient error of a healthy device; a device that
         # failed its last poll gets one try per poll, so a dead one costs little
         retries = self.bus.retries if d.failures == 0 else 0
+        if d.retries_pending is not None:
+            retries, d.retries_pending = d.retries_pending, None
         raws: dict[str, int] = {}
         times: dict[str, tuple[float, float]] = {}
         d.next_due = next_due(d.next_due, d.interval_s, self.clock.monotonic())
         try:
             for block in d.plan:
-                reply, wall, mono = await self._request(d.cfg.device_id, block.pdu, retries=retries)
+                reply, wall, mono = await self._request(
+                    d.cfg.device_id,
+                    block.pdu,
+                    retries=retries,
+                    defer=True,
+                    timeout_s=d.cfg.timeout_s,
+                )
                 parsed = frames.parse_reply(block.pdu, reply)
                 got = codec.block_raws(d.profile, block, parsed.registers, parsed.bits)
                 raws.update(got)
                 for name in got:
                     times[name] = (wall, mono)
-        except ModbusError as e:
-            await self._poll_failed(d, e)
+        except _RetryLater as r:
+            # the retry waits for the watch of the late reply; the others are served meanwhile
+            await self._note_late(d)
+            d.retries_pending = r.retries_left
+            d.next_due = self.clock.monotonic() + r.wait_s * self.clock.speed
             return
-        await self._poll_ok(d, raws, times)
+        except ModbusError as e:
+            await self._note_late(d)
+            await self._poll_failed(d, e)
+            wait_s = self._late_wait_s(d.cfg.device_id)
+            if wait_s > 0:  # the next poll after the watch for its late reply
+                d.next_due = max(d.next_due, self.clock.monotonic() + wait_s * self.clock.speed)
+            return
+        # OFFLINE for its late replies: still, the values of a reply in time are sound
+        # (an alarm among them goes on), only the OFFLINE is not cleared yet
+        held = await self._note_late(d)
+        await self._poll_ok(d, raws, times, hold_offline=held)
+
+    async def _note_late(self, d: _Device) -> bool:
+        """Take the device's late replies from the link; True when they (still) hold
+        it OFFLINE: LATE_FAULT_COUNT of them within LATE_WINDOW_S."""
+        take = getattr(self.link, "take_late", None)
+        delays: list[float] = take(d.cfg.device_id) if take is not None else []
+        now = self.clock.monotonic()
+        for delay in delays:
+            d.late_mono.append(now)
+            d.late_delay_s = delay
+            d.late_replies += 1
+        while d.late_mono and now - d.late_mono[0] > LATE_WINDOW_S:
+            d.late_mono.popleft()
+        if delays:
+            log.info(
+                "device %s (id %d): late reply discarded (%.2f s after its request, timeout_s %g)",
+                d.cfg.name,
+                d.cfg.device_id,
+                delays[-1],
+                self.bus.timeout_s,
+            )
+        if len(d.late_mono) < LATE_FAULT_COUNT and not (d.offline and d.late_mono):
+            return False
+        why = self._late_why(d)
+        d.last_error = why
+        if not d.offline:
+            d.offline = True
+            log.warning("device %s (id %d) offline: %s", d.cfg.name, d.cfg.device_id, why)
+            await self._emit(
+                self._state(d, "", Condition.OFFLINE, True, why, self.clock.wall(), now)
+            )
+        return True
+
+    def _late_why(self, d: _Device) -> str:
+        timeout_s = d.cfg.timeout_s or self.bus.timeout_s
+        return (
+            f"{len(d.late_mono)} repl{'y' if len(d.late_mono) == 1 else 'ies'} in "
+            f"{LATE_WINDOW_S:g} s came after the {timeout_s:g} s timeout (the latest "
+            f"{d.late_delay_s:.2f} s after its request) and were discarded: set this device's "
+            "timeout_s (or the bus's) above its answer time, or check the device and wiring"
+        )
 
     async def _poll_failed(self, d: _Device, e: ModbusError) -> None:
         d.failures += 1
@@ -248,6 +352,8 @@ class BusWorker:
         why = str(e)
         if isinstance(e, DeviceException):
             why += f" (is profile {d.cfg.profile!r} right for this device?)"
+        elif d.late_mono:
+            why += f"; {self._late_why(d)}"
         d.last_error = why
         if not d.offline and d.failures >= self.bus.offline_after:
             d.offline = True
@@ -261,12 +367,17 @@ class BusWorker:
             d.next_due = self.clock.monotonic() + self.bus.offline_poll_s
 
     async def _poll_ok(
-        self, d: _Device, raws: dict[str, int], times: dict[str, tuple[float, float]]
+        self,
+        d: _Device,
+        raws: dict[str, int],
+        times: dict[str, tuple[float, float]],
+        *,
+        hold_offline: bool = False,
     ) -> None:
         d.failures = 0
         d.polls_ok += 1
         first_wall, first_mono = min(times.values(), key=lambda t: t[1])
-        if d.offline:
+        if d.offline and not hold_offline:
             d.offline = False
             log.info("device %s (id %d) answers again", d.cfg.name, d.cfg.device_id)
             await self._emit(
@@ -353,7 +464,9 @@ class BusWorker:
                 else frames.write_coil_request(addr, bool(c.value))
             )
             try:
-                reply, _, _ = await self._request(d.cfg.device_id, pdu, retries=self.bus.retries)
+                reply, _, _ = await self._request(
+                    d.cfg.device_id, pdu, retries=self.bus.retries, timeout_s=d.cfg.timeout_s
+                )
                 frames.parse_reply(pdu, reply)
                 ok, detail = True, c.description or cmd.action
                 # read back soon so the effect (alarm cleared) is seen quickly
@@ -410,6 +523,7 @@ class BusWorker:
                     "offline": d.offline,
                     "polls_ok": d.polls_ok,
                     "polls_failed": d.polls_failed,
+                    "late_replies": d.late_replies,
                     "last_error": d.last_error,
                 }
                 for d in self.devices

@@ -68,6 +68,11 @@ class PortError(ModbusError):
     """The serial port or TCP connection is not available (unplugged, refused)."""
 
 
+class PortSettingsError(PortError):
+    """The serial port exists but refuses the line settings (baud rate, parity, stop
+    bits, data bits) or is no serial port at all; the message says what to change."""
+
+
 # ------------------------------------------------------------------------ CRC
 
 

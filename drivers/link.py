@@ -7,12 +7,20 @@ for three reasons measured or seen while building it (see bench/bus_throughput.p
   the reply is seen the moment its last byte arrives, with no polling loop
   and no per-request task or thread;
 * exact fault handling: a frame with a bad CRC or from another id is skipped
-  and the wait goes on for the right reply until the timeout; a reply that
-  arrives late (after its request timed out) is discarded before the next
-  request, so it can never be taken as the answer to another request;
-  (RTU has no transaction id: a late reply that arrives while a request for
-  the same registers of the same device is pending cannot be told apart; it
-  then carries those registers' values at most one timeout old);
+  and the wait goes on for the right reply until the timeout; a reply is
+  taken only if its id, function and length fit the request;
+* late replies: RTU has no transaction id, so a reply that comes after its
+  request timed out could be taken as the answer to the next request for the
+  same registers (a device answering 0.8 s late with a 0.3 s timeout once
+  stayed "online" on the previous request's replies). So after a request of a
+  device times out, the link watches for its late reply for ``late_watch_s``
+  (at least 2 s) after it was sent: a request to that device within the watch
+  first drains the line until the late reply has come (or the watch ends), and
+  a late reply seen meanwhile, in any transaction, is discarded and counted
+  (``take_late``). The bus worker schedules the device's retry and next poll
+  after the watch (``ready_in_s``), serving the other devices meanwhile, and
+  reports a device whose replies come late as a fault (drivers/bus.py). A
+  reply later than the watch still cannot be told apart;
 * an unplugged adapter surfaces as ``PortError`` at once (EIO / hang-up on
   the descriptor), never as a busy loop on a dead descriptor.
 
@@ -55,9 +63,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import math
 import os
 import struct
+import termios
 import time
 from collections.abc import Callable
 from typing import Literal, Protocol
@@ -65,11 +76,18 @@ from typing import Literal, Protocol
 import serial
 
 from drivers import frames
-from drivers.frames import FrameError, NoReply, PortError
+from drivers.frames import FrameError, NoReply, PortError, PortSettingsError
 
 log = logging.getLogger(__name__)
 
 MAX_BUFFER_BYTES = 1024  # a reply is at most 256 bytes; older bytes are noise
+LATE_WATCH_MIN_S = 2.0  # a reply this long after its request is still known as late
+
+
+def late_watch_s(timeout_s: float) -> float:
+    """How long after a request that timed out its late reply is still watched for."""
+    return max(LATE_WATCH_MIN_S, 4 * timeout_s)
+
 
 EchoMode = Literal["auto", "on", "off"]
 
@@ -138,7 +156,14 @@ class SerialLine:
                 timeout=0,
                 exclusive=True,
             )
+        except termios.error as e:
+            # the kernel or the adapter's driver refused the settings (EINVAL); pyserial
+            # lets termios.error through, which is no OSError
+            raise self._settings_error(e.args[0] if e.args else 0, str(e.args[-1])) from None
         except (serial.SerialException, OSError, ValueError) as e:
+            code = getattr(e, "errno", None)
+            if code in (errno.EINVAL, errno.ENOTTY) or "configure port" in str(e):
+                raise self._settings_error(code or 0, str(e)) from None
             raise PortError(f"cannot open {self.port}: {e}") from None
         self._ser = ser
         self._fd = ser.fileno()
@@ -146,6 +171,23 @@ class SerialLine:
         self.lost = ""
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._on_readable)
+
+    @property
+    def settings(self) -> str:
+        """The line settings as installers write them: ``9600 8E1``."""
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+    def _settings_error(self, code: int, text: str) -> PortSettingsError:
+        if code == errno.ENOTTY or "Inappropriate ioctl" in text:
+            return PortSettingsError(
+                f"{self.port} is not a serial port ({text}): set port: to the adapter "
+                "(ls /dev/serial/by-id/)"
+            )
+        return PortSettingsError(
+            f"{self.port} refuses {self.settings} ({text}): the adapter cannot do these "
+            "settings; set baudrate, parity, stopbits and bytesize to what the devices use "
+            "and the adapter supports (some USB adapters lack parity or 2 stop bits)"
+        )
 
     def close(self) -> None:
         if self._ser is None:
@@ -260,10 +302,63 @@ class RtuLink:
         self._warned_missing_echo = False
         self._quiet_at = 0.0  # time.monotonic() before which the next request must not start
         self._lock = asyncio.Lock()
+        # unit -> (request PDU, sent at, watched until) of its last request that timed out
+        self._unanswered: dict[int, tuple[bytes, float, float]] = {}
+        self._late: dict[int, list[float]] = {}  # unit -> delays of late replies not yet taken
 
     @property
     def is_open(self) -> bool:
         return self.line.is_open
+
+    def take_late(self, unit: int) -> list[float]:
+        """The delays (s after the request was sent) of ``unit``'s late replies
+        discarded since the last call."""
+        return self._late.pop(unit, [])
+
+    def ready_in_s(self, unit: int) -> float:
+        """Seconds until a request to ``unit`` can go out without first draining the
+        line for a late reply (0: now)."""
+        u = self._unanswered.get(unit)
+        return 0.0 if u is None else max(0.0, u[2] - time.monotonic())
+
+    def _scan_late(self) -> None:
+        """Count (and forget) the late replies of timed-out requests in the buffer."""
+        if not self._unanswered:
+            return
+        now = time.monotonic()
+        buf = self.line.buf
+        for unit, (pdu, sent, until) in list(self._unanswered.items()):
+            if buf and frames.find_rtu_reply(buf, unit, pdu) is not None:
+                del self._unanswered[unit]
+                delay = self.line.last_rx_mono - sent
+                self._late.setdefault(unit, []).append(delay)
+                log.debug("late reply from id %d discarded (%.2f s after its request)", unit, delay)
+            elif now > until:
+                del self._unanswered[unit]
+
+    async def _drain_late(self, unit: int) -> None:
+        """Wait until ``unit``'s late reply has come (discarded) or its watch ended."""
+        entry = self._unanswered.get(unit)
+        if entry is None:
+            return
+        line = self.line
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def on_data() -> None:
+            self._scan_late()
+            if not done.done() and (unit not in self._unanswered or not line.is_open):
+                done.set_result(None)
+
+        line.on_data = on_data
+        try:
+            on_data()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, entry[2] - time.monotonic())):
+                    await done
+        finally:
+            line.on_data = None
+        self._unanswered.pop(unit, None)
 
     @property
     def where(self) -> str:
@@ -325,6 +420,9 @@ class RtuLink:
 
     async def _transact(self, unit: int, pdu: bytes, timeout_s: float) -> bytes:
         line = self.line
+        self._scan_late()
+        if unit in self._unanswered:
+            await self._drain_late(unit)
         await _wait_until(self._quiet_at)  # the inter-frame silence: wire timing, real time
         if line.last_rx_mono > self._quiet_at - self.gap_s:
             # bytes arrived since the last transaction (late reply, noise): let
@@ -362,6 +460,7 @@ class RtuLink:
             nonlocal learned, echo_removed
             if fut.done():
                 return
+            self._scan_late()  # another device's late reply: counted, never taken
             if not line.is_open:
                 fail(PortError(line.lost or f"{line.port} closed"))
                 return
@@ -390,6 +489,8 @@ class RtuLink:
                     fail_fast.append(loop.call_later(quiet_s, check_bad_frame))
 
         def on_timeout() -> None:
+            # its reply may still come: watched for, so that it is never taken for another
+            self._unanswered[unit] = (pdu, sent_mono, sent_mono + late_watch_s(timeout_s))
             if line.buf:
                 fail(
                     FrameError(
@@ -403,6 +504,7 @@ class RtuLink:
         line.buf.clear()
         line.on_data = on_data
         timer: asyncio.TimerHandle | None = None
+        sent_mono = time.monotonic()
         try:
             line.write(frame)
             # the timeout counts from the hand-over and includes both frames' wire time
@@ -421,7 +523,12 @@ class TcpLink:
     """Modbus TCP client on one connection; one transaction at a time.
 
     Replies are matched by transaction id and unit id; a reply to an older
-    (timed-out) request is discarded.
+    (timed-out) request is discarded and counted as that device's late reply
+    (``take_late``). A TCP-to-RTU gateway answers its requests in order, so while
+    an earlier request's late reply is still due (within ``late_watch_s``), the
+    current request's timeout counts from when that late reply arrives: one slow
+    device behind the gateway must not make a healthy one time out (seen: a
+    healthy detector OFFLINE for 30 s).
     """
 
     def __init__(self, host: str, port: int, *, connect_timeout_s: float = 3.0) -> None:
@@ -433,6 +540,10 @@ class TcpLink:
         self._writer: asyncio.StreamWriter | None = None
         self._tid = 0
         self._lock = asyncio.Lock()
+        # tid -> (unit, sent at, watched until) of requests that timed out
+        self._unanswered: dict[int, tuple[int, float, float]] = {}
+        self._late: dict[int, list[float]] = {}  # unit -> delays of late replies not yet taken
+        self._late_at = -math.inf  # when the last late reply came
 
     @property
     def is_open(self) -> bool:
@@ -441,6 +552,25 @@ class TcpLink:
     @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def take_late(self, unit: int) -> list[float]:
+        """The delays (s after the request was sent) of ``unit``'s late replies
+        discarded since the last call."""
+        return self._late.pop(unit, [])
+
+    def ready_in_s(self, unit: int) -> float:
+        """Always 0: transaction ids tell a late reply from the answer (no drain)."""
+        return 0.0
+
+    def _late_reply(self, tid: int) -> bool:
+        """Whether ``tid`` is a timed-out request still watched; counts its reply."""
+        entry = self._unanswered.pop(tid, None)
+        if entry is None:
+            return False
+        unit, sent, _ = entry
+        self._late_at = time.monotonic()
+        self._late.setdefault(unit, []).append(self._late_at - sent)
+        return True
 
     async def open(self) -> None:
         self.close()
@@ -465,9 +595,20 @@ class TcpLink:
             self._tid = (self._tid + 1) & 0xFFFF
             tid = self._tid
             mid_frame = False
+            sent = time.monotonic()
+            for old, (_, _, until) in list(self._unanswered.items()):
+                if sent > until:
+                    del self._unanswered[old]
+            # a gateway seen answering late (within a watch) is busy with the older
+            # requests still unanswered: this one's timeout starts when their late
+            # replies have come, but never waits past the last one's watch
+            busy = bool(self._unanswered) and sent - self._late_at < late_watch_s(timeout_s)
+            cap = max((u for _, _, u in self._unanswered.values()), default=sent)
+            first_s = max(timeout_s, cap - sent + timeout_s) if busy else timeout_s
+            loop = asyncio.get_running_loop()
             try:
                 writer.write(frames.mbap(tid, unit, pdu))
-                async with asyncio.timeout(timeout_s):
+                async with asyncio.timeout(first_s) as deadline:
                     await writer.drain()
                     while True:
                         # a cancelled readexactly consumes nothing: only a header
@@ -482,10 +623,16 @@ class TcpLink:
                         mid_frame = False
                         if rtid == tid and runit == unit:
                             return body
+                        if self._late_reply(rtid):
+                            older = any(t != tid for t in self._unanswered)
+                            if not older or not busy:
+                                # the gateway is done with the older requests: from now on
+                                deadline.reschedule(loop.time() + timeout_s)
                         log.debug(
                             "dropped reply tid=%d unit=%d (want %d/%d)", rtid, runit, tid, unit
                         )
             except TimeoutError:
+                self._unanswered[tid] = (unit, sent, sent + late_watch_s(timeout_s))
                 if mid_frame:
                     self.close()  # half a frame read: start afresh on a new connection
                 raise NoReply(

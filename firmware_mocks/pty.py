@@ -13,12 +13,19 @@ device node, so a driver that reopens by path finds it again.
 
 The simulation keeps its own descriptor of the slave end open: without it
 the master reads EIO whenever the driver has the port closed.
+
+Line speed: a pty carries bytes whatever the baud rate, a real line does not.
+With ``baudrate`` set (the speed the simulated devices are configured for),
+bytes written while the driver's end is set to another speed arrive as
+garbage (``garble``), about as many characters as the driver's UART would
+make of them, never the bytes sent; the owner garbles what it reads likewise.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import tempfile
 import termios
 import tty
@@ -32,7 +39,9 @@ _SPEEDS = {
 
 
 class PtyPort:
-    def __init__(self, link_path: str | Path | None = None) -> None:
+    def __init__(self, link_path: str | Path | None = None, *, baudrate: int | None = None) -> None:
+        self.baudrate = baudrate
+        self._rng = random.Random(baudrate or 0)
         if link_path is None:
             self._tmpdir: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
                 prefix="firegate-sim-"
@@ -87,10 +96,28 @@ class PtyPort:
             return None
         return _SPEEDS.get(attrs[5])
 
-    def write(self, data: bytes) -> int:
-        """Write to the driver's end; bytes that do not fit the pty buffer are dropped."""
+    def speed_ok(self) -> bool:
+        """Whether the driver's end runs at ``baudrate`` (or either is unknown)."""
+        if self.baudrate is None:
+            return True
+        line = self.line_baudrate()
+        return line is None or line == self.baudrate
+
+    def garble(self, data: bytes) -> bytes:
+        """What a UART at the driver's speed makes of ``data`` sent at ``baudrate``
+        (or the reverse): framing errors, about ``len * its rate / ours`` characters."""
+        line = self.line_baudrate() or self.baudrate or 1
+        n = max(1, round(len(data) * line / (self.baudrate or line)))
+        return self._rng.randbytes(n)
+
+    def write(self, data: bytes, *, own_speed: bool = False) -> int:
+        """Write to the driver's end; bytes that do not fit the pty buffer are dropped.
+        Garbled when the driver's end runs at another speed, unless ``own_speed``
+        (bytes made at the driver's own speed: an adapter's local echo)."""
         if self.master < 0:
             return 0
+        if not own_speed and not self.speed_ok():
+            data = self.garble(data)
         try:
             return os.write(self.master, data)
         except (BlockingIOError, OSError):

@@ -12,6 +12,16 @@ reply. A master cannot beat that ceiling by sending early: a request that
 arrives while the line is still busy waits for it, as it would be garbled on
 a real line.
 
+Replies are scheduled, not waited for: a device with a long
+``reply_delay_s`` (one that answers after the master's timeout) does not stop
+the others on the line from hearing and answering the requests that follow, as
+on a real RS-485 line.
+
+Line speed (``baudrate``): the devices run at it. A master set to another
+speed gets garbage both ways, as on a real line (see ``PtyPort``): its
+requests reach the devices as noise, so nothing answers; ``check_baudrate=False``
+turns that off (the pty then carries bytes at any speed).
+
 Local echo (``echo=True``): the adapter of an echoing line. Every byte the
 master sends comes straight back to the master as it arrives, before and
 independent of any device's reply, so a request to an absent or silent device
@@ -21,6 +31,7 @@ still gets its echo.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import os
 import random
@@ -49,7 +60,7 @@ class SimRtuBus:
         *,
         baudrate: int = 9600,
         emulate_wire_time: bool = False,
-        check_baudrate: bool = False,
+        check_baudrate: bool = True,
         link_path: str | Path | None = None,
         seed: int = 0,
         echo: bool = False,
@@ -61,7 +72,8 @@ class SimRtuBus:
         self.emulate_wire_time = emulate_wire_time
         self.check_baudrate = check_baudrate
         self.echo = echo
-        self.port = PtyPort(link_path)
+        # the devices' line speed: bytes at another speed are garbage both ways
+        self.port = PtyPort(link_path, baudrate=baudrate if check_baudrate else None)
         self.char_s = frames.char_time_s(baudrate)
         self.silence_s = frames.silence_s(baudrate)
         self.frames_received = 0
@@ -69,6 +81,8 @@ class SimRtuBus:
         self.replies_sent = 0
         self._rng = random.Random(seed)
         self._bus_free_at = 0.0
+        self._pending: list[tuple[float, int, bytes]] = []  # (due, order, reply): a heap
+        self._order = 0
         self._lock = threading.Lock()  # guards the port against vanish/reappear from tests
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -141,6 +155,8 @@ class SimRtuBus:
             fds = [self._wake_r] + ([master] if master >= 0 else [])
             # with a partial frame pending, wake after one silence to drop it
             timeout = max(self.silence_s, 0.002) if buf else 1.0
+            if self._pending:
+                timeout = max(0.0, min(timeout, self._pending[0][0] - time.monotonic()))
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
             except (OSError, ValueError):
@@ -149,6 +165,7 @@ class SimRtuBus:
                 with contextlib.suppress(OSError):
                     os.read(self._wake_r, 64)
                 buf.clear()
+            self._send_due()
             if master >= 0 and master in ready:
                 try:
                     data = os.read(master, 4096)
@@ -157,7 +174,9 @@ class SimRtuBus:
                 if data:
                     if self.echo:  # the master hears its own bytes first, as they arrive
                         with self._lock:
-                            self.port.write(data)
+                            self.port.write(data, own_speed=True)
+                    if not self.port.speed_ok():  # the devices' UARTs see framing errors
+                        data = self.port.garble(data)
                     buf += data
                     last_rx = time.monotonic()
             while buf:
@@ -192,8 +211,6 @@ class SimRtuBus:
         dev = self.devices.get(unit)
         if dev is None or unit == 0:
             return  # not ours (or broadcast: no reply)
-        if self.check_baudrate and self.port.line_baudrate() not in (None, self.baudrate):
-            return  # at a wrong baud rate the device sees only framing errors
         pdu = frame[1:-2]
         reply_pdu = dev.handle(pdu)
         fault = dev.take_fault()
@@ -234,9 +251,18 @@ class SimRtuBus:
         else:
             due = rx_at + delay_s
         due += late_s
-        wait = due - time.monotonic()
-        if wait > 0:
-            self._stop.wait(wait)  # interruptible by stop(); precise to ~0.1 ms
+        if due <= time.monotonic() and not self._pending:
+            self._write(reply)
+            return
+        heapq.heappush(self._pending, (due, self._order, reply))
+        self._order += 1
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        while self._pending and self._pending[0][0] <= now:
+            self._write(heapq.heappop(self._pending)[2])
+
+    def _write(self, reply: bytes) -> None:
         with self._lock:
             if self.port.write(reply):
                 self.replies_sent += 1

@@ -3,8 +3,18 @@
 OpenCV's reads block (a network stream can hang inside FFmpeg for a long
 time), so each source gets its own daemon thread that keeps only the latest
 frame. The event loop never waits on it: it reads ``latest()`` and judges
-staleness by the frame's age, so a stuck capture can neither block the loop nor
-keep the process from exiting.
+staleness by the frame's age, so a stuck capture cannot block the loop.
+
+A capture thread must still have left OpenCV before the interpreter exits: a
+daemon thread that comes back from ``grab()`` while Python finalizes is ended
+by a forced unwind through OpenCV's C++ frames, which aborts the process
+("terminate called without an active exception", SIGABRT, a core dump and a
+failed unit). So whoever ends the process calls ``join_all()`` once the parts
+have stopped: every thread is asked to stop and joined, bounded; a network
+read ends within ``open_timeout_s`` (FFmpeg's read timeout), a file or a USB
+camera within a frame. ``join_all()`` names the threads it could not join; the
+caller must then leave without finalizing (``os._exit``, see
+agent/commands/run.py), never with a thread still inside OpenCV.
 
 Sources: a video file, an image sequence (``frames/%04d.jpg``), ``rtsp://``,
 ``http(s)://`` (FFmpeg, with open and read timeouts), ``usb:N`` or
@@ -27,12 +37,23 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import cv2
+# FFmpeg's and OpenCV's own lines ("[tcp @ 0x...] Connection refused", "[mjpeg @ 0x...]
+# overread 8", "[ WARN:0@0.5] global cap.cpp ...") flood the journal on every retry and
+# mean nothing to a maintainer: silenced, our own log lines say what happened. FFmpeg
+# reads its level once, at the first capture; set FIREGATE_OPENCV_LOGS=1 to see them.
+if not os.environ.get("FIREGATE_OPENCV_LOGS"):
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import cv2  # after the log levels above
 import numpy as np
 
 from agent.clock import Clock
@@ -40,8 +61,32 @@ from agent.logs import redact_url
 from agent.siteconfig.models import camera_source_is_file
 
 log = logging.getLogger(__name__)
+if not os.environ.get("FIREGATE_OPENCV_LOGS"):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # cv2 imported earlier
 
 DEFAULT_FILE_FPS = 25.0
+# the largest picture decoded when the camera has no ``resolution``: 4K UHD (a
+# decoded 8000x8000 picture took 762 MB, twice the unit's MemoryMax)
+MAX_FRAME_SIZE = (3840, 2160)
+BAD_FRAMES_FAULT = 20  # damaged pictures in a row that make the stream a fault
+
+# every capture thread not yet ended, whatever Capture started it (join_all)
+_live_lock = threading.Lock()
+_live: dict[threading.Thread, threading.Event] = {}
+
+
+def join_all(timeout_s: float) -> list[str]:
+    """Ask every capture thread of the process to stop and wait, at most
+    ``timeout_s`` in all, for each to leave OpenCV. Returns the names of the
+    threads still running (stuck in a read); empty when all have ended."""
+    with _live_lock:
+        live = list(_live.items())
+    for _, stop in live:
+        stop.set()
+    deadline = time.monotonic() + timeout_s
+    for thread, _ in live:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t, _ in live if t.is_alive()]
 
 
 class CaptureState(enum.StrEnum):
@@ -64,7 +109,10 @@ def open_capture(source: str, timeout_s: float) -> cv2.VideoCapture:
     """An OpenCV capture for a configured source (may be not ``isOpened()``)."""
     ms = int(timeout_s * 1000)
     if source.startswith("usb:"):
-        return cv2.VideoCapture(int(source[4:]))
+        index = int(source[4:])
+        if index < 0:  # VideoCapture(-1) means "any camera" and has crashed the process
+            raise ValueError(f"{source}: a USB camera index is 0 or more (usb:0 is the first)")
+        return cv2.VideoCapture(index)
     if source.startswith("/dev/video"):
         return cv2.VideoCapture(source, cv2.CAP_V4L2)
     # one decoder thread per camera: FFmpeg's default (one per core, frame threading)
@@ -74,6 +122,50 @@ def open_capture(source: str, timeout_s: float) -> cv2.VideoCapture:
         return cv2.VideoCapture(source, cv2.CAP_ANY, one)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms, *one]
     return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+
+
+def why_unreachable(source: str, timeout_s: float = 2.0) -> str:
+    """For a network source OpenCV could not open: what a plain TCP connection to its
+    host says ("connection refused", "timed out"), or "" when it connects (the
+    stream itself was not understood) or the source is not a network address."""
+    parts = urlsplit(source)
+    if parts.scheme not in ("rtsp", "rtsps", "http", "https") or not parts.hostname:
+        return ""
+    default = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
+    try:
+        port = parts.port or default
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return ""
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        return f"{parts.hostname}:{parts.port or default}: {why.lower()}"
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a JPEG's frame header (SOF), without decoding; None if
+    no header is found."""
+    i = 2
+    n = len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        seg = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h = int.from_bytes(data[i + 5 : i + 7], "big")
+            w = int.from_bytes(data[i + 7 : i + 9], "big")
+            return w, h
+        i += 2 + seg
+    return None
+
+
+def jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG ends with its end-of-image marker (a truncated one does not)."""
+    return data[:2] == b"\xff\xd8" and data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9"
 
 
 class Capture:
@@ -88,11 +180,21 @@ class Capture:
         reconnect_max_s: float = 30.0,
         name: str = "",
         decode_fps: float | None = None,
+        max_size: tuple[int, int] | None = None,
     ) -> None:
         """``decode_fps``: frames are retrieved (and published by ``latest()``) at
         this rate in clock time, plus the first frame grabbed after the consumer
         took the latest one and the first frame after each open; None retrieves
-        every frame."""
+        every frame.
+
+        ``max_size`` (width, height; default ``MAX_FRAME_SIZE``): a source with
+        more pixels than that is refused before any picture is decoded where the
+        stream says its size on opening (FFmpeg does for MJPEG, H.264, files), or
+        from each JPEG's header in an MJPEG stream, which is read undecoded and
+        decoded here; it is OFFLINE with its size and the fix in ``last_error``,
+        and retried with backoff (the camera may be set to a smaller stream).
+        An MJPEG stream whose pictures are damaged (truncated) is OFFLINE after
+        ``BAD_FRAMES_FAULT`` of them in a row; none of them is published."""
         self.source = source
         self.clock = clock
         self.open_timeout_s = open_timeout_s
@@ -114,6 +216,9 @@ class Capture:
         self.frames = 0  # grabbed
         self.decoded = 0  # retrieved and published
         self.opens = 0
+        self.max_size = max_size or MAX_FRAME_SIZE
+        self.bad_frames = 0  # damaged pictures (MJPEG streams), never published
+        self._read_error = ""  # why the last read loop ended, when it was the stream's fault
 
     def start(self) -> None:
         """Start capturing (again). A previous thread that was asked to stop but is
@@ -123,13 +228,23 @@ class Capture:
         self._stop = threading.Event()
         self._set_state(CaptureState.OPENING)
         self._thread = threading.Thread(
-            target=self._run, args=(self._stop,), name=f"capture:{self.name}", daemon=True
+            target=self._run_tracked, args=(self._stop,), name=f"capture:{self.name}", daemon=True
         )
+        with _live_lock:
+            _live[self._thread] = self._stop
         self._thread.start()
 
     def stop(self) -> None:
         """Ask the thread to end; a thread stuck in a read ends when the read returns."""
         self._stop.set()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the thread to end (after ``stop``);
+        True when no thread of this capture is running any more."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout_s)
+        return t is None or not t.is_alive()
 
     def latest(self, *, consume: bool = False) -> Frame | None:
         """The latest decoded frame. ``consume=True`` says the caller will analyse
@@ -145,6 +260,7 @@ class Capture:
             "frames": self.frames,
             "decoded": self.decoded,
             "opens": self.opens,
+            "bad_frames": self.bad_frames,
             "last_error": self.last_error,
         }
 
@@ -157,8 +273,19 @@ class Capture:
         if error:
             self.last_error = error
 
+    def _run_tracked(self, stop: threading.Event) -> None:
+        try:
+            self._run(stop)
+        except Exception as e:  # the thread must always leave _live
+            log.error("camera %s: capture stopped by %s: %s", self.name, type(e).__name__, e)
+            self._set_state(CaptureState.OFFLINE, f"{type(e).__name__}: {e}")
+        finally:
+            with _live_lock:
+                _live.pop(threading.current_thread(), None)
+
     def _run(self, stop: threading.Event) -> None:
         backoff_s = 1.0
+        logged = ""
         while not stop.is_set():
             self._set_state(CaptureState.OPENING)
             try:
@@ -166,22 +293,42 @@ class Capture:
             except Exception as e:  # OpenCV raises cv2.error on bad arguments
                 cap = None
                 self.last_error = f"{type(e).__name__}: {e}"
-            if cap is None or not cap.isOpened():
+            problem = ""
+            if cap is not None and cap.isOpened():
+                problem = self._size_problem(cap)
+            if cap is None or not cap.isOpened() or problem:
                 if cap is not None:
                     cap.release()
-                self._set_state(CaptureState.OFFLINE, self.last_error or "cannot open the source")
-                log.warning(
-                    "camera %s: cannot open %s; retrying in %.0f s",
+                if not problem and cap is not None:
+                    why = why_unreachable(self.source)
+                    if why:
+                        problem = f"cannot open the source ({why})"
+                    elif not self.is_file and not self.source.startswith(("usb:", "/dev/")):
+                        problem = (
+                            "cannot open the source (its host answers, but no stream could be "
+                            "read: check the URL's path, user and password)"
+                        )
+                    else:
+                        problem = "cannot open the source"
+                self._set_state(
+                    CaptureState.OFFLINE, problem or self.last_error or "cannot open the source"
+                )
+                log.log(
+                    logging.INFO if self.last_error == logged else logging.WARNING,
+                    "camera %s: %s: %s; retrying in %.0f s",
                     self.name,
                     redact_url(self.source),
+                    self.last_error,
                     backoff_s,
                 )
+                logged = self.last_error  # the same again is no news: INFO
                 if stop.wait(backoff_s / self.clock.speed):
                     break
                 backoff_s = min(self.reconnect_max_s, backoff_s * 2)
                 continue
             self.opens += 1
-            got = self._read_loop(cap, stop)
+            self._read_error = ""
+            got = self._read_loop(cap, stop, raw=self._read_raw(cap))
             cap.release()
             if stop.is_set():
                 break
@@ -189,24 +336,67 @@ class Capture:
                 self._set_state(CaptureState.ENDED, "end of file")
                 log.info("camera %s: %s ended after %d frames", self.name, self.source, self.frames)
                 return
-            if got:
+            if got and not self._read_error:
                 backoff_s = 1.0  # it worked for a while: reconnect promptly
-            self._set_state(CaptureState.OFFLINE, "stream lost")
-            log.warning("camera %s: stream lost; reconnecting in %.0f s", self.name, backoff_s)
+            self._set_state(CaptureState.OFFLINE, self._read_error or "stream lost")
+            log.warning(
+                "camera %s: %s; reconnecting in %.0f s", self.name, self.last_error, backoff_s
+            )
             if stop.wait(backoff_s / self.clock.speed):
                 break
             backoff_s = min(self.reconnect_max_s, backoff_s * 2)
         if stop is self._stop:  # not superseded by a fresh thread after a restart
             self._set_state(CaptureState.STOPPED)
 
-    def _read_loop(self, cap: cv2.VideoCapture, stop: threading.Event) -> int:
-        """Read until the source ends, fails or ``stop``; returns the frames read."""
+    def _limit_text(self, w: int, h: int) -> str:
+        lw, lh = self.max_size
+        return (
+            f"the stream is {w}x{h} pixels, more than the {lw}x{lh} a camera may send "
+            f"here: set the camera to a smaller stream (its sub-stream, {lw}x{lh} or less)"
+        )
+
+    def _too_big(self, w: int, h: int) -> bool:
+        return w * h > self.max_size[0] * self.max_size[1]
+
+    def _size_problem(self, cap: cv2.VideoCapture) -> str:
+        """The size the source announces on opening, if above the limit (nothing is
+        decoded yet)."""
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return self._limit_text(w, h) if self._too_big(w, h) else ""
+
+    def _read_raw(self, cap: cv2.VideoCapture) -> bool:
+        """Read an MJPEG network stream undecoded (each packet is one JPEG): its size
+        and completeness are checked before decoding, and a grabbed picture nobody
+        looks at is never decoded."""
+        if self.is_file or self.source.startswith(("usb:", "/dev/")):
+            return False
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").upper()
+        return fourcc == b"MJPG" and bool(cap.set(cv2.CAP_PROP_FORMAT, -1))
+
+    def _decode_jpeg(self, packet: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+        """A picture from one raw MJPEG packet, or (None, why) for a damaged one."""
+        data = b"" if packet is None else packet.tobytes()
+        size = jpeg_size(data)
+        if size is None or not jpeg_complete(data):
+            return None, f"damaged JPEG pictures ({len(data)} bytes, truncated or not a JPEG)"
+        if self._too_big(*size):
+            return None, self._limit_text(*size)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None or image.size == 0:
+            return None, "damaged JPEG pictures (cannot be decoded)"
+        return image, ""
+
+    def _read_loop(self, cap: cv2.VideoCapture, stop: threading.Event, *, raw: bool = False) -> int:
+        """Read until the source ends, fails or ``stop``; returns the frames read. An
+        error of the stream itself (too big, damaged pictures) is left in
+        ``_read_error``."""
         period_s = 0.0
         if self.is_file:
             fps = cap.get(cv2.CAP_PROP_FPS)
             fps = fps if 0 < fps <= 240 else DEFAULT_FILE_FPS
             period_s = 1.0 / (fps * self.clock.speed)
         n = 0
+        bad = 0  # damaged pictures in a row
         next_t = time.monotonic()
         last_decode_mono = -math.inf
         while not stop.is_set():
@@ -219,9 +409,31 @@ class Capture:
             now_mono = self.clock.monotonic()
             self.last_grab_mono = now_mono
             # the first frame of an open is always decoded (it proves the source works)
-            if n == 1 or self._taken or now_mono - last_decode_mono >= self.decode_interval_s:
-                ok, image = cap.retrieve()
-                if not ok or image is None or image.size == 0:
+            if (
+                n == 1
+                or bad
+                or self._taken
+                or now_mono - last_decode_mono >= self.decode_interval_s
+            ):
+                ok, got = cap.retrieve()
+                if not ok or got is None or got.size == 0:
+                    return n
+                image: np.ndarray = got
+                if raw:
+                    pic, why = self._decode_jpeg(got)
+                    if pic is None:
+                        self.bad_frames += 1
+                        bad += 1
+                        if why.startswith("the stream is") or bad >= BAD_FRAMES_FAULT:
+                            self._read_error = (
+                                why if bad == 1 else f"{why}; {bad} in a row, none analysed"
+                            )
+                            return n
+                        continue
+                    bad, image = 0, pic
+                elif self._too_big(image.shape[1], image.shape[0]):
+                    # the source did not say its size on opening: refused at the first one
+                    self._read_error = self._limit_text(image.shape[1], image.shape[0])
                     return n
                 last_decode_mono = now_mono
                 self.decoded += 1

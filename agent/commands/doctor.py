@@ -405,7 +405,7 @@ def _line_settings(bus: RtuBus | TcpBus) -> str:
 async def _check_bus(site: LoadedSite, bus: RtuBus | TcpBus, timeout_s: float) -> list[Result]:
     from drivers import codec, frames  # lazy: only doctor's device check needs the drivers
     from drivers.bus import make_link
-    from drivers.frames import DeviceException, FrameError, NoReply, PortError
+    from drivers.frames import DeviceException, FrameError, NoReply, PortError, PortSettingsError
 
     link = make_link(bus)
     try:
@@ -428,7 +428,10 @@ async def _check_bus(site: LoadedSite, bus: RtuBus | TcpBus, timeout_s: float) -
                 f"device {d.name}",
                 Outcome.FAIL,
                 f"bus {bus.name}: {e}",
-                "fix the port first (see the serial line above)"
+                "use the line settings the devices use, ones this adapter accepts (or another "
+                "adapter); `firegate scan --port ... --baudrate auto --parity auto` tries them"
+                if isinstance(e, PortSettingsError)
+                else "fix the port first (see the serial line above)"
                 if isinstance(bus, RtuBus)
                 else "check the host and port, the device's power and its network",
             )

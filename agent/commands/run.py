@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from agent.clock import Clock, ScaledClock, SystemClock
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 
 log = logging.getLogger("agent.run")
+
+CAPTURE_JOIN_S = 5.0  # after the parts' own 5 s, well inside the unit's TimeoutStopSec=20s
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,7 +62,31 @@ def run(args: argparse.Namespace) -> int:
         site.path,
         f", time x{args.speed:g}" if args.speed != 1.0 else "",
     )
-    return asyncio.run(_main(site, clock, args.exit_after))
+    code = asyncio.run(_main(site, clock, args.exit_after))
+    return _join_captures(code)
+
+
+def _join_captures(code: int) -> int:
+    """Wait for the camera capture threads to leave OpenCV before the interpreter
+    exits (one still inside a read when Python finalizes aborts the process:
+    SIGABRT, a core dump, a failed unit). One stuck past the bound is left
+    behind by ending the process without finalizing, the last resort: the
+    outbox is closed and the logs flushed by then, and nothing else is pending."""
+    capture = sys.modules.get("vision.capture")  # imported only when cameras exist
+    if capture is None:
+        return code
+    stuck = capture.join_all(CAPTURE_JOIN_S)
+    if not stuck:
+        return code
+    log.warning(
+        "%s still inside a camera read after %.0f s; exiting without waiting for it",
+        ", ".join(stuck),
+        CAPTURE_JOIN_S,
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _main(site: LoadedSite, clock: Clock, exit_after: float | None) -> int:

@@ -1,7 +1,8 @@
 """`firegate scan --port PORT`: which Modbus ids answer on a serial line, and what they are.
 
 Exit 0 when at least one device answered, 1 when none did, 2 for bad
-arguments or a port that cannot be opened.
+arguments or a port that cannot be opened (or refuses every setting tried; a
+setting the adapter refuses is skipped, with what it said).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from agent.siteconfig import ConfigError, available_profiles, find_profile, load_profile
 from agent.siteconfig.models import BAUDRATES
-from drivers.frames import PortError
+from drivers.frames import PortError, PortSettingsError
 from drivers.profile import ModbusProfile
 from drivers.scan import Found, scan_bound_s, scan_line
 
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     )
     t0 = time.monotonic()
     found: list[Found] = []
+    refused: list[str] = []
     for baud, parity in settings:
         print(f"  {baud} 8{parity}{args.stopbits} ...", flush=True)
         try:
@@ -129,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
                     on_found=_print_found,
                 )
             )
+        except PortSettingsError as e:
+            # this adapter cannot do this setting: the others may still find the devices
+            print(f"    skipped: {e}", flush=True)
+            refused.append(str(e))
+            continue
         except PortError as e:
             print(
                 f"firegate scan: {e} (check the port name and that nothing else uses it)",
@@ -139,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         if got and not args.all_settings:
             break
     dt = time.monotonic() - t0
+    if len(refused) == len(settings):
+        print(f"firegate scan: {refused[-1]}", file=sys.stderr)
+        return 2
     if not found:
         print(
             f"no device answered ({dt:.1f} s). Check wiring (A/B swapped?), baud rate and parity."

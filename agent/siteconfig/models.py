@@ -143,6 +143,12 @@ class DeviceConfig(Strict):
     label: str = Field(
         default="", max_length=200, description="where it is, for people: 'room 12, by the door'"
     )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=5,
+        description="reply timeout for this device only (a slow one); the bus's timeout_s if unset",
+    )
 
 
 class SerialPort(Strict):

@@ -15,6 +15,7 @@ from agent.events import Command, CommandResult, Condition, Observation, Reading
 from agent.siteconfig import LoadedSite
 from agent.siteconfig.models import RtuBus, TcpBus
 from drivers.bus import BusWorker
+from drivers.link import late_watch_s
 from firmware_mocks import Fault, SimDevice, SimRtuBus, SimTcpServer, load_modbus_profile
 
 ACREL = load_modbus_profile("acrel-aim-r100")
@@ -222,10 +223,11 @@ async def test_offline_within_configured_time_and_back(
             await collect(q, lambda s: len(states(s, "smoke-3")) >= 3, 5)
             sim.device(3).inject(Fault.NO_REPLY)
             t0 = time.monotonic()
-            seen = await collect(q, lambda s: active(s, "smoke-3", Condition.OFFLINE), 3)
+            seen = await collect(q, lambda s: active(s, "smoke-3", Condition.OFFLINE), 8)
             took = time.monotonic() - t0
-            # 2 polls of 2 tries each: at most ~2 intervals + 4 timeouts (+ wire time)
-            assert took < 2 * 0.2 + 4 * (0.1 + 0.02) + 0.3, took
+            # 2 polls (3 tries in all), each try after the watch for the late reply of
+            # the one before (late_watch_s), plus timeouts and wire time
+            assert took < 2 * late_watch_s(0.1) + 3 * (0.1 + 0.02) + 1.5, took  # + load
             assert "no reply" in next(o for o in states(seen, "smoke-3")).detail
             # the others keep being read meanwhile
             n0 = sim.device(1).requests
@@ -242,7 +244,8 @@ async def test_offline_within_configured_time_and_back(
                     o.source == "smoke-3" and o.condition is Condition.OFFLINE and not o.active
                     for o in states(s)
                 ),
-                3,
+                # its next poll: offline_poll_s, or the end of the watch for its late reply
+                1.0 + late_watch_s(0.1) + 1.0,
             )
             assert not w.status()["devices"]["smoke-3"]["offline"]
 
