@@ -9,11 +9,16 @@ import signal
 import sys
 from pathlib import Path
 
-from agent import __version__, logs
+from agent import __version__, lock, logs
 from agent.clock import Clock, ScaledClock, SystemClock
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 
 log = logging.getLogger("agent.run")
+
+# Exit codes (systemd/firegate.service: RestartPreventExitStatus=2 4, since a
+# restart cannot fix either): 0 clean stop, 1 a part failed to stop cleanly,
+# 2 invalid site config or arguments, 4 another agent runs on this state dir.
+EXIT_ALREADY_RUNNING = 4
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +52,29 @@ def run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("--speed must be positive", file=sys.stderr)
         return 2
+    state_dir = site.config.storage.state_dir
+    try:
+        held = lock.acquire(state_dir)
+    except lock.AlreadyRunning as e:
+        who = f"pid {e.pid}" if e.pid else "another process"
+        print(
+            f"firegate run: another agent already runs on {state_dir} ({who}, lock {e.path}); "
+            "not starting a second one (it would fight the first over ports, outbox and "
+            "broker).\n"
+            "  to watch it: firegate status; journalctl -u firegate -f\n"
+            "  to run this one instead: systemctl stop firegate"
+            + (f" (or kill {e.pid})" if e.pid else ""),
+            file=sys.stderr,
+        )
+        return EXIT_ALREADY_RUNNING
+    except OSError as e:
+        print(
+            f"firegate run: cannot use the state folder {state_dir}: {e.strerror or e}\n"
+            f"  fix storage.state_dir in {args.config}, or create the folder writable "
+            "for the service user (systemd/install.sh does)",
+            file=sys.stderr,
+        )
+        return 2
     clock: Clock = SystemClock() if args.speed == 1.0 else ScaledClock(args.speed)
     log.info(
         "firegate %s starting: site %s gateway %s, config %s%s",
@@ -56,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
         site.path,
         f", time x{args.speed:g}" if args.speed != 1.0 else "",
     )
-    return asyncio.run(_main(site, clock, args.exit_after))
+    try:
+        return asyncio.run(_main(site, clock, args.exit_after))
+    finally:
+        held.release()
 
 
 async def _main(site: LoadedSite, clock: Clock, exit_after: float | None) -> int:
