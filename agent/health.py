@@ -57,6 +57,57 @@ STATUS_FORMAT = 1
 METRICS_HOST = "127.0.0.1"  # fixed: metrics are never exposed beyond the gateway itself
 MAX_LABEL_SETS = 2000  # per metric; a bug that puts ids in labels must not eat the memory
 SECTIONS = ("devices", "cameras", "zones")
+# a device or camera in one of these states needs a look (status exits 1, STATUS= says so)
+PROBLEM_STATES = frozenset({"offline", "stale", "frozen", "fault", "faulted", "failed"})
+NAMES_SHOWN = 5  # in one line for systemctl status; the rest are counted
+
+
+def item_problem(item: Mapping[str, Any]) -> str | None:
+    """What is wrong with one device or camera of the status file, or None."""
+    faults = item.get("faults")
+    if isinstance(faults, list | tuple) and faults:
+        return ", ".join(str(f) for f in faults)
+    if item.get("offline") is True:
+        return "offline"
+    state = str(item.get("state", ""))
+    return state if state in PROBLEM_STATES else None
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def problems(doc: Mapping[str, Any]) -> list[str]:
+    """What needs a look in a status document (or the parts of one), in words:
+    parts restarting, devices offline, cameras with a fault. Stalls are
+    reported on their own (they stop the watchdog); an empty list is healthy."""
+    out: list[str] = []
+    parts = doc.get("parts")
+    if isinstance(parts, Mapping):
+        down = [
+            str(n)
+            for n, p in parts.items()
+            if isinstance(p, Mapping) and (not p.get("running", True) or p.get("faulted"))
+        ]
+        if down:
+            out.append(f"{len(down)} of {len(parts)} parts restarting: {_names(down)}")
+    devices = doc.get("devices")
+    if isinstance(devices, Mapping) and devices:
+        bad = [str(n) for n, d in devices.items() if isinstance(d, Mapping) and item_problem(d)]
+        if bad:
+            out.append(f"{len(bad)} of {len(devices)} devices offline: {_names(bad)}")
+    cameras = doc.get("cameras")
+    if isinstance(cameras, Mapping) and cameras:
+        bad = [
+            f"{n} ({item_problem(c)})"
+            for n, c in cameras.items()
+            if isinstance(c, Mapping) and item_problem(c)
+        ]
+        if bad:
+            out.append(f"{len(bad)} of {len(cameras)} cameras faulted: {_names(bad)}")
+    return out
+
 
 # ------------------------------------------------------------------------ metrics
 
@@ -455,6 +506,7 @@ class Health:
         self._metrics_error = ""
         self._last_summary = ""
         self._unmonitored_warned: set[str] = set()
+        self._stopped = ""  # set by stopped(): how the agent ended
         metrics.collectors["health"] = self._collect
 
     @classmethod
@@ -512,9 +564,13 @@ class Health:
             )
         return HealthReport(tuple(out))
 
-    def summary(self, report: HealthReport) -> str:
-        """One line for ``systemctl status``."""
+    def summary(self, report: HealthReport, sections: Mapping[str, Any] | None = None) -> str:
+        """One line for ``systemctl status``: the same verdict as ``firegate status``
+        (``STALLED: ...``, ``DEGRADED: ...`` when a part restarts, a device is
+        offline or a camera has a fault), then the counts."""
         n = len(report.parts)
+        if self._stopped:
+            return f"stopped {self._stopped}"
         if report.stalled:
             ages = {p.name: p.progress_age_s or 0.0 for p in report.parts}
             return "STALLED: " + ", ".join(
@@ -522,16 +578,25 @@ class Health:
             )
         faulted = [p.name for p in report.parts if p.faulted or not p.running]
         text = f"{n - len(faulted)}/{n} parts running"
-        if faulted:
-            text += "; restarting: " + ", ".join(faulted)
-        sections = self._sections()
+        sections = self._sections() if sections is None else sections
         for key in SECTIONS:
             if sections[key]:
                 text += f"; {len(sections[key])} {key}"
         d = self.metrics.outbox_depth.get()
         if d is not None:
             text += f"; outbox {d:g}"
+        parts = {p.name: {"running": p.running, "faulted": p.faulted} for p in report.parts}
+        found = problems({"parts": parts, **sections})
+        if found:
+            text = "DEGRADED: " + "; ".join(found) + " | " + text
         return text
+
+    def stopped(self, clean: bool) -> None:
+        """The agent has stopped (every part has ended): say so in the status file
+        and to systemd, so that nobody reads "stopping" with parts still running."""
+        self._stopped = "cleanly" if clean else "not cleanly (a part did not end in time)"
+        self.notifier.status(f"stopped {self._stopped}")
+        self.write_status(self.check(), stopping=True)
 
     # ------------------------------------------------------------- the loop
 
@@ -648,6 +713,7 @@ class Health:
                 "status": st,
             }
         wd = self.notifier.watchdog_interval_s
+        sections = self._sections(statuses)
         doc: dict[str, Any] = {
             "format": STATUS_FORMAT,
             "version": __version__,
@@ -659,9 +725,10 @@ class Health:
             "started_at": iso(self._start_wall),
             "uptime_s": round(self.clock.monotonic() - self._start_mono, 1),
             "stopping": stopping,
+            "stopped": self._stopped or None,
             "healthy": report.healthy,
             "stalled": report.stalled,
-            "summary": self.summary(report),
+            "summary": self.summary(report, sections),
             "watchdog": {
                 "systemd": self.notifier.enabled,
                 "interval_s": wd,
@@ -673,8 +740,9 @@ class Health:
                 "error": self._metrics_error,
             },
             "parts": parts,
-            **self._sections(statuses),
+            **sections,
         }
+        doc["problems"] = [] if self._stopped else problems(doc)
         return doc
 
     def write_status(self, report: HealthReport | None = None, *, stopping: bool = False) -> bool:

@@ -186,7 +186,19 @@ class CameraWorker:
             else round(self.clock.monotonic() - self._last_frame_mono, 1)
         )
         r = self._last_result
+        faults = [c.value for c, on in self.reported.items() if on]
         return {
+            # the camera's line in `firegate status` (its section, like a bus's devices)
+            "cameras": {
+                self.name: {
+                    "state": "+".join(faults)
+                    if faults
+                    else ("ok" if self.frames_seen else "waiting"),
+                    "zone": self.cam.zone,
+                    "last_frame_age_s": age,
+                    "faults": faults,
+                }
+            },
             "source": redact_url(self.cam.source),
             "zone": self.cam.zone,
             "capture": self.capture.status(),
@@ -405,6 +417,14 @@ class CameraWithoutModel:
 
     def status(self) -> dict[str, Any]:
         return {
+            "cameras": {
+                self.name: {
+                    "state": Condition.OFFLINE.value,
+                    "zone": self.cam.zone,
+                    "faults": [Condition.OFFLINE.value],
+                    "problem": "no vision model",
+                }
+            },
             "source": redact_url(self.cam.source),
             "zone": self.cam.zone,
             "faults": [Condition.OFFLINE.value],

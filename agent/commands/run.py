@@ -98,12 +98,17 @@ async def _main(site: LoadedSite, clock: Clock, exit_after: float | None) -> int
     if exit_after is not None:
         loop.call_later(exit_after, stop.set)
     from agent.app import build_agent  # heavy (OpenCV, onnxruntime): only when running
+    from agent.health import Health
 
     agent = build_agent(site, clock)
+    clean = False
     try:
         clean = await agent.supervisor().run(stop)
     finally:
         await agent.close()
+        for part in agent.parts:
+            if isinstance(part, Health):  # every part has ended: status says "stopped"
+                part.stopped(clean)
     return 0 if clean else 1
 
 
