@@ -41,72 +41,28 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.clock import Clock
 from agent.events import iso
 from agent.notify import Notifier
-from agent.siteconfig import LoadedSite
+from agent.statusfile import (  # re-exported: the status file's format lives there
+    SECTIONS,
+    STATUS_FILE_NAME,
+    STATUS_FORMAT,
+    problems,
+)
+from agent.statusfile import read_status as read_status  # re-exported for readers
 from agent.supervisor import PartState
+
+if TYPE_CHECKING:
+    from agent.siteconfig import LoadedSite
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE_NAME = "status.json"
-STATUS_FORMAT = 1
 METRICS_HOST = "127.0.0.1"  # fixed: metrics are never exposed beyond the gateway itself
 MAX_LABEL_SETS = 2000  # per metric; a bug that puts ids in labels must not eat the memory
-SECTIONS = ("devices", "cameras", "zones")
-# a device or camera in one of these states needs a look (status exits 1, STATUS= says so)
-PROBLEM_STATES = frozenset({"offline", "stale", "frozen", "fault", "faulted", "failed"})
-NAMES_SHOWN = 5  # in one line for systemctl status; the rest are counted
-
-
-def item_problem(item: Mapping[str, Any]) -> str | None:
-    """What is wrong with one device or camera of the status file, or None."""
-    faults = item.get("faults")
-    if isinstance(faults, list | tuple) and faults:
-        return ", ".join(str(f) for f in faults)
-    if item.get("offline") is True:
-        return "offline"
-    state = str(item.get("state", ""))
-    return state if state in PROBLEM_STATES else None
-
-
-def _names(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:NAMES_SHOWN])
-    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
-
-
-def problems(doc: Mapping[str, Any]) -> list[str]:
-    """What needs a look in a status document (or the parts of one), in words:
-    parts restarting, devices offline, cameras with a fault. Stalls are
-    reported on their own (they stop the watchdog); an empty list is healthy."""
-    out: list[str] = []
-    parts = doc.get("parts")
-    if isinstance(parts, Mapping):
-        down = [
-            str(n)
-            for n, p in parts.items()
-            if isinstance(p, Mapping) and (not p.get("running", True) or p.get("faulted"))
-        ]
-        if down:
-            out.append(f"{len(down)} of {len(parts)} parts restarting: {_names(down)}")
-    devices = doc.get("devices")
-    if isinstance(devices, Mapping) and devices:
-        bad = [str(n) for n, d in devices.items() if isinstance(d, Mapping) and item_problem(d)]
-        if bad:
-            out.append(f"{len(bad)} of {len(devices)} devices offline: {_names(bad)}")
-    cameras = doc.get("cameras")
-    if isinstance(cameras, Mapping) and cameras:
-        bad = [
-            f"{n} ({item_problem(c)})"
-            for n, c in cameras.items()
-            if isinstance(c, Mapping) and item_problem(c)
-        ]
-        if bad:
-            out.append(f"{len(bad)} of {len(cameras)} cameras faulted: {_names(bad)}")
-    return out
 
 
 # ------------------------------------------------------------------------ metrics
@@ -856,15 +812,6 @@ def write_json_atomic(path: Path, doc: Mapping[str, Any], mode: int = 0o640) -> 
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-
-
-def read_status(path: Path) -> dict[str, Any]:
-    """Read a status file written by Health. Raises OSError or ValueError."""
-    with open(path, "rb") as f:
-        doc = json.loads(f.read())
-    if not isinstance(doc, dict) or doc.get("format") != STATUS_FORMAT:
-        raise ValueError(f"not a firegate status file (format {STATUS_FORMAT})")
-    return doc
 
 
 def attach(parts: list[Any], site: LoadedSite, clock: Clock, **kw: Any) -> Health:

@@ -307,12 +307,12 @@ class CameraWorker:
             snapshot_jpeg=snap,
         )
         log.info(
-            "camera %s: %s %s score %.2f region %s",
+            "camera %s: %s %s score %.2f%s",
             self.cam.name,
             ev.cls.value,
             ev.kind.value,
             ev.score,
-            ev.region,
+            _where(ev.region),
         )
         self.detections_sent += 1
         await self.out.put(obs)
@@ -431,3 +431,10 @@ class CameraWithoutModel:
             "frames_analysed": 0,
             "problem": f"no vision model: {self.problem}",
         }
+
+
+def _where(region: Region | None) -> str:
+    """A region in a log line, in words (a dataclass repr means nothing to a maintainer)."""
+    if region is None:
+        return ""
+    return f", region {region.w}x{region.h} px at ({region.x}, {region.y})"

@@ -1128,41 +1128,62 @@ def register_check(
     CHECKS.insert(idx, (name, check))
 
 
-async def run_checks(ctx: Context, skip: frozenset[str] = frozenset()) -> list[Result]:
+async def run_checks(
+    ctx: Context,
+    skip: frozenset[str] = frozenset(),
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Every check in order; ``on_result`` sees each result as soon as its check ends
+    (doctor prints it then: a slow broker check must not leave a blank screen)."""
     results: list[Result] = []
     for name, check in CHECKS:
+        done = len(results)
         if name in skip:
             results.append(Result(name, Outcome.SKIP, "skipped (--skip)"))
-            continue
-        if name in NEEDS_SITE and ctx.site is None:
+        elif name in NEEDS_SITE and ctx.site is None:
             results.append(Result(name, Outcome.SKIP, "needs a valid config"))
-            continue
-        try:
-            got = check(ctx)
-            results.extend(await got if inspect.isawaitable(got) else got)
-        except Exception as e:  # a bug in one check must not hide the others
-            results.append(
-                Result(
-                    name,
-                    Outcome.FAIL,
-                    f"the check itself failed: {type(e).__name__}: {e}",
-                    "please report this",
+        else:
+            try:
+                got = check(ctx)
+                results.extend(await got if inspect.isawaitable(got) else got)
+            except Exception as e:  # a bug in one check must not hide the others
+                results.append(
+                    Result(
+                        name,
+                        Outcome.FAIL,
+                        f"the check itself failed: {type(e).__name__}: {e}",
+                        "please report this",
+                    )
                 )
-            )
+        if on_result is not None:
+            for r in results[done:]:
+                on_result(r)
     return results
+
+
+RESULT_WIDTH = 16  # the check column; a longer name (device <name>) just pushes its line
+
+
+def format_result(r: Result, width: int = RESULT_WIDTH) -> str:
+    """One result: its line, and the fix on a second line unless it passed."""
+    line = f"{r.outcome.value}  {r.check:<{width}}  {r.detail}"
+    if r.fix and r.outcome is not Outcome.PASS:
+        line += f"\n{'':6}{'':<{width}}  -> {r.fix}"
+    return line
+
+
+def format_counts(results: list[Result]) -> str:
+    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
+    return (
+        f"{counts[Outcome.PASS]} passed, {counts[Outcome.FAIL]} failed, "
+        f"{counts[Outcome.SKIP]} skipped"
+    )
 
 
 def format_results(results: list[Result]) -> str:
     width = max((len(r.check) for r in results), default=10)
-    lines = []
-    for r in results:
-        lines.append(f"{r.outcome.value}  {r.check:<{width}}  {r.detail}")
-        if r.fix and r.outcome is not Outcome.PASS:
-            lines.append(f"{'':6}{'':<{width}}  -> {r.fix}")
-    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
-    lines.append(
-        f"\n{counts[Outcome.PASS]} passed, {counts[Outcome.FAIL]} failed, {counts[Outcome.SKIP]} skipped"
-    )
+    lines = [format_result(r, width) for r in results]
+    lines.append(f"\n{format_counts(results)}")
     return "\n".join(lines)
 
 
@@ -1224,13 +1245,21 @@ def run(args: argparse.Namespace) -> int:
         identity=identity_for(args.user),
         service_user=args.user,
     )
-    results = asyncio.run(run_checks(ctx, frozenset(args.skip)))
-    if args.json:
-        for r in results:
+
+    def show(r: Result) -> None:  # each line as its check ends, not all at the end
+        if args.json:
             d: dict[str, Any] = asdict(r)
             d["outcome"] = r.outcome.value
-            print(json.dumps(d))
-    else:
-        print(f"firegate doctor: {args.config}, permissions judged for {ctx.identity.description}")
-        print(format_results(results))
+            print(json.dumps(d), flush=True)
+        else:
+            print(format_result(r), flush=True)
+
+    if not args.json:
+        print(
+            f"firegate doctor: {args.config}, permissions judged for {ctx.identity.description}",
+            flush=True,
+        )
+    results = asyncio.run(run_checks(ctx, frozenset(args.skip), on_result=show))
+    if not args.json:
+        print(f"\n{format_counts(results)}")
     return 1 if any(r.outcome is Outcome.FAIL for r in results) else 0

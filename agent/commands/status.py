@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.health import SECTIONS, STATUS_FILE_NAME, problems, read_status
-from agent.siteconfig import ConfigError, load_site
+from agent.statusfile import SECTIONS, STATUS_FILE_NAME, problems, read_status
 
 DEFAULT_CONFIG = Path("/etc/firegate/site.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/firegate")
@@ -64,6 +63,8 @@ def _state_dir(args: argparse.Namespace) -> Path | None:
         config = DEFAULT_CONFIG
     if config is None:
         return DEFAULT_STATE_DIR
+    from agent.siteconfig import ConfigError, load_site  # the config models: only when needed
+
     try:
         return load_site(config).config.storage.state_dir
     except ConfigError as e:
