@@ -43,8 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent import unitcheck
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 from agent.siteconfig.models import CameraConfig, PanelBus, RtuBus, TcpBus, UplinkConfig
+from agent.unitcheck import DEFAULT_UNIT
 
 if TYPE_CHECKING:
     from agent.mqtt import AckedClient
@@ -94,6 +96,7 @@ class Context:
     models_dir: Path = MODELS_DIR
     now_wall: Callable[[], float] = time.time
     service_user: str = "firegate"
+    unit_path: Path = DEFAULT_UNIT
 
 
 Check = Callable[[Context], list[Result] | Awaitable[list[Result]]]  # sync or async
@@ -1097,9 +1100,58 @@ def check_clock(ctx: Context) -> list[Result]:
     return [Result("clock", Outcome.PASS, f"{when}; not behind file times; {how}")]
 
 
+def check_unit(ctx: Context) -> list[Result]:
+    """The installed unit allows the configured serial ports and state folder
+    (doctor runs outside its sandbox: what works here may be refused there)."""
+    assert ctx.site is not None
+    unit = ctx.unit_path
+    if not unit.is_file():
+        return [Result("unit", Outcome.SKIP, f"no systemd unit at {unit} (not installed here)")]
+    try:
+        view = unitcheck.read_unit(unit)
+    except OSError as e:
+        return [
+            Result("unit", Outcome.FAIL, f"cannot read {unit}: {e.strerror or e}", "run with sudo")
+        ]
+    dropin = "sudo systemctl edit firegate (a drop-in), under [Service]"
+    out: list[Result] = []
+    state_dir = ctx.site.config.storage.state_dir
+    why = unitcheck.state_dir_refusal(view, state_dir)
+    if why:
+        out.append(
+            Result(
+                "unit",
+                Outcome.FAIL,
+                f"the service could not write storage.state_dir: {why}",
+                f"{dropin} add: ReadWritePaths={state_dir}; or use the default /var/lib/firegate",
+            )
+        )
+    for bus in ctx.site.config.buses:
+        if isinstance(bus, TcpBus):
+            continue
+        why = unitcheck.device_refusal(view, Path(bus.port))
+        if why:
+            out.append(
+                Result(
+                    f"unit {bus.name}",
+                    Outcome.FAIL,
+                    f"the service would be refused the port: {why}",
+                    f"{dropin} add: DeviceAllow={Path(bus.port).resolve()} rw",
+                )
+            )
+    if not out:
+        files = ", ".join(str(f) for f in view.files)
+        out.append(
+            Result(
+                "unit", Outcome.PASS, f"{files} allows the serial ports and writes to {state_dir}"
+            )
+        )
+    return out
+
+
 # ------------------------------------------------------------- the checklist
 
-NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "storage"}
+NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "storage", "unit"}
 CHECKS: list[tuple[str, Check]] = [
     ("config", check_config),
     ("service-user", check_service_user),
@@ -1110,6 +1162,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("model", check_model),
     ("broker", check_broker),
     ("storage", check_storage),
+    ("unit", check_unit),
     ("clock", check_clock),
 ]
 
@@ -1219,6 +1272,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"skip a check ({', '.join(n for n, _ in CHECKS)}); may be repeated",
     )
     p.add_argument("--json", action="store_true", help="print results as JSON lines")
+    p.add_argument(
+        "--unit",
+        type=Path,
+        default=DEFAULT_UNIT,
+        help=f"the installed systemd unit to check against (default: {DEFAULT_UNIT})",
+    )
     p.set_defaults(func=run)
 
 
@@ -1244,6 +1303,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout_s,
         identity=identity_for(args.user),
         service_user=args.user,
+        unit_path=args.unit,
     )
 
     def show(r: Result) -> None:  # each line as its check ends, not all at the end

@@ -30,7 +30,7 @@ def _project(tmp_path: Path) -> Path:
     (root / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "fgtiny"\nversion = "0.0.1"\n'
-        "[tool.setuptools]\npy-modules = [\"fgtiny\"]\n"
+        '[tool.setuptools]\npy-modules = ["fgtiny"]\n'
     )
     return root
 
@@ -41,7 +41,11 @@ def _setup(root: Path, venv: Path | None = None) -> subprocess.CompletedProcess[
     if venv is not None:
         env["FIREGATE_VENV"] = str(venv)
     return subprocess.run(
-        ["bash", "-c", 'source scripts/_venv.sh "" && python -c "import fgtiny; print(fgtiny.WORKS)"'],
+        [
+            "bash",
+            "-c",
+            'source scripts/_venv.sh "" && python -c "import fgtiny; print(fgtiny.WORKS)"',
+        ],
         cwd=root,
         env=env,
         capture_output=True,
