@@ -697,14 +697,14 @@ async def check_model(ctx: Context) -> list[Result]:
         try:
             detail = await _in_thread(lambda m=m: _run_model(m), 60.0)  # type: ignore[misc]
         except Exception as e:
-            out.append(
-                Result(
-                    f"model {m.name}",
-                    Outcome.FAIL,
-                    f"{type(e).__name__}: {e}",
-                    "reinstall firegate (the model file may be damaged)",
+            if m.parent.resolve() == ctx.models_dir.resolve():  # shipped with firegate
+                fix = "reinstall firegate (the shipped model file may be damaged)"
+            else:  # the site's own model: reinstalling firegate would not touch it
+                fix = (
+                    f"{m} is not a model onnxruntime can run: copy or export it again, "
+                    "or set vision.model: standard (the shipped model)"
                 )
-            )
+            out.append(Result(f"model {m.name}", Outcome.FAIL, f"{type(e).__name__}: {e}", fix))
             continue
         used = " (vision.model: in use)" if m == in_use else ""
         out.append(
