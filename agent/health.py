@@ -313,6 +313,11 @@ class Metrics:
         self.process_cpu = self.counter(
             "process_cpu_seconds_total", "CPU time (user and system) of the agent in seconds."
         )
+        self.asyncio_tasks = self.gauge(
+            "firegate_asyncio_tasks",
+            "Asyncio tasks alive in the agent: steady in a healthy agent, growth is a leak "
+            "(bench/soak.py).",
+        )
 
     def _register(self, metric: _Metric) -> Any:
         old = self._metrics.get(metric.name)
@@ -739,6 +744,8 @@ class Health:
                 m.part_progress_age.set(p.progress_age_s, part=p.name)
             m.part_restarts.set_total(p.restarts, part=p.name)
         m.watchdog_healthy.set(1.0 if report.healthy else 0.0)
+        with contextlib.suppress(RuntimeError):  # collected outside the loop (a test)
+            m.asyncio_tasks.set(len(asyncio.all_tasks()))
         m.process_start.set(self._start_wall)
         usage = _process_usage()
         if usage is not None:
