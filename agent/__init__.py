@@ -1,9 +1,7 @@
 """firegate agent: supervisor, confirmation engine, outbox, uplink and CLI."""
 
-from typing import Any
 
-
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:
     # read on first use: importlib.metadata alone costs more than the whole of
     # `firegate --help` (bench/cli_startup.py)
     if name == "__version__":
