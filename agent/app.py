@@ -84,10 +84,13 @@ def _load_model(choice: str | Path) -> tuple[Detector | None, str | None]:
                 f"vision model {wanted.name} unusable ({first}); "
                 f"cameras run on {DEFAULT_MODEL.name}"
             )
-            log.error("%s: reinstall firegate or fix vision.model", problem)
+            log.error("%s: replace %s or fix vision.model in the site config", problem, wanted)
             return det, problem
     problem = f"no usable vision model ({first}); cameras cannot confirm anything"
-    log.error("%s: reinstall firegate or fix vision.model", problem)
+    fix = (
+        "reinstall firegate" if wanted == DEFAULT_MODEL else f"replace {wanted} or fix vision.model"
+    )
+    log.error("%s: %s", problem, fix)
     return None, problem
 
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.clock import Clock
@@ -49,16 +49,23 @@ from agent.diskwriter import writer_for
 from agent.events import iso
 from agent.logs import redact
 from agent.notify import Notifier
-from agent.siteconfig import LoadedSite
+from agent.statusfile import (  # re-exported: the status file's format lives there
+    SECTIONS,
+    STATUS_FILE_NAME,
+    STATUS_FORMAT,
+    problems,
+)
+from agent.statusfile import read_status as read_status  # re-exported for readers
 from agent.supervisor import PartState
+
+if TYPE_CHECKING:
+    from agent.siteconfig import LoadedSite
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE_NAME = "status.json"
-STATUS_FORMAT = 1
 METRICS_HOST = "127.0.0.1"  # fixed: metrics are never exposed beyond the gateway itself
 MAX_LABEL_SETS = 2000  # per metric; a bug that puts ids in labels must not eat the memory
-SECTIONS = ("devices", "cameras", "zones")
+
 
 # ------------------------------------------------------------------------ metrics
 
@@ -308,6 +315,11 @@ class Metrics:
         self.process_cpu = self.counter(
             "process_cpu_seconds_total", "CPU time (user and system) of the agent in seconds."
         )
+        self.asyncio_tasks = self.gauge(
+            "firegate_asyncio_tasks",
+            "Asyncio tasks alive in the agent: steady in a healthy agent, growth is a leak "
+            "(bench/soak.py).",
+        )
 
     def _register(self, metric: _Metric) -> Any:
         old = self._metrics.get(metric.name)
@@ -457,6 +469,7 @@ class Health:
         self._metrics_error = ""
         self._last_summary = ""
         self._unmonitored_warned: set[str] = set()
+        self._stopped = ""  # set by stopped(): how the agent ended
         metrics.collectors["health"] = self._collect
 
     @classmethod
@@ -514,9 +527,13 @@ class Health:
             )
         return HealthReport(tuple(out))
 
-    def summary(self, report: HealthReport) -> str:
-        """One line for ``systemctl status``."""
+    def summary(self, report: HealthReport, sections: Mapping[str, Any] | None = None) -> str:
+        """One line for ``systemctl status``: the same verdict as ``firegate status``
+        (``STALLED: ...``, ``DEGRADED: ...`` when a part restarts, a device is
+        offline or a camera has a fault), then the counts."""
         n = len(report.parts)
+        if self._stopped:
+            return f"stopped {self._stopped}"
         if report.stalled:
             ages = {p.name: p.progress_age_s or 0.0 for p in report.parts}
             return "STALLED: " + ", ".join(
@@ -524,16 +541,25 @@ class Health:
             )
         faulted = [p.name for p in report.parts if p.faulted or not p.running]
         text = f"{n - len(faulted)}/{n} parts running"
-        if faulted:
-            text += "; restarting: " + ", ".join(faulted)
-        sections = self._sections()
+        sections = self._sections() if sections is None else sections
         for key in SECTIONS:
             if sections[key]:
                 text += f"; {len(sections[key])} {key}"
         d = self.metrics.outbox_depth.get()
         if d is not None:
             text += f"; outbox {d:g}"
+        parts = {p.name: {"running": p.running, "faulted": p.faulted} for p in report.parts}
+        found = problems({"parts": parts, **sections})
+        if found:
+            text = "DEGRADED: " + "; ".join(found) + " | " + text
         return text
+
+    def stopped(self, clean: bool) -> None:
+        """The agent has stopped (every part has ended): say so in the status file
+        and to systemd, so that nobody reads "stopping" with parts still running."""
+        self._stopped = "cleanly" if clean else "not cleanly (a part did not end in time)"
+        self.notifier.status(f"stopped {self._stopped}")
+        self.write_status(self.check(), stopping=True)
 
     # ------------------------------------------------------------- the loop
 
@@ -652,6 +678,7 @@ class Health:
                 "status": st,
             }
         wd = self.notifier.watchdog_interval_s
+        sections = self._sections(statuses)
         doc: dict[str, Any] = {
             "format": STATUS_FORMAT,
             "version": __version__,
@@ -663,9 +690,10 @@ class Health:
             "started_at": iso(self._start_wall),
             "uptime_s": round(self.clock.monotonic() - self._start_mono, 1),
             "stopping": stopping,
+            "stopped": self._stopped or None,
             "healthy": report.healthy,
             "stalled": report.stalled,
-            "summary": self.summary(report),
+            "summary": self.summary(report, sections),
             "watchdog": {
                 "systemd": self.notifier.enabled,
                 "interval_s": wd,
@@ -677,8 +705,9 @@ class Health:
                 "error": self._metrics_error,
             },
             "parts": parts,
-            **self._sections(statuses),
+            **sections,
         }
+        doc["problems"] = [] if self._stopped else problems(doc)
         return doc
 
     def write_status(self, report: HealthReport | None = None, *, stopping: bool = False) -> bool:
@@ -746,6 +775,8 @@ class Health:
                 m.part_progress_age.set(p.progress_age_s, part=p.name)
             m.part_restarts.set_total(p.restarts, part=p.name)
         m.watchdog_healthy.set(1.0 if report.healthy else 0.0)
+        with contextlib.suppress(RuntimeError):  # collected outside the loop (a test)
+            m.asyncio_tasks.set(len(asyncio.all_tasks()))
         m.process_start.set(self._start_wall)
         usage = _process_usage()
         if usage is not None:
@@ -821,15 +852,6 @@ def write_json_atomic(path: Path, doc: Mapping[str, Any], mode: int = 0o640) -> 
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-
-
-def read_status(path: Path) -> dict[str, Any]:
-    """Read a status file written by Health. Raises OSError or ValueError."""
-    with open(path, "rb") as f:
-        doc = json.loads(f.read())
-    if not isinstance(doc, dict) or doc.get("format") != STATUS_FORMAT:
-        raise ValueError(f"not a firegate status file (format {STATUS_FORMAT})")
-    return doc
 
 
 def attach(parts: list[Any], site: LoadedSite, clock: Clock, **kw: Any) -> Health:

@@ -170,7 +170,8 @@ step_venv() {
     fi
     local want have
     want="$(sed -n 's/^version = "\(.*\)"/\1/p' "$SOURCE/pyproject.toml" | head -n1)"
-    have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("firegate"))' 2>/dev/null || true)"
+    # -I: not the current folder's metadata (a checkout's firegate.egg-info), only the venv's
+    have="$("$VENV/bin/python" -I -c 'import importlib.metadata as m; print(m.version("firegate"))' 2>/dev/null || true)"
     say "venv: firegate ${have:-not installed}, source $want"
     # Always reinstall the project itself (a checkout may change without a new
     # version number); pip leaves dependencies alone when they already fit.

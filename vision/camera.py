@@ -186,7 +186,19 @@ class CameraWorker:
             else round(self.clock.monotonic() - self._last_frame_mono, 1)
         )
         r = self._last_result
+        faults = [c.value for c, on in self.reported.items() if on]
         return {
+            # the camera's line in `firegate status` (its section, like a bus's devices)
+            "cameras": {
+                self.name: {
+                    "state": "+".join(faults)
+                    if faults
+                    else ("ok" if self.frames_seen else "waiting"),
+                    "zone": self.cam.zone,
+                    "last_frame_age_s": age,
+                    "faults": faults,
+                }
+            },
             "source": redact_url(self.cam.source),
             "zone": self.cam.zone,
             "capture": self.capture.status(),
@@ -295,12 +307,12 @@ class CameraWorker:
             snapshot_jpeg=snap,
         )
         log.info(
-            "camera %s: %s %s score %.2f region %s",
+            "camera %s: %s %s score %.2f%s",
             self.cam.name,
             ev.cls.value,
             ev.kind.value,
             ev.score,
-            ev.region,
+            _where(ev.region),
         )
         self.detections_sent += 1
         await self.out.put(obs)
@@ -405,9 +417,24 @@ class CameraWithoutModel:
 
     def status(self) -> dict[str, Any]:
         return {
+            "cameras": {
+                self.name: {
+                    "state": Condition.OFFLINE.value,
+                    "zone": self.cam.zone,
+                    "faults": [Condition.OFFLINE.value],
+                    "problem": "no vision model",
+                }
+            },
             "source": redact_url(self.cam.source),
             "zone": self.cam.zone,
             "faults": [Condition.OFFLINE.value],
             "frames_analysed": 0,
             "problem": f"no vision model: {self.problem}",
         }
+
+
+def _where(region: Region | None) -> str:
+    """A region in a log line, in words (a dataclass repr means nothing to a maintainer)."""
+    if region is None:
+        return ""
+    return f", region {region.w}x{region.h} px at ({region.x}, {region.y})"

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--speed",
         type=float,
         default=None,
-        help="simulated seconds per real second (default 12: the morning takes about 75 s)",
+        help="simulated seconds per real second, at most 25 (default 15: the 15-minute "
+        "morning takes about a minute)",
     )
     p.add_argument(
         "--state-dir",

@@ -43,9 +43,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent import unitcheck
 from agent.logs import redact
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 from agent.siteconfig.models import CameraConfig, PanelBus, RtuBus, TcpBus, UplinkConfig
+from agent.unitcheck import DEFAULT_UNIT
 
 if TYPE_CHECKING:
     from agent.mqtt import AckedClient
@@ -100,6 +102,7 @@ class Context:
     models_dir: Path = MODELS_DIR
     now_wall: Callable[[], float] = time.time
     service_user: str = "firegate"
+    unit_path: Path = DEFAULT_UNIT
 
 
 Check = Callable[[Context], list[Result] | Awaitable[list[Result]]]  # sync or async
@@ -703,14 +706,14 @@ async def check_model(ctx: Context) -> list[Result]:
         try:
             detail = await _in_thread(lambda m=m: _run_model(m), 60.0)  # type: ignore[misc]
         except Exception as e:
-            out.append(
-                Result(
-                    f"model {m.name}",
-                    Outcome.FAIL,
-                    f"{type(e).__name__}: {e}",
-                    "reinstall firegate (the model file may be damaged)",
+            if m.parent.resolve() == ctx.models_dir.resolve():  # shipped with firegate
+                fix = "reinstall firegate (the shipped model file may be damaged)"
+            else:  # the site's own model: reinstalling firegate would not touch it
+                fix = (
+                    f"{m} is not a model onnxruntime can run: copy or export it again, "
+                    "or set vision.model: standard (the shipped model)"
                 )
-            )
+            out.append(Result(f"model {m.name}", Outcome.FAIL, f"{type(e).__name__}: {e}", fix))
             continue
         used = " (vision.model: in use)" if m == in_use else ""
         out.append(
@@ -1116,9 +1119,58 @@ def check_clock(ctx: Context) -> list[Result]:
     return [Result("clock", Outcome.PASS, f"{when}; not behind file times; {how}")]
 
 
+def check_unit(ctx: Context) -> list[Result]:
+    """The installed unit allows the configured serial ports and state folder
+    (doctor runs outside its sandbox: what works here may be refused there)."""
+    assert ctx.site is not None
+    unit = ctx.unit_path
+    if not unit.is_file():
+        return [Result("unit", Outcome.SKIP, f"no systemd unit at {unit} (not installed here)")]
+    try:
+        view = unitcheck.read_unit(unit)
+    except OSError as e:
+        return [
+            Result("unit", Outcome.FAIL, f"cannot read {unit}: {e.strerror or e}", "run with sudo")
+        ]
+    dropin = "sudo systemctl edit firegate (a drop-in), under [Service]"
+    out: list[Result] = []
+    state_dir = ctx.site.config.storage.state_dir
+    why = unitcheck.state_dir_refusal(view, state_dir)
+    if why:
+        out.append(
+            Result(
+                "unit",
+                Outcome.FAIL,
+                f"the service could not write storage.state_dir: {why}",
+                f"{dropin} add: ReadWritePaths={state_dir}; or use the default /var/lib/firegate",
+            )
+        )
+    for bus in ctx.site.config.buses:
+        if isinstance(bus, TcpBus):
+            continue
+        why = unitcheck.device_refusal(view, Path(bus.port))
+        if why:
+            out.append(
+                Result(
+                    f"unit {bus.name}",
+                    Outcome.FAIL,
+                    f"the service would be refused the port: {why}",
+                    f"{dropin} add: DeviceAllow={Path(bus.port).resolve()} rw",
+                )
+            )
+    if not out:
+        files = ", ".join(str(f) for f in view.files)
+        out.append(
+            Result(
+                "unit", Outcome.PASS, f"{files} allows the serial ports and writes to {state_dir}"
+            )
+        )
+    return out
+
+
 # ------------------------------------------------------------- the checklist
 
-NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "centre", "storage"}
+NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "centre", "storage", "unit"}
 CHECKS: list[tuple[str, Check]] = [
     ("config", check_config),
     ("service-user", check_service_user),
@@ -1130,6 +1182,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("broker", check_broker),
     ("centre", check_centre),
     ("storage", check_storage),
+    ("unit", check_unit),
     ("clock", check_clock),
 ]
 
@@ -1148,41 +1201,62 @@ def register_check(
     CHECKS.insert(idx, (name, check))
 
 
-async def run_checks(ctx: Context, skip: frozenset[str] = frozenset()) -> list[Result]:
+async def run_checks(
+    ctx: Context,
+    skip: frozenset[str] = frozenset(),
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Every check in order; ``on_result`` sees each result as soon as its check ends
+    (doctor prints it then: a slow broker check must not leave a blank screen)."""
     results: list[Result] = []
     for name, check in CHECKS:
+        done = len(results)
         if name in skip:
             results.append(Result(name, Outcome.SKIP, "skipped (--skip)"))
-            continue
-        if name in NEEDS_SITE and ctx.site is None:
+        elif name in NEEDS_SITE and ctx.site is None:
             results.append(Result(name, Outcome.SKIP, "needs a valid config"))
-            continue
-        try:
-            got = check(ctx)
-            results.extend(await got if inspect.isawaitable(got) else got)
-        except Exception as e:  # a bug in one check must not hide the others
-            results.append(
-                Result(
-                    name,
-                    Outcome.FAIL,
-                    f"the check itself failed: {type(e).__name__}: {e}",
-                    "please report this",
+        else:
+            try:
+                got = check(ctx)
+                results.extend(await got if inspect.isawaitable(got) else got)
+            except Exception as e:  # a bug in one check must not hide the others
+                results.append(
+                    Result(
+                        name,
+                        Outcome.FAIL,
+                        f"the check itself failed: {type(e).__name__}: {e}",
+                        "please report this",
+                    )
                 )
-            )
+        if on_result is not None:
+            for r in results[done:]:
+                on_result(r)
     return results
+
+
+RESULT_WIDTH = 16  # the check column; a longer name (device <name>) just pushes its line
+
+
+def format_result(r: Result, width: int = RESULT_WIDTH) -> str:
+    """One result: its line, and the fix on a second line unless it passed."""
+    line = f"{r.outcome.value}  {r.check:<{width}}  {r.detail}"
+    if r.fix and r.outcome is not Outcome.PASS:
+        line += f"\n{'':6}{'':<{width}}  -> {r.fix}"
+    return line
+
+
+def format_counts(results: list[Result]) -> str:
+    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
+    return (
+        f"{counts[Outcome.PASS]} passed, {counts[Outcome.FAIL]} failed, "
+        f"{counts[Outcome.SKIP]} skipped"
+    )
 
 
 def format_results(results: list[Result]) -> str:
     width = max((len(r.check) for r in results), default=10)
-    lines = []
-    for r in results:
-        lines.append(f"{r.outcome.value}  {r.check:<{width}}  {r.detail}")
-        if r.fix and r.outcome is not Outcome.PASS:
-            lines.append(f"{'':6}{'':<{width}}  -> {r.fix}")
-    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
-    lines.append(
-        f"\n{counts[Outcome.PASS]} passed, {counts[Outcome.FAIL]} failed, {counts[Outcome.SKIP]} skipped"
-    )
+    lines = [format_result(r, width) for r in results]
+    lines.append(f"\n{format_counts(results)}")
     return "\n".join(lines)
 
 
@@ -1218,6 +1292,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"skip a check ({', '.join(n for n, _ in CHECKS)}); may be repeated",
     )
     p.add_argument("--json", action="store_true", help="print results as JSON lines")
+    p.add_argument(
+        "--unit",
+        type=Path,
+        default=DEFAULT_UNIT,
+        help=f"the installed systemd unit to check against (default: {DEFAULT_UNIT})",
+    )
     p.set_defaults(func=run)
 
 
@@ -1243,14 +1323,23 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout_s,
         identity=identity_for(args.user),
         service_user=args.user,
+        unit_path=args.unit,
     )
-    results = asyncio.run(run_checks(ctx, frozenset(args.skip)))
-    if args.json:
-        for r in results:
+
+    def show(r: Result) -> None:  # each line as its check ends, not all at the end
+        if args.json:
             d: dict[str, Any] = asdict(r)
             d["outcome"] = r.outcome.value
-            print(json.dumps(d))
-    else:
-        print(f"firegate doctor: {args.config}, permissions judged for {ctx.identity.description}")
-        print(format_results(results))
+            print(json.dumps(d), flush=True)
+        else:
+            print(format_result(r), flush=True)
+
+    if not args.json:
+        print(
+            f"firegate doctor: {args.config}, permissions judged for {ctx.identity.description}",
+            flush=True,
+        )
+    results = asyncio.run(run_checks(ctx, frozenset(args.skip), on_result=show))
+    if not args.json:
+        print(f"\n{format_counts(results)}")
     return 1 if any(r.outcome is Outcome.FAIL for r in results) else 0

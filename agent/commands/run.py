@@ -10,13 +10,17 @@ import signal
 import sys
 from pathlib import Path
 
-from agent import __version__, logs
+from agent import __version__, lock, logs
 from agent.clock import Clock, ScaledClock, SystemClock
 from agent.siteconfig import ConfigError, LoadedSite, load_site
 
 log = logging.getLogger("agent.run")
 
 CAPTURE_JOIN_S = 5.0  # after the parts' own 5 s, well inside the unit's TimeoutStopSec=20s
+# Exit codes (systemd/firegate.service: RestartPreventExitStatus=2 4, since a
+# restart cannot fix either): 0 clean stop, 1 a part failed to stop cleanly,
+# 2 invalid site config or arguments, 4 another agent runs on this state dir.
+EXIT_ALREADY_RUNNING = 4
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,6 +57,29 @@ def run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("--speed must be positive", file=sys.stderr)
         return 2
+    state_dir = site.config.storage.state_dir
+    try:
+        held = lock.acquire(state_dir)
+    except lock.AlreadyRunning as e:
+        who = f"pid {e.pid}" if e.pid else "another process"
+        print(
+            f"firegate run: another agent already runs on {state_dir} ({who}, lock {e.path}); "
+            "not starting a second one (it would fight the first over ports, outbox and "
+            "broker).\n"
+            "  to watch it: firegate status; journalctl -u firegate -f\n"
+            "  to run this one instead: systemctl stop firegate"
+            + (f" (or kill {e.pid})" if e.pid else ""),
+            file=sys.stderr,
+        )
+        return EXIT_ALREADY_RUNNING
+    except OSError as e:
+        print(
+            f"firegate run: cannot use the state folder {state_dir}: {e.strerror or e}\n"
+            f"  fix storage.state_dir in {args.config}, or create the folder writable "
+            "for the service user (systemd/install.sh does)",
+            file=sys.stderr,
+        )
+        return 2
     clock: Clock = SystemClock() if args.speed == 1.0 else ScaledClock(args.speed)
     log.info(
         "firegate %s starting: site %s gateway %s, config %s%s",
@@ -62,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
         site.path,
         f", time x{args.speed:g}" if args.speed != 1.0 else "",
     )
-    code = asyncio.run(_main(site, clock, args.exit_after))
-    return _join_captures(code)
+    try:
+        code = asyncio.run(_main(site, clock, args.exit_after))
+        return _join_captures(code)
+    finally:
+        held.release()
 
 
 def _join_captures(code: int) -> int:
@@ -71,7 +101,8 @@ def _join_captures(code: int) -> int:
     exits (one still inside a read when Python finalizes aborts the process:
     SIGABRT, a core dump, a failed unit). One stuck past the bound is left
     behind by ending the process without finalizing, the last resort: the
-    outbox is closed and the logs flushed by then, and nothing else is pending."""
+    outbox is closed and the logs flushed by then, and nothing else is pending
+    (the state dir's lock goes with the process)."""
     capture = sys.modules.get("vision.capture")  # imported only when cameras exist
     if capture is None:
         return code
@@ -97,12 +128,17 @@ async def _main(site: LoadedSite, clock: Clock, exit_after: float | None) -> int
     if exit_after is not None:
         loop.call_later(exit_after, stop.set)
     from agent.app import build_agent  # heavy (OpenCV, onnxruntime): only when running
+    from agent.health import Health
 
     agent = build_agent(site, clock)
+    clean = False
     try:
         clean = await agent.supervisor().run(stop)
     finally:
         await agent.close()
+        for part in agent.parts:
+            if isinstance(part, Health):  # every part has ended: status says "stopped"
+                part.stopped(clean)
     return 0 if clean else 1
 
 

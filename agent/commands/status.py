@@ -5,9 +5,12 @@ Reads the status file the health part rewrites every few seconds
 else from the site config (``--config``, default /etc/firegate/site.yaml when
 it exists), else /var/lib/firegate.
 
-Exit codes: 0 running and healthy; 1 running but a part is stalled, restarting
-or the agent is stopping; 2 bad input (config, unreadable file); 3 not
-running (no status file, or one too old to describe a running agent).
+Exit codes (for scripts; docs/operations.md): 0 running and healthy (every
+part running, every device online, every camera without a fault); 1 running
+with a problem (a part stalled or restarting, a device offline, a camera
+stale, frozen or offline, or the agent is stopping); 2 bad input (config,
+unreadable file); 3 not running (stopped, no status file, or one too old to
+describe a running agent).
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.health import SECTIONS, STATUS_FILE_NAME, read_status
-from agent.siteconfig import ConfigError, load_site
+from agent.statusfile import SECTIONS, STATUS_FILE_NAME, problems, read_status
 
 DEFAULT_CONFIG = Path("/etc/firegate/site.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/firegate")
@@ -34,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "status",
         help="show the running agent's state (parts, devices, cameras, zones, outbox)",
         description="Show the running agent's state from its status file. Exit 0 running "
-        "and healthy, 1 running with a problem, 3 not running.",
+        "and healthy, 1 running with a problem (a part stalled or restarting, a device "
+        "offline, a camera with a fault, stopping), 2 bad input, 3 not running.",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--config", type=Path, help=f"site config (default: {DEFAULT_CONFIG})")
@@ -60,6 +63,8 @@ def _state_dir(args: argparse.Namespace) -> Path | None:
         config = DEFAULT_CONFIG
     if config is None:
         return DEFAULT_STATE_DIR
+    from agent.siteconfig import ConfigError, load_site  # the config models: only when needed
+
     try:
         return load_site(config).config.storage.state_dir
     except ConfigError as e:
@@ -104,13 +109,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**doc, "age_s": round(age_s, 1), "stale": stale}, indent=2))
     else:
         print(render(doc, age_s=age_s, stale=stale))
-    if stale:
+    if stale or doc.get("stopped"):
         return EXIT_NOT_RUNNING
-    unhealthy = (
-        not doc.get("healthy", False)
-        or bool(doc.get("stopping"))
-        or any(not p.get("running", True) or p.get("faulted") for p in _parts(doc).values())
-    )
+    unhealthy = not doc.get("healthy", False) or bool(doc.get("stopping")) or bool(problems(doc))
     return EXIT_UNHEALTHY if unhealthy else EXIT_OK
 
 
@@ -152,7 +153,13 @@ def render(doc: Mapping[str, Any], *, age_s: float, stale: bool) -> str:
     out: list[str] = []
     who = f"site {doc.get('site_id', '?')}, gateway {doc.get('gateway_id', '?')}"
     out.append(f"firegate {doc.get('version', '?')}: {who}, pid {doc.get('pid', '?')}")
-    if stale:
+    if doc.get("stopped"):
+        out.append(
+            f"STOPPED: the agent stopped {doc['stopped']} {_duration(age_s)} ago "
+            f"({doc.get('written_at', '?')}). Last known state below.\n"
+            "  check: systemctl status firegate; journalctl -u firegate -n 50"
+        )
+    elif stale:
         what = "stopped" if doc.get("stopping") else "not running or stuck"
         out.append(
             f"STALE: the status file is {_duration(age_s)} old; the agent is {what}. "
@@ -167,12 +174,17 @@ def render(doc: Mapping[str, Any], *, age_s: float, stale: bool) -> str:
         f"up {_duration(float(doc.get('uptime_s', 0)))}, started {doc.get('started_at', '?')}"
     )
     wd = doc.get("watchdog") or {}
-    if doc.get("stopping"):
+    found = problems(doc)
+    if doc.get("stopped"):
+        health = f"STOPPED ({doc['stopped']})"
+    elif doc.get("stopping"):
         health = "STOPPING"
-    elif doc.get("healthy"):
-        health = "OK"
-    else:
+    elif not doc.get("healthy"):
         health = "STALLED: " + ", ".join(doc.get("stalled") or [])
+    elif found:
+        health = "DEGRADED: " + "; ".join(found)
+    else:
+        health = "OK"
     if not wd.get("systemd"):
         fed = "not under systemd"
     elif wd.get("interval_s"):
@@ -185,7 +197,9 @@ def render(doc: Mapping[str, Any], *, age_s: float, stale: bool) -> str:
     parts = _parts(doc)
     out.append(f"\nparts ({len(parts)}):")
     for name, p in parts.items():
-        if p.get("stalled"):
+        if doc.get("stopped"):
+            state = "stopped"
+        elif p.get("stalled"):
             state = "STALLED"
         elif not p.get("running", True):
             state = "RESTARTING"

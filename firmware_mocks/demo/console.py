@@ -28,6 +28,7 @@ class DemoResult:
     errors: list[str] = field(default_factory=list)
     fire_zone: str = ""
     interrupted: bool = False
+    until_s: float | None = None  # --until cut the day here (scenario seconds)
     decision_t: dict[str, float] = field(default_factory=dict)  # id -> scenario s confirmed
     # --uplink gb26875: frames the mock centre confirmed, and whether a fire state was one
     centre_frames: int | None = None
@@ -71,7 +72,9 @@ class DemoResult:
         out = []
         if self.interrupted:
             out.append("interrupted before the end of the day")
-        if not self.fire_alerts:
+        if self.fire_not_reached:
+            out.append(f"the day was cut (--until) before the fire in the {self.fire_zone}")
+        elif not self.fire_alerts:
             out.append(f"the fire in the {self.fire_zone} was not forwarded")
         for d in self.forwarded_nuisances:
             out.append(f"a nuisance was forwarded: {d['type']} in {d['zone']}: {d['reason']}")
@@ -80,6 +83,16 @@ class DemoResult:
         if self.errors:
             out.append(f"the agent logged {len(self.errors)} error(s), first: {self.errors[0]}")
         return out
+
+    @property
+    def fire_not_reached(self) -> bool:
+        """--until ended the day before the fire's first sign: nothing to judge about it."""
+        start = self.fire_started_t
+        return (
+            not self.fire_alerts
+            and self.until_s is not None
+            and (start is None or self.until_s < start)
+        )
 
     @property
     def ok(self) -> bool:
@@ -170,6 +183,8 @@ def print_summary(con: Console, r: DemoResult, kept: Path | None) -> None:
             f"rule {rule}, {'verified' if d.get('verified') else 'NOT verified'}; "
             f"the gateway decided {tta:.1f} s after reading the first alarm"
         )
+    elif r.fire_not_reached:
+        con.say(f"  fire in the {r.fire_zone}: not reached (the day was cut by --until)")
     elif not r.interrupted:
         con.say(f"  fire in the {r.fire_zone}: NOT forwarded")
     if r.centre_frames is not None:
@@ -184,6 +199,14 @@ def print_summary(con: Console, r: DemoResult, kept: Path | None) -> None:
         con.say(f"Result: stopped at {con.clock(r.day_s)} (Ctrl-C), before the end of the day.")
     elif r.ok:
         con.say("Result: OK - the fire was forwarded, every nuisance was held back.")
+    elif r.fire_not_reached and len(r.problems) == 1:
+        start = r.fire_started_t
+        fire_at = f" (it starts at {con.clock(start)})" if start is not None else ""
+        con.say(
+            f"Result: INCOMPLETE - the day was cut at {con.clock(r.until_s or 0)} (--until), "
+            f"before the fire{fire_at}: nothing went wrong so far, but the run proves "
+            "nothing about the fire. Run without --until for the whole morning."
+        )
     else:
         con.say("Result: FAILED")
         for p in r.problems:

@@ -333,6 +333,7 @@ async def _run(
     result.raw_alarms = [h for h in script if h.raw_alarm]
     con = Console(opts.out, day_start)
     end_s = min(sc.duration_s, opts.until_s) if opts.until_s is not None else sc.duration_s
+    result.until_s = end_s if end_s < sc.duration_s else None
 
     con.say(f"firegate demo: {site.config.site.name}, one morning at x{opts.speed:g} speed")
     for line in textwrap.wrap(" ".join(sc.description.split()), 96):

@@ -551,6 +551,16 @@ async def test_model_in_use_is_named_and_a_missing_one_fails(tmp_path: Path) -> 
     gone = write_site(tmp_path, extra=cams + f"vision: {{model: {tmp_path / 'gone.onnx'}}}")
     [cfg] = doctor.check_config(Context(config_path=gone, timeout_s=3.0, models_dir=models))
     assert cfg.outcome is Outcome.FAIL and "vision.model" in cfg.detail, cfg
+    # a damaged model of the site's own: reinstalling firegate would not fix it
+    (tmp_path / "ours.onnx").write_bytes(b"not a model")
+    by = await check(f"vision: {{model: {tmp_path / 'ours.onnx'}}}")
+    assert by["model ours.onnx"].outcome is Outcome.FAIL
+    assert "reinstall" not in by["model ours.onnx"].fix
+    assert "vision.model: standard" in by["model ours.onnx"].fix
+    # a damaged shipped model: reinstalling is the fix
+    (models / "other.onnx").write_bytes(b"not a model")
+    by = await check("")
+    assert "reinstall firegate" in by["model other.onnx"].fix
 
 
 async def test_camera_load_for_the_configured_cameras(tmp_path: Path) -> None:

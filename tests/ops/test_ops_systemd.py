@@ -251,3 +251,28 @@ def test_prefix_install_twice_is_idempotent(tmp_path: Path, wheel: Path) -> None
     site.write_text(site.read_text() + "# edited on site\n")
     third = run_install(*args)
     assert third.returncode == 0 and site.read_text().endswith("# edited on site\n")
+
+
+def test_new_venv_is_reported_as_without_firegate_from_a_checkout(tmp_path: Path) -> None:
+    """install.sh is run from a checkout, where a firegate.egg-info lies (an editable
+    install): a new venv must not be reported as already holding that version."""
+    import sys
+
+    prefix = tmp_path / "root"
+    venv = prefix / "opt" / "firegate" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    checkout = tmp_path / "checkout"
+    (checkout / "firegate.egg-info").mkdir(parents=True)
+    (checkout / "firegate.egg-info" / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: firegate\nVersion: 9.9.9\n"
+    )
+    r = subprocess.run(
+        ["bash", str(INSTALL), "--prefix", str(prefix), "--dry-run"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "venv: firegate not installed, source" in r.stdout, r.stdout
+    assert "9.9.9" not in r.stdout

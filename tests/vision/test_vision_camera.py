@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -205,8 +207,9 @@ def clip_of(
 
 
 async def test_fire_clip_is_confirmed_with_snapshot_then_ends(
-    tmp_path: Path, detector: Detector
+    tmp_path: Path, detector: Detector, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="vision.camera")
     frames = clip_of(FIXTURES / "fire_cctv.jpg", 6) + clip_of(FIXTURES / "normal_hotel_room.jpg", 8)
     path = write_video(tmp_path / "fire.avi", frames)
     q: asyncio.Queue[Observation] = asyncio.Queue()
@@ -233,6 +236,10 @@ async def test_fire_clip_is_confirmed_with_snapshot_then_ends(
     assert all(o.snapshot_jpeg is None for o in fire[1:])
     # only confirmed events leave the worker: a handful, not one per frame
     assert len([o for o in seen if isinstance(o, VideoDetection)]) <= 6
+    # the log line is for a maintainer: words, not Python reprs
+    assert "fire start score" in caplog.text
+    assert "Region(" not in caplog.text and "<VideoClass" not in caplog.text
+    assert re.search(r"region \d+x\d+ px at \(\d+, \d+\)", caplog.text), caplog.text
 
 
 async def test_mask_over_the_fire_hides_it(tmp_path: Path, detector: Detector) -> None:
