@@ -186,7 +186,9 @@ async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path, stop: str)
             agent.start()
             # while it runs: the leakage comes (even cycles) or goes (odd ones)
             board.set_point("leakage_l1", 450 if i % 2 == 0 else 100)
-            await asyncio.sleep(3.0)
+            # long enough for a silent detector to go OFFLINE: each unanswered
+            # poll is watched 2 s for a late reply first (drivers/link.py)
+            await asyncio.sleep(5.0)
             if stop == "sigterm":
                 exits.append(agent.stop(timeout_s=15))
             else:  # a power cut or the watchdog: no stop handler runs
