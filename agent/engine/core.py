@@ -60,6 +60,7 @@ from agent.events import (
     Quantity,
     Reading,
     StateChange,
+    VideoClass,
     VideoDetection,
 )
 from agent.siteconfig import LoadedSite, ZonePolicy
@@ -156,6 +157,8 @@ class _Detector:
     lost_in_alarm: bool = False  # went offline/faulty while alarmed in an open incident
     nuisance_total: int = 0
     nuisance_period: int = 0
+    short_trips: deque[float] = field(default_factory=deque)  # alarms that cleared on their own
+    nuisance_times: deque[float] = field(default_factory=deque)  # held-back nuisances
 
 
 @dataclass(slots=True)
@@ -195,6 +198,8 @@ class _Incident:
     alarm_first_wall: dict[str, float] = field(default_factory=dict)
     verifications: dict[str, _Verification] = field(default_factory=dict)
     video_seen: bool = False
+    video_fire: bool = False  # a camera saw flames, not only smoke (which steam resembles)
+    alarm_acc_s: dict[str, float] = field(default_factory=dict)  # detector -> ended alarm time
     snapshot: bytes | None = None
     confirmed: bool = False
 
@@ -280,6 +285,8 @@ class Engine:
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
         self._offline_sources: set[str] = set()
+        self._dirty_sources: set[str] = set()  # detectors reporting dirty / service required
+        self._policy_cache: dict[str, tuple[float, ZonePolicy]] = {}
         self._seed_totals: dict[str, int] = {}
         self._stats_start_mono: float | None = None
         self.counters: dict[str, int] = {
@@ -421,6 +428,41 @@ class Engine:
         pol = self.site.policies.get(zone)
         return pol if pol is not None else ZonePolicy()
 
+    def _policy_at(self, zone: str, wall: float) -> ZonePolicy:
+        """The zone's policy with the schedules in force at ``wall`` (per minute)."""
+        base = self._policy(zone)
+        if not base.schedules:
+            return base
+        minute = wall // 60.0
+        hit = self._policy_cache.get(zone)
+        if hit is None or hit[0] != minute:
+            hit = (minute, base.at(wall))
+            self._policy_cache[zone] = hit
+        return hit[1]
+
+    def _trusted(self, d: _Detector, pol: ZonePolicy, now: float) -> bool:
+        """Whether a detector's alarm may confirm by alarm verification alone: not
+        reporting dirty / service, no run of short self-clearing trips lately,
+        no string of held-back nuisances (a clean record restores it)."""
+        if d.source in self._dirty_sources:
+            return False
+        while d.short_trips and d.short_trips[0] < now - pol.distrust_window_s:
+            d.short_trips.popleft()
+        while d.nuisance_times and d.nuisance_times[0] < now - pol.trust_restore_s:
+            d.nuisance_times.popleft()
+        return (
+            len(d.short_trips) < pol.distrust_trips and len(d.nuisance_times) < pol.distrust_trips
+        )
+
+    def _alarm_share(self, inc: _Incident, d: _Detector, now: float) -> float:
+        """Share of the time since the detector's first alarm of the incident that
+        it has been in alarm (1.0 for a continuous alarm)."""
+        onset = inc.alarm_onsets.get(d.key)
+        if onset is None or now <= onset:
+            return 1.0
+        on = inc.alarm_acc_s.get(d.key, 0.0) + (now - d.alarm_since_mono if d.alarm else 0.0)
+        return on / (now - onset)
+
     def _kind_of(self, obs: StateChange) -> DeviceKind:
         dev = self.site.devices.get(obs.source)
         if dev is None or obs.kind is DeviceKind.CAMERA:
@@ -499,10 +541,16 @@ class Engine:
         inc = self._incidents.get(zone)
         if not obs.active:
             if det.alarm and inc is not None:
-                inc.add(
-                    _evidence(obs, f"alarm cleared after {obs.mono - det.alarm_since_mono:.1f} s")
-                )
+                run_s = obs.mono - det.alarm_since_mono
+                inc.add(_evidence(obs, f"alarm cleared after {run_s:.1f} s"))
                 inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
+                inc.alarm_acc_s[det.key] = inc.alarm_acc_s.get(det.key, 0.0) + run_s
+                ver = inc.verifications.get(det.key)
+                reset_in_run = (
+                    ver is not None and det.alarm_since_mono <= ver.reset_mono <= obs.mono
+                )
+                if run_s <= self._policy(zone).self_clear_s and not reset_in_run:
+                    det.short_trips.append(obs.mono)  # cleared on its own within seconds
             det.alarm = False
             det.lost_in_alarm = False
             return
@@ -542,6 +590,8 @@ class Engine:
         inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
         inc.cameras[obs.source] = None
         inc.video_seen = True
+        if obs.cls is VideoClass.FIRE:
+            inc.video_fire = True
         if obs.snapshot_jpeg is not None:
             inc.snapshot = obs.snapshot_jpeg
         inc.add(_evidence(obs, f"video {obs.cls.value} {obs.score:.2f} confirmed, area {area} px"))
@@ -698,6 +748,11 @@ class Engine:
             f = self._faults[fk] = _Fault(obs.source, obs.point, zone, obs.condition)
         if obs.condition in LOSING_CONDITIONS:
             self._on_losing(obs, zone, obs.active)
+        if obs.condition is Condition.DIRTY:
+            if obs.active:
+                self._dirty_sources.add(obs.source)
+            else:
+                self._dirty_sources.discard(obs.source)
         if obs.active == f.active:
             return
         f.active = obs.active
@@ -817,7 +872,8 @@ class Engine:
         inc = self._incidents.get(zone)
         if inc is None:
             return
-        pol = self._policy(zone)
+        base = self._policy(zone)
+        pol = self._policy_at(zone, wall)  # with the schedule in force now
         dets = self._zone_detectors.get(zone, [])
         cams = self._zone_cameras.get(zone, [])
         if inc.confirmed:
@@ -863,22 +919,30 @@ class Engine:
                 else "panel fire signal"
             )
             reason = f"{what} {d.key}"
-        elif has_detector and pol.video_confirms and inc.video_seen:
+        elif (
+            has_detector
+            and pol.video_confirms
+            and inc.video_seen
+            and (inc.video_fire or pol.video_smoke_confirms)
+        ):
             rule = "video"
             reason = f"detector alarm confirmed by video ({', '.join(inc.cameras)})"
-        elif has_detector and (pair := self._coincident(inc, pol)) is not None:
+        elif has_detector and (pair := self._coincident(inc, now, pol)) is not None:
             rule = "coincidence"
-            reason = f"two detectors in alarm within {pair[2]:.0f} s: {pair[0]}, {pair[1]}"
+            reason = f"two detectors in alarm {pair[2]:.0f} s apart: {pair[0]}, {pair[1]}"
         elif has_detector and (rise := self._heat_rise(zone, inc)) is not None:
             rule = "heat_rise"
             reason = f"detector alarm corroborated by a {rise[1]:.1f} C rise at {rise[0]}"
-        elif (ver := self._verified(inc, answering, now)) is not None:
+        elif (ver := self._verified(inc, answering, now, pol)) is not None:
             rule = "verification"
             reason = f"alarm verification: {ver} in alarm again after the reset"
-        elif (pers := self._persisting(inc, answering, now, pol)) is not None:
+        elif (pers := self._persisting(inc, answering, now, pol, base)) is not None:
             rule = "persistence"
             reason = f"{pers.key} in alarm continuously for {now - pers.alarm_since_mono:.0f} s"
-        elif now - inc.first_mono >= pol.ceiling_s and (alarming or lost):
+        elif now - inc.first_mono >= base.ceiling_s and (
+            lost
+            or any(self._alarm_share(inc, d, now) >= base.ceiling_alarm_share for d in alarming)
+        ):
             rule = "ceiling"
             verified = False
             names = [f"{d.key} (lost in alarm)" if d.lost_in_alarm else d.key for d in alarming]
@@ -939,31 +1003,72 @@ class Engine:
             del self._incidents[zone]
             self._close_nuisance(inc, now, wall, out)
 
-    def _coincident(self, inc: _Incident, pol: ZonePolicy) -> tuple[str, str, float] | None:
+    def _coincident(
+        self, inc: _Incident, now: float, pol: ZonePolicy
+    ) -> tuple[str, str, float] | None:
+        """Two detectors as two witnesses: alarms begun within coincidence_window_s
+        of each other, but not within coincidence_independent_s (one burst of dust
+        trips both at once) unless both have held coincidence_hold_s."""
+        if len(inc.alarm_onsets) < 2:
+            return None
         onsets = sorted(inc.alarm_onsets.items(), key=lambda kv: kv[1])
-        for (k1, t1), (k2, t2) in itertools.pairwise(onsets):
-            if t2 - t1 <= pol.coincidence_window_s:
-                return k1, k2, t2 - t1
+        for (k1, t1), (k2, t2) in itertools.combinations(onsets, 2):
+            gap = t2 - t1
+            if gap > pol.coincidence_window_s:
+                continue
+            if gap > pol.coincidence_independent_s:
+                return k1, k2, gap
+            d1, d2 = self._detectors[k1], self._detectors[k2]
+            if (
+                d1.alarm
+                and d2.alarm
+                and now - d1.alarm_since_mono >= pol.coincidence_hold_s
+                and now - d2.alarm_since_mono >= pol.coincidence_hold_s
+            ):
+                return k1, k2, gap
         return None
 
-    def _verified(self, inc: _Incident, alarming: list[_Detector], now: float) -> str | None:
+    def _verified(
+        self, inc: _Incident, alarming: list[_Detector], now: float, pol: ZonePolicy
+    ) -> str | None:
+        """Alarm verification: a trusted detector back in alarm at once after its
+        reset (within verification_rearm_s) and still in alarm, without a break,
+        at the end of the reset period. A new alarm later in the confirmation
+        period is another puff: persistence, corroboration or the ceiling decide."""
+        if not pol.verification_confirms:
+            return None
         for d in alarming:
             ver = inc.verifications.get(d.key)
             if ver is None or ver.failed:
                 continue
-            # in alarm at the end of the reset period, or again within the confirmation period
-            if ver.restart_end_mono <= now <= ver.confirm_end_mono:
+            if (
+                ver.restart_end_mono <= now <= ver.confirm_end_mono
+                and d.alarm_since_mono <= ver.reset_mono + pol.verification_rearm_s
+                and self._trusted(d, pol, now)
+            ):
                 return d.key
         return None
 
     def _persisting(
-        self, inc: _Incident, alarming: list[_Detector], now: float, pol: ZonePolicy
+        self,
+        inc: _Incident,
+        alarming: list[_Detector],
+        now: float,
+        pol: ZonePolicy,
+        base: ZonePolicy,
     ) -> _Detector | None:
         for d in alarming:
             ver = inc.verifications.get(d.key)
-            if ver is not None and not ver.failed and d.alarm_since_mono >= ver.reset_mono:
-                continue  # alarm verification decides for this detector
-            if now - d.alarm_since_mono >= pol.persistence_s:
+            if (
+                ver is not None
+                and not ver.failed
+                and d.alarm_since_mono >= ver.reset_mono
+                and now < ver.restart_end_mono
+            ):
+                continue  # alarm verification decides for this detector until its end
+            # a heat detector keeps the zone's own policy at every hour (no schedule)
+            p = base if d.kind is DeviceKind.HEAT else pol
+            if now - d.alarm_since_mono >= p.persistence_s:
                 return d
         return None
 
@@ -992,6 +1097,7 @@ class Engine:
             det = self._detectors[key]
             det.nuisance_total += 1
             det.nuisance_period += 1
+            det.nuisance_times.append(now)
             ver = inc.verifications.get(key)
             if ver is not None and not ver.failed:
                 reason = (
