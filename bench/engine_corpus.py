@@ -105,6 +105,7 @@ class Outcome:
     verified: bool = True
     verifying_s: float | None = None  # first raw alarm -> first "verifying" zone state
     rule: str = ""
+    camera_saw: bool = False  # a camera of the zone reported the fire (confirmed vote)
 
 
 def _outcome(
@@ -127,6 +128,7 @@ def _outcome(
     if not mine:
         return Outcome(family, sc.truth, sc.zone, False, None, verifying_s=ver_s)
     t, d = mine[0]
+    saw = any(e.camera is not None and e.video not in (None, "end") for e in sc.events)
     return Outcome(
         family,
         sc.truth,
@@ -136,6 +138,7 @@ def _outcome(
         verified=d.verified,
         verifying_s=ver_s,
         rule=str(d.details.get("rule", "")),
+        camera_saw=saw,
     )
 
 
@@ -182,6 +185,7 @@ class Score:
     fires: int = 0
     missed: list[str] = field(default_factory=list)
     lat_cam: list[float] = field(default_factory=list)
+    lat_cam_saw: list[float] = field(default_factory=list)
     lat_nocam: list[float] = field(default_factory=list)
     lat_family: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     worst: tuple[float, str] = (0.0, "")
@@ -208,6 +212,8 @@ def score(outcomes: list[tuple[str, Outcome]], camera_zones: set[str]) -> Score:
             s.by_family[o.family] += 1
             continue
         (s.lat_cam if o.zone in camera_zones else s.lat_nocam).append(o.latency_s)
+        if o.zone in camera_zones and o.camera_saw:
+            s.lat_cam_saw.append(o.latency_s)
         s.lat_family[o.family].append(o.latency_s)
         s.unverified += not o.verified
         s.rules[o.rule] += 1
@@ -308,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         s = scores[name]
         print(f"  {name}")
         print(f"    zone with a camera     {_lat(s.lat_cam)}")
+        print(f"      the camera saw it    {_lat(s.lat_cam_saw)}")
         print(f"    zone without camera    {_lat(s.lat_nocam)}")
         print(
             f"    worst: {s.worst[0]:.1f} s ({s.worst[1]}); forwarded unverified (ceiling): {s.unverified}"

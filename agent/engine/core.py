@@ -62,6 +62,7 @@ from agent.events import (
     StateChange,
     VideoClass,
     VideoDetection,
+    iso,
 )
 from agent.siteconfig import LoadedSite, ZonePolicy
 
@@ -153,6 +154,7 @@ class _Detector:
     resettable: bool
     alarm: bool = False
     alarm_since_mono: float = 0.0
+    cleared_mono: float = float("-inf")  # when its latest alarm cleared
     offline: bool = False
     lost_in_alarm: bool = False  # went offline/faulty while alarmed in an open incident
     nuisance_total: int = 0
@@ -202,6 +204,7 @@ class _Incident:
     alarm_acc_s: dict[str, float] = field(default_factory=dict)  # detector -> ended alarm time
     snapshot: bytes | None = None
     confirmed: bool = False
+    state_sent: bool = False  # a "verifying" zone state went out for this incident
 
     def add(self, ev: Evidence) -> None:
         if len(self.evidence) < MAX_EVIDENCE:
@@ -301,6 +304,7 @@ class Engine:
             "suppressed": 0,
             "commands": 0,
             "incidents_resumed": 0,
+            "zone_state": 0,
         }
 
     # ------------------------------------------------------------------ inputs
@@ -463,6 +467,29 @@ class Engine:
         on = inc.alarm_acc_s.get(d.key, 0.0) + (now - d.alarm_since_mono if d.alarm else 0.0)
         return on / (now - onset)
 
+    def _recurring(
+        self,
+        inc: _Incident,
+        dets: list[_Detector],
+        alarming: list[_Detector],
+        now: float,
+        pol: ZonePolicy,
+    ) -> _Detector | None:
+        """A detector whose alarm persists for the ceiling: in alarm now (or
+        cleared only seconds ago: a flickering smoulder) and in alarm at least
+        ``ceiling_alarm_share`` of the time since its first alarm."""
+        recent = [
+            d
+            for d in dets
+            if not d.alarm
+            and d.key in inc.alarm_onsets
+            and now - d.cleared_mono <= pol.self_clear_s
+        ]
+        for d in (*alarming, *recent):
+            if self._alarm_share(inc, d, now) >= pol.ceiling_alarm_share:
+                return d
+        return None
+
     def _kind_of(self, obs: StateChange) -> DeviceKind:
         dev = self.site.devices.get(obs.source)
         if dev is None or obs.kind is DeviceKind.CAMERA:
@@ -551,6 +578,8 @@ class Engine:
                 )
                 if run_s <= self._policy(zone).self_clear_s and not reset_in_run:
                     det.short_trips.append(obs.mono)  # cleared on its own within seconds
+            if det.alarm:
+                det.cleared_mono = obs.mono
             det.alarm = False
             det.lost_in_alarm = False
             return
@@ -909,6 +938,7 @@ class Engine:
         verified = True
         first_mono, first_wall = inc.first_mono, inc.first_wall
 
+        flick: _Detector | None = None
         immediate = [d for d in alarming if d.kind in IMMEDIATE_KINDS]
         if immediate:
             d = immediate[0]
@@ -940,13 +970,14 @@ class Engine:
             rule = "persistence"
             reason = f"{pers.key} in alarm continuously for {now - pers.alarm_since_mono:.0f} s"
         elif now - inc.first_mono >= base.ceiling_s and (
-            lost
-            or any(self._alarm_share(inc, d, now) >= base.ceiling_alarm_share for d in alarming)
+            lost or (flick := self._recurring(inc, dets, alarming, now, base)) is not None
         ):
             rule = "ceiling"
             verified = False
             names = [f"{d.key} (lost in alarm)" if d.lost_in_alarm else d.key for d in alarming]
             names += [f"{d.key} (lost in alarm)" for d in lost if not d.alarm]
+            if not names and flick is not None:
+                names = [f"{flick.key} (flickering, cleared {now - flick.cleared_mono:.0f} s ago)"]
             reason = (
                 f"alarm persisting {now - inc.first_mono:.0f} s without confirmation "
                 f"(hard ceiling {pol.ceiling_s:g} s): {', '.join(names)}"
@@ -977,6 +1008,10 @@ class Engine:
                     details={"rule": rule, "held_s": round(now - first_mono, 3)},
                 ),
             )
+            if inc.state_sent:
+                self._zone_state(
+                    inc, "confirmed", f"fire alarm: {reason}", now, wall, out, rule=rule
+                )
             return
 
         # not (yet) confirmed: start alarm verification where a detector can be reset
@@ -993,6 +1028,21 @@ class Engine:
                     out.commands.append(cmd)
                     self.counters["commands"] += 1
 
+        if not inc.state_sent:
+            inc.state_sent = True
+            applying, deadline_s = self._applying(inc, alarming, cams, pol, base, now)
+            self._zone_state(
+                inc,
+                "verifying",
+                f"alarm in zone {zone} being verified: {applying}",
+                now,
+                wall,
+                out,
+                rule=applying,
+                deadline=iso(inc.first_wall + deadline_s),
+                deadline_s=deadline_s,
+            )
+
         busy = (
             alarming
             or lost
@@ -1002,6 +1052,73 @@ class Engine:
         if not busy and now - inc.last_activity_mono >= pol.coincidence_window_s:
             del self._incidents[zone]
             self._close_nuisance(inc, now, wall, out)
+            if inc.state_sent:
+                why = "; ".join(s.reason for s in out.suppressed if s.zone == zone) or "cleared"
+                self._zone_state(inc, "held", f"held back as a nuisance: {why}", now, wall, out)
+
+    def _applying(
+        self,
+        inc: _Incident,
+        alarming: list[_Detector],
+        cams: list[_Camera],
+        pol: ZonePolicy,
+        base: ZonePolicy,
+        now: float,
+    ) -> tuple[str, float]:
+        """In words, the rule an unconfirmed incident now waits on, and its
+        latest deadline (seconds after the first alarm)."""
+        if not inc.alarm_onsets:
+            return (
+                f"camera alone: held {pol.video_only_s:g} s or a growing region",
+                pol.video_only_s,
+            )
+        d = alarming[0] if alarming else None
+        if d is not None and d.resettable and pol.verification and pol.verification_confirms:
+            if self._trusted(d, pol, now):
+                return (
+                    f"alarm verification of {d.key} (reset, back in alarm at the end of "
+                    f"{pol.reset_window_s:g} s), else persistence {pol.persistence_s:g} s, "
+                    f"ceiling {base.ceiling_s:g} s",
+                    base.ceiling_s,
+                )
+            return (
+                f"{d.key} not trusted alone (dirty or self-clearing trips): corroboration or "
+                f"persistence {pol.persistence_s:g} s, ceiling {base.ceiling_s:g} s",
+                base.ceiling_s,
+            )
+        return (
+            f"corroboration (camera, second detector, heat) or persistence "
+            f"{pol.persistence_s:g} s, ceiling {base.ceiling_s:g} s",
+            base.ceiling_s,
+        )
+
+    def _zone_state(
+        self,
+        inc: _Incident,
+        state: str,
+        reason: str,
+        now: float,
+        wall: float,
+        out: EngineOutput,
+        **details: Any,
+    ) -> None:
+        """A zone's state for the centre's display (retained upstream); never paged."""
+        self._emit(
+            out,
+            Decision(
+                type=DecisionType.ZONE_STATE,
+                zone=inc.zone,
+                reason=reason,
+                first_seen_wall=inc.first_wall,
+                first_seen_mono=inc.first_mono,
+                wall=wall,
+                mono=now,
+                devices=tuple(inc.devices),
+                cameras=tuple(inc.cameras),
+                evidence=tuple(inc.evidence[-4:]),
+                details={"state": state, **details},
+            ),
+        )
 
     def _coincident(
         self, inc: _Incident, now: float, pol: ZonePolicy

@@ -80,8 +80,9 @@ def test_two_detectors_tripped_by_one_burst_are_one_witness() -> None:
 def test_two_detectors_seconds_apart_are_two_witnesses() -> None:
     sim = Sim()
     sim.alarm(10, "s2")
-    (d,) = sim.alarm(14, "h1").decisions
-    assert d.details["rule"] == "coincidence"
+    sim.alarm(14, "h1")
+    ((t, d),) = sim.fires()
+    assert t == 14 and d.details["rule"] == "coincidence"
 
 
 def test_two_detectors_at_once_that_both_hold_confirm() -> None:
@@ -113,8 +114,9 @@ def test_schedule_outside_its_hours_changes_nothing() -> None:
     sch = {**EVENING, "start": "06:00", "end": "07:00"}
     sim = Sim(site(schedules=[sch]))
     sim.alarm(10, "s1")
-    (d,) = sim.video(15).decisions
-    assert d.details["rule"] == "video"
+    sim.video(15)
+    ((t, d),) = sim.fires()
+    assert t == 15 and d.details["rule"] == "video"
 
 
 def test_schedule_never_applies_to_heat_detectors_or_call_points() -> None:
