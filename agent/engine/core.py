@@ -182,6 +182,7 @@ class _Verification:
     confirm_end_mono: float
     command_id: str
     failed: bool = False  # the reset could not be done: persistence and ceiling apply
+    alarm_s_at_reset: float = 0.0  # the detector's alarm time in the incident at the reset
 
     def live(self, now: float) -> bool:
         return not self.failed and now <= self.confirm_end_mono
@@ -202,6 +203,7 @@ class _Incident:
     video_seen: bool = False
     video_fire: bool = False  # a camera saw flames, not only smoke (which steam resembles)
     alarm_acc_s: dict[str, float] = field(default_factory=dict)  # detector -> ended alarm time
+    own_clears: dict[str, int] = field(default_factory=dict)  # clears not caused by a reset
     snapshot: bytes | None = None
     confirmed: bool = False
     state_sent: bool = False  # a "verifying" zone state went out for this incident
@@ -464,8 +466,11 @@ class Engine:
         onset = inc.alarm_onsets.get(d.key)
         if onset is None or now <= onset:
             return 1.0
-        on = inc.alarm_acc_s.get(d.key, 0.0) + (now - d.alarm_since_mono if d.alarm else 0.0)
-        return on / (now - onset)
+        return self._alarm_on_s(inc, d, now) / (now - onset)
+
+    def _alarm_on_s(self, inc: _Incident, d: _Detector, now: float) -> float:
+        """Seconds the detector has been in alarm during the incident."""
+        return inc.alarm_acc_s.get(d.key, 0.0) + (now - d.alarm_since_mono if d.alarm else 0.0)
 
     def _recurring(
         self,
@@ -483,6 +488,7 @@ class Engine:
             for d in dets
             if not d.alarm
             and d.key in inc.alarm_onsets
+            and inc.own_clears.get(d.key, 0) >= 2  # flickering, not one puff that just ended
             and now - d.cleared_mono <= pol.self_clear_s
         ]
         for d in (*alarming, *recent):
@@ -576,6 +582,8 @@ class Engine:
                 reset_in_run = (
                     ver is not None and det.alarm_since_mono <= ver.reset_mono <= obs.mono
                 )
+                if not reset_in_run:
+                    inc.own_clears[det.key] = inc.own_clears.get(det.key, 0) + 1
                 if run_s <= self._policy(zone).self_clear_s and not reset_in_run:
                     det.short_trips.append(obs.mono)  # cleared on its own within seconds
             if det.alarm:
@@ -1024,6 +1032,7 @@ class Engine:
                         restart_end_mono=now + pol.reset_window_s,
                         confirm_end_mono=now + pol.reset_window_s + pol.confirmation_window_s,
                         command_id=cmd.id,
+                        alarm_s_at_reset=self._alarm_on_s(inc, d, now),
                     )
                     out.commands.append(cmd)
                     self.counters["commands"] += 1
@@ -1148,21 +1157,24 @@ class Engine:
     def _verified(
         self, inc: _Incident, alarming: list[_Detector], now: float, pol: ZonePolicy
     ) -> str | None:
-        """Alarm verification: a trusted detector back in alarm at once after its
-        reset (within verification_rearm_s) and still in alarm, without a break,
-        at the end of the reset period. A new alarm later in the confirmation
-        period is another puff: persistence, corroboration or the ceiling decide."""
+        """Alarm verification: a trusted detector in alarm at or after the end of
+        the reset period (within the confirmation period) that came back at once
+        after its reset (within verification_rearm_s) and held without a break,
+        or that has been in alarm ``verification_share`` of the time since its
+        reset (smoke that keeps coming back). One later puff is neither:
+        persistence, corroboration or the ceiling decide."""
         if not pol.verification_confirms:
             return None
         for d in alarming:
             ver = inc.verifications.get(d.key)
             if ver is None or ver.failed:
                 continue
-            if (
-                ver.restart_end_mono <= now <= ver.confirm_end_mono
-                and d.alarm_since_mono <= ver.reset_mono + pol.verification_rearm_s
-                and self._trusted(d, pol, now)
-            ):
+            if not ver.restart_end_mono <= now <= ver.confirm_end_mono:
+                continue
+            back_at_once = d.alarm_since_mono <= ver.reset_mono + pol.verification_rearm_s
+            on_s = self._alarm_on_s(inc, d, now) - ver.alarm_s_at_reset
+            keeps_coming = on_s >= pol.verification_share * (now - ver.reset_mono)
+            if (back_at_once or keeps_coming) and self._trusted(d, pol, now):
                 return d.key
         return None
 

@@ -235,6 +235,14 @@ class ZonePolicy(Strict):
         description="alarm verification confirms a detector back in alarm within this after "
         "its reset and still in alarm, without a break, at the end of reset_window_s",
     )
+    verification_share: float = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="alarm verification also confirms a detector in alarm after the reset "
+        "period that has been in alarm this share of the time since its reset (smoke that "
+        "keeps coming back); one later puff of steam stays below it",
+    )
     coincidence_independent_s: float = Field(
         default=2.0,
         ge=0,
