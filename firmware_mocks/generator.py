@@ -46,8 +46,11 @@ SMOKE = {
     "corridor": ("corridor-smoke", True, None),
     "changing-room": ("changing-smoke", False, None),
     "electrical-room": ("elec-smoke", True, None),
+    "music-room": ("music-smoke", True, None),  # analogue: obscuration %/ft
 }
 ALARM_POINT = "smoke_alarm"
+# detectors whose alarm is a bit of a status word, and whose smoke level is analogue
+ANALOG = {"music-smoke": ("status", 1, 0, "smoke_level")}
 
 Family = Callable[[random.Random, int], Scenario]
 
@@ -56,8 +59,26 @@ def _ev(at: float, **kw: Any) -> Event:
     return Event(at=round(at, 3), **kw)
 
 
-def _trip(dev: str, at: float, dur: float, point: str = ALARM_POINT) -> list[Event]:
-    return [_ev(at, device=dev, set={point: True}), _ev(at + dur, device=dev, set={point: False})]
+def _alarm(dev: str, on: bool) -> dict[str, Any]:
+    """The point values that put ``dev`` in (or out of) alarm."""
+    if dev in ANALOG:
+        point, v_on, v_off, _level = ANALOG[dev]
+        return {point: v_on if on else v_off}
+    return {ALARM_POINT: on}
+
+
+def _trip(dev: str, at: float, dur: float, level: bool = True) -> list[Event]:
+    """An alarm of ``dur`` s; an analogue detector's level jumps and falls with it
+    (steam and dust rise and fall within seconds)."""
+    ev = [
+        _ev(at, device=dev, set=_alarm(dev, True)),
+        _ev(at + dur, device=dev, set=_alarm(dev, False)),
+    ]
+    if dev in ANALOG and level:
+        pt = ANALOG[dev][3]
+        ev.append(_ev(at - 2, device=dev, ramp={"point": pt, "to": 3.0, "over_s": 2}))
+        ev.append(_ev(at + dur, device=dev, ramp={"point": pt, "to": 0.2, "over_s": 3}))
+    return ev
 
 
 def _scenario(
@@ -97,7 +118,9 @@ def _scenario(
 
 def cooking_short(rng: random.Random, i: int) -> Scenario:
     """Cooking fumes, burnt toast, kettle steam: one puff of 2-25 s."""
-    zone = rng.choice(["classroom-12", "classroom-14", "staff-room", "kitchen", "storeroom"])
+    zone = rng.choice(
+        ["classroom-12", "classroom-14", "staff-room", "kitchen", "storeroom", "music-room"]
+    )
     dev = SMOKE[zone][0]
     t0 = rng.uniform(20, 60)
     ev = _trip(dev, t0, rng.uniform(2, 25))
@@ -106,7 +129,9 @@ def cooking_short(rng: random.Random, i: int) -> Scenario:
 
 def aerosol(rng: random.Random, i: int) -> Scenario:
     """Aerosol spray (deodorant, cleaning spray): one to three sprays of 3-15 s."""
-    zone = rng.choice(["classroom-12", "classroom-14", "staff-room", "corridor", "storeroom"])
+    zone = rng.choice(
+        ["classroom-12", "classroom-14", "staff-room", "corridor", "storeroom", "music-room"]
+    )
     dev = SMOKE[zone][0]
     t = rng.uniform(20, 60)
     ev: list[Event] = []
@@ -127,7 +152,7 @@ def shower_steam_long(rng: random.Random, i: int) -> Scenario:
 def steam_retrip(rng: random.Random, i: int) -> Scenario:
     """Steam (or smoke from cooking) that re-trips a resettable detector 30-90 s
     after its reset: a first puff of 3-20 s, then one of 3-30 s."""
-    zone = rng.choice(["classroom-12", "staff-room", "corridor", "kitchen"])
+    zone = rng.choice(["classroom-12", "staff-room", "corridor", "kitchen", "music-room"])
     dev = SMOKE[zone][0]
     t0 = rng.uniform(20, 60)
     ev = _trip(dev, t0, rng.uniform(3, 20))
@@ -352,11 +377,11 @@ def fast_flaming(rng: random.Random, i: int) -> Scenario:
     ev: list[Event] = []
     if zone == "workshop":
         a, b = rng.sample(["workshop-smoke-1", "workshop-smoke-2"], 2)
-        ev.append(_ev(ign + rng.uniform(5, 30), device=a, set={ALARM_POINT: True}))
-        ev.append(_ev(ign + rng.uniform(30, 60), device=b, set={ALARM_POINT: True}))
+        ev.append(_ev(ign + rng.uniform(5, 30), device=a, set=_alarm(a, True)))
+        ev.append(_ev(ign + rng.uniform(30, 60), device=b, set=_alarm(b, True)))
     else:
         dev, _res, cam = SMOKE[zone]
-        ev.append(_ev(ign + rng.uniform(5, 40), device=dev, set={ALARM_POINT: True}))
+        ev.append(_ev(ign + rng.uniform(5, 40), device=dev, set=_alarm(dev, True)))
         if cam is not None and rng.random() < 0.85:  # sometimes the camera looks elsewhere
             v0 = ign + rng.uniform(2, 20)
             area = rng.randint(800, 3000)
@@ -391,9 +416,15 @@ def slow_smoulder(rng: random.Random, i: int) -> Scenario:
     ev: list[Event] = []
     for _ in range(rng.randint(0, 5)):
         d = rng.uniform(5, 30)
-        ev += _trip(dev, t, d)
+        ev += _trip(dev, t, d, level=False)
         t += d + rng.uniform(2, 10)
-    ev.append(_ev(t, device=dev, set={ALARM_POINT: True}))
+    ev.append(_ev(t, device=dev, set=_alarm(dev, True)))
+    if dev in ANALOG:  # the obscuration climbs for ten minutes up to the first trip
+        s0 = max(0.0, first - 600)
+        ev.append(
+            _ev(s0, device=dev, ramp={"point": ANALOG[dev][3], "to": 3.0, "over_s": first - s0})
+        )
+        ev.append(_ev(first, device=dev, ramp={"point": ANALOG[dev][3], "to": 6.0, "over_s": 300}))
     if cam is not None and rng.random() < 0.6:
         v0 = first + rng.uniform(10, 120)
         area = rng.randint(1500, 4000)
@@ -417,7 +448,9 @@ def electrical_cabinet(rng: random.Random, i: int) -> Scenario:
             device="cabinet-ef",
             ramp={"point": "leakage", "to": rng.uniform(320, 600), "over_s": climb},
         ),
-        _ev(t0 + climb * rng.uniform(0.6, 1.2), device="elec-smoke", set={ALARM_POINT: True}),
+        _ev(
+            t0 + climb * rng.uniform(0.6, 1.2), device="elec-smoke", set=_alarm("elec-smoke", True)
+        ),
     ]
     return _scenario(
         f"gen-electrical-cabinet-{i}",
@@ -482,7 +515,7 @@ def detector_offline(rng: random.Random, i: int) -> Scenario:
     dev, _res, cam = SMOKE[zone]
     t0 = rng.uniform(20, 60)
     ev = [
-        _ev(t0, device=dev, set={ALARM_POINT: True}),
+        _ev(t0, device=dev, set=_alarm(dev, True)),
         _ev(t0 + rng.uniform(2, 40), device=dev, offline=True),
     ]
     if cam is not None and rng.random() < 0.5:

@@ -83,6 +83,7 @@ FAULT_CONDITIONS = frozenset(
 # have been destroyed by the fire: its alarm is kept, never silently cancelled.
 LOSING_CONDITIONS = frozenset({Condition.OFFLINE, Condition.FAULT})
 MAX_EVIDENCE = 32
+SMOKE_LEVELS = frozenset({Quantity.SMOKE_PERCENT_FT, Quantity.SMOKE_DB_M})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,6 +287,7 @@ class Engine:
             self._zone_cameras.setdefault(cam.zone, []).append(cam)
         self._incidents: dict[str, _Incident] = {}
         self._temps: dict[str, deque[tuple[float, float]]] = {}
+        self._smoke: dict[str, deque[tuple[float, float]]] = {}  # source -> analogue level
         self._zone_temps: dict[str, list[str]] = {}
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
@@ -663,6 +665,14 @@ class Engine:
             horizon = obs.mono - self._policy(zone).heat_rise_window_s
             while hist and hist[0][0] < horizon:
                 hist.popleft()
+        elif obs.quantity in SMOKE_LEVELS:
+            hist = self._smoke.get(obs.source)
+            if hist is None:
+                hist = self._smoke[obs.source] = deque()
+            hist.append((obs.mono, obs.value))
+            horizon = obs.mono - 2 * self._policy(zone).shape_climb_s
+            while hist and hist[0][0] < horizon:
+                hist.popleft()
         dev = self.site.devices.get(obs.source)
         if dev is None or dev.kind not in ELECTRICAL_KINDS:
             return
@@ -971,6 +981,12 @@ class Engine:
         elif has_detector and (rise := self._heat_rise(zone, inc)) is not None:
             rule = "heat_rise"
             reason = f"detector alarm corroborated by a {rise[1]:.1f} C rise at {rise[0]}"
+        elif has_detector and (shape := self._climbing(answering, now, pol)) is not None:
+            rule = "signal_shape"
+            reason = (
+                f"{shape[0]} in alarm after its smoke level climbed steadily "
+                f"{shape[1]:g} -> {shape[2]:g} over {pol.shape_climb_s:g} s (a smoulder)"
+            )
         elif (ver := self._verified(inc, answering, now, pol)) is not None:
             rule = "verification"
             reason = f"alarm verification: {ver} in alarm again after the reset"
@@ -1128,6 +1144,39 @@ class Engine:
                 details={"state": state, **details},
             ),
         )
+
+    def _climbing(
+        self, alarming: list[_Detector], now: float, pol: ZonePolicy
+    ) -> tuple[str, float, float] | None:
+        """A detector in alarm whose own analogue smoke level climbed steadily over
+        the last ``shape_climb_s``: it rose in each half of the window, by at least
+        a tenth of its present value, never falling back by more than a fifth of
+        the rise. Steam and dust jump within seconds from a flat level: not a climb."""
+        for d in alarming:
+            hist = self._smoke.get(d.source)
+            if not hist or hist[0][0] > now - pol.shape_climb_s + 1.0:
+                continue
+            start = now - pol.shape_climb_s
+            window = [(t, v) for t, v in hist if t >= start]
+            if len(window) < 4:
+                continue
+            first, last = window[0][1], window[-1][1]
+            mid = window[len(window) // 2][1]
+            rise = last - first
+            if last <= 0 or rise < 0.1 * last:
+                continue
+            if mid - first < 0.2 * rise or last - mid < 0.2 * rise:
+                continue  # flat, then a jump: steam, dust
+            peak = first
+            steady = True
+            for _t, v in window:
+                if v < peak - 0.2 * rise:
+                    steady = False
+                    break
+                peak = max(peak, v)
+            if steady:
+                return d.key, round(first, 2), round(last, 2)
+        return None
 
     def _coincident(
         self, inc: _Incident, now: float, pol: ZonePolicy

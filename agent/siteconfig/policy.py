@@ -259,6 +259,14 @@ class ZonePolicy(Strict):
         "alarm at least this share of the time since its first alarm (short trips of dust or "
         "insects stay below it; a lost detector always counts)",
     )
+    shape_climb_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="a detector whose own analogue smoke level (obscuration) has climbed "
+        "steadily for this long when it alarms is a smoulder, not steam or dust (which rise "
+        "and fall within seconds): its alarm confirms (rule signal_shape)",
+    )
     schedules: tuple[ZoneSchedule, ...] = Field(
         default=(), description="hours during which the zone needs more to confirm"
     )

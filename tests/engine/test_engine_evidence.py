@@ -12,7 +12,7 @@ from agent.engine import Engine
 from agent.events import Condition, DeviceKind
 from agent.siteconfig import ZonePolicy
 from bench.engine_rules_v1 import Engine as EngineV1
-from tests.engine.engine_sim import Sim, site
+from tests.engine.engine_sim import WALL0, Sim, site
 
 # WALL0 of engine_sim is Tuesday 2023-11-14 22:13:20 UTC
 EVENING = {"name": "late cooking", "start": "22:00", "end": "23:00", "persistence_s": 90,
@@ -152,3 +152,55 @@ def test_old_rules_forward_these() -> None:
     old.alarm(10, "s2")
     old.alarm(10.6, "h1")
     assert old.fires()
+
+
+def _analog_sim() -> Sim:
+    from agent.engine.site import DeviceInfo
+    from agent.events import DeviceKind as K
+
+    idx = site()
+    devices = {**idx.devices, "a1": DeviceInfo("a1", "z2", K.MULTI, True, 1.0)}
+    return Sim(_replace(idx, devices))
+
+
+def _replace(idx: Any, devices: dict[str, Any]) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(idx, devices=devices)
+
+
+def _level(sim: Sim, t: float, value: float) -> None:
+    from agent.events import Quantity, Reading
+
+    sim.feed(
+        Reading(
+            source="a1",
+            zone="z2",
+            wall=WALL0 + t,
+            mono=t,
+            point="smoke",
+            quantity=Quantity.SMOKE_PERCENT_FT,
+            value=value,
+            unit="%/ft",
+        )
+    )
+
+
+def test_analog_level_climbing_steadily_confirms_a_smoulder_at_its_alarm() -> None:
+    sim = _analog_sim()
+    for k in range(101):  # 0.1 -> 3.1 %/ft over 100 s, polled every second
+        _level(sim, float(k), 0.1 + 0.03 * k)
+    sim.alarm(100.2, "a1")
+    ((t, d),) = sim.fires()
+    assert t == pytest.approx(100.2) and d.details["rule"] == "signal_shape"
+
+
+def test_analog_level_that_jumps_is_steam_not_a_smoulder() -> None:
+    sim = _analog_sim()
+    for k in range(98):  # flat, then a jump within 3 s: steam or dust
+        _level(sim, float(k), 0.1)
+    for k, v in ((98, 1.2), (99, 2.6), (100, 3.1)):
+        _level(sim, float(k), v)
+    sim.alarm(100.2, "a1")
+    sim.until(101)
+    assert not sim.fires()
