@@ -482,9 +482,10 @@ class Engine:
         now: float,
         pol: ZonePolicy,
     ) -> _Detector | None:
-        """A detector whose alarm persists for the ceiling: in alarm now (or
-        cleared only seconds ago: a flickering smoulder) and in alarm at least
-        ``ceiling_alarm_share`` of the time since its first alarm."""
+        """A detector whose alarm persists for the ceiling: in alarm now and in
+        alarm at least ``ceiling_alarm_share`` of the time since its first alarm,
+        or flickering (cleared on its own twice, the last time only seconds ago)
+        and in alarm at least halfway between that share and all the time."""
         recent = [
             d
             for d in dets
@@ -493,8 +494,11 @@ class Engine:
             and inc.own_clears.get(d.key, 0) >= 2  # flickering, not one puff that just ended
             and now - d.cleared_mono <= pol.self_clear_s
         ]
-        for d in (*alarming, *recent):
+        for d in alarming:
             if self._alarm_share(inc, d, now) >= pol.ceiling_alarm_share:
+                return d
+        for d in recent:  # not in alarm this very second: it must have held most of the time
+            if self._alarm_share(inc, d, now) >= (1 + pol.ceiling_alarm_share) / 2:
                 return d
         return None
 
@@ -1149,9 +1153,9 @@ class Engine:
         self, alarming: list[_Detector], now: float, pol: ZonePolicy
     ) -> tuple[str, float, float] | None:
         """A detector in alarm whose own analogue smoke level climbed steadily over
-        the last ``shape_climb_s``: it rose in each half of the window, by at least
-        a tenth of its present value, never falling back by more than a fifth of
-        the rise. Steam and dust jump within seconds from a flat level: not a climb."""
+        the last ``shape_climb_s``: it rose by at least a tenth of its present
+        value, in every quarter of the window, never falling back by more than a
+        fifth of the rise. Steam and dust jump within seconds from a flat level: not a climb."""
         for d in alarming:
             hist = self._smoke.get(d.source)
             if not hist or hist[0][0] > now - pol.shape_climb_s + 1.0:
@@ -1161,12 +1165,19 @@ class Engine:
             if len(window) < 4:
                 continue
             first, last = window[0][1], window[-1][1]
-            mid = window[len(window) // 2][1]
             rise = last - first
             if last <= 0 or rise < 0.1 * last:
                 continue
-            if mid - first < 0.2 * rise or last - mid < 0.2 * rise:
-                continue  # flat, then a jump: steam, dust
+            n = len(window)
+            marks = [
+                window[0][1],
+                window[n // 4][1],
+                window[n // 2][1],
+                window[3 * n // 4][1],
+                last,
+            ]
+            if any(b - a < 0.1 * rise for a, b in itertools.pairwise(marks)):
+                continue  # flat, then a jump (steam, dust): not a climb in every quarter
             peak = first
             steady = True
             for _t, v in window:
@@ -1222,7 +1233,12 @@ class Engine:
                 continue
             back_at_once = d.alarm_since_mono <= ver.reset_mono + pol.verification_rearm_s
             on_s = self._alarm_on_s(inc, d, now) - ver.alarm_s_at_reset
-            keeps_coming = on_s >= pol.verification_share * (now - ver.reset_mono)
+            since_s = now - ver.reset_mono
+            # judged over at least twice the reset period: a few sprays of aerosol
+            # in a row fill the first half minute as well as a smoulder does
+            keeps_coming = (
+                since_s >= 2 * pol.reset_window_s and on_s >= pol.verification_share * since_s
+            )
             if (back_at_once or keeps_coming) and self._trusted(d, pol, now):
                 return d.key
         return None
