@@ -26,6 +26,7 @@ Run: python -m bench.engine_corpus [--seed 15] [--nuisances 2600] [--fires 600] 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import multiprocessing
 import statistics
@@ -40,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.engine import Engine, EngineOutput
+from agent.engine.site import SiteIndex
 from agent.events import (
     Condition,
     Decision,
@@ -88,6 +90,14 @@ class PassThrough:
 
     def tick(self, now_mono: float, now_wall: float) -> EngineOutput:
         return EngineOutput()
+
+
+def engine_without_schedules(site: LoadedSite) -> Engine:
+    """The engine on the same site with every zone schedule removed (the site's
+    other policy settings kept): what the schedules buy, measured."""
+    index = SiteIndex.from_site(site)
+    policies = {z: p.model_copy(update={"schedules": ()}) for z, p in index.policies.items()}
+    return Engine(dataclasses.replace(index, policies=policies))
 
 
 DECIDERS: dict[str, Callable[[LoadedSite], Any]] = {"engine": Engine, "rules-v1": EngineV1}
@@ -282,7 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fires", type=int, default=600, help="fire instances")
     ap.add_argument("--jobs", type=int, default=2, help="processes for the replays")
     ap.add_argument("--repeat", type=int, default=2, help="throughput runs (best kept)")
+    ap.add_argument(
+        "--no-schedules",
+        action="store_true",
+        help="also replay the engine with the site's zone schedules removed",
+    )
     args = ap.parse_args(argv)
+    if args.no_schedules:
+        DECIDERS["engine-no-schedules"] = engine_without_schedules
 
     items = generate(args.seed, args.nuisances, args.fires)
     site = scenario_site(items[0][1])
@@ -305,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         name: score(
             [(sc.name, r[name]) for (_f, sc), r in zip(items, results, strict=True)], camera_zones
         )
-        for name in ("engine", "rules-v1", "pass-through")
+        for name in ("engine", *(k for k in DECIDERS if k != "engine"), "pass-through")
     }
     eng = scores["engine"]
     print()
@@ -333,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"first raw alarm -> fire alarm (targets: median with camera <= 12 s; worst <= {limit:g} s)"
     )
-    for name in ("engine", "rules-v1"):
+    for name in [k for k in scores if k != "pass-through"]:
         s = scores[name]
         print(f"  {name}")
         print(f"    zone with a camera     {_lat(s.lat_cam)}")
@@ -371,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = {
         name: throughput(traces, f, args.repeat)
         for name, f in (*DECIDERS.items(), ("pass-through", PassThrough))
+        if name != "engine-no-schedules"
     }
     for name, r in rates.items():
         print(f"  {name:13s} {r:12,.0f} observations/s")

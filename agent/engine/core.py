@@ -184,6 +184,7 @@ class _Verification:
     command_id: str
     failed: bool = False  # the reset could not be done: persistence and ceiling apply
     alarm_s_at_reset: float = 0.0  # the detector's alarm time in the incident at the reset
+    longest_gap_s: float = 0.0  # the detector's longest time out of alarm since the reset
 
     def live(self, now: float) -> bool:
         return not self.failed and now <= self.confirm_end_mono
@@ -205,6 +206,7 @@ class _Incident:
     video_fire: bool = False  # a camera saw flames, not only smoke (which steam resembles)
     alarm_acc_s: dict[str, float] = field(default_factory=dict)  # detector -> ended alarm time
     own_clears: dict[str, int] = field(default_factory=dict)  # clears not caused by a reset
+    longest_gap_s: dict[str, float] = field(default_factory=dict)  # out of alarm, between alarms
     snapshot: bytes | None = None
     confirmed: bool = False
     state_sent: bool = False  # a "verifying" zone state went out for this incident
@@ -482,10 +484,10 @@ class Engine:
         now: float,
         pol: ZonePolicy,
     ) -> _Detector | None:
-        """A detector whose alarm persists for the ceiling: in alarm now and in
-        alarm at least ``ceiling_alarm_share`` of the time since its first alarm,
-        or flickering (cleared on its own twice, the last time only seconds ago)
-        and in alarm at least halfway between that share and all the time."""
+        """A detector whose alarm persists for the ceiling: in alarm at least
+        ``ceiling_alarm_share`` of the time since its first alarm, and in alarm
+        now, or flickering (cleared on its own twice, the last time only seconds
+        ago, and never out of alarm longer than ``self_clear_s``)."""
         recent = [
             d
             for d in dets
@@ -497,8 +499,11 @@ class Engine:
         for d in alarming:
             if self._alarm_share(inc, d, now) >= pol.ceiling_alarm_share:
                 return d
-        for d in recent:  # not in alarm this very second: it must have held most of the time
-            if self._alarm_share(inc, d, now) >= (1 + pol.ceiling_alarm_share) / 2:
+        for d in recent:  # not in alarm this very second: it flickers, never away for long
+            if (
+                inc.longest_gap_s.get(d.key, 0.0) <= pol.self_clear_s
+                and self._alarm_share(inc, d, now) >= pol.ceiling_alarm_share
+            ):
                 return d
         return None
 
@@ -603,6 +608,12 @@ class Engine:
         det.alarm = True
         det.alarm_since_mono = obs.mono
         inc = self._incident(zone, obs)
+        if det.cleared_mono >= inc.first_mono:  # back after a gap: how long was it away?
+            gap = obs.mono - det.cleared_mono
+            inc.longest_gap_s[det.key] = max(inc.longest_gap_s.get(det.key, 0.0), gap)
+            ver = inc.verifications.get(det.key)
+            if ver is not None and det.cleared_mono >= ver.reset_mono:
+                ver.longest_gap_s = max(ver.longest_gap_s, gap)
         inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
         inc.devices[obs.source] = None
         again = det.key in inc.alarm_onsets
@@ -1221,7 +1232,8 @@ class Engine:
         the reset period (within the confirmation period) that came back at once
         after its reset (within verification_rearm_s) and held without a break,
         or that has been in alarm ``verification_share`` of the time since its
-        reset (smoke that keeps coming back). One later puff is neither:
+        reset, never away longer than ``self_clear_s`` (smoke that keeps coming
+        back). One later puff is neither:
         persistence, corroboration or the ceiling decide."""
         if not pol.verification_confirms:
             return None
@@ -1237,7 +1249,9 @@ class Engine:
             # judged over at least twice the reset period: a few sprays of aerosol
             # in a row fill the first half minute as well as a smoulder does
             keeps_coming = (
-                since_s >= 2 * pol.reset_window_s and on_s >= pol.verification_share * since_s
+                since_s >= 2 * pol.reset_window_s
+                and on_s >= pol.verification_share * since_s
+                and ver.longest_gap_s <= pol.self_clear_s  # never away long: not a new puff
             )
             if (back_at_once or keeps_coming) and self._trusted(d, pol, now):
                 return d.key
