@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:13s} {1000 * s.forwarded / max(1, s.nuisances):7.1f}  "
             f"[{1000 * lo:6.1f}, {1000 * hi:6.1f}]  ({s.forwarded}/{s.nuisances})"
         )
-    print("  by family (forwarded / instances): engine | rules-v1 | pass-through")
+    print(f"  by family (forwarded / instances): {' | '.join(scores)}")
     for fam in NUISANCE_FAMILIES:
         n = eng.n_family[fam]
         cells = " | ".join(f"{scores[k].by_family[fam]:4d}" for k in scores)
