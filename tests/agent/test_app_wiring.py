@@ -63,10 +63,14 @@ async def test_two_detectors_in_alarm_reach_the_outbox_and_metrics(tmp_path: Pat
                 if "reset" in dev3.commands_received:
                     break
             assert "reset" in dev3.commands_received and "reset" not in dev4.commands_received
-            text = METRICS.render()
+            # the fire alarm and the zone's "verifying" and "confirmed" states
+            for _ in range(50):
+                text = METRICS.render()
+                if "firegate_outbox_depth 3" in text:
+                    break
+                await asyncio.sleep(0.05)
             assert 'firegate_polls_total{bus="b1",device="smoke-1"}' in text
             assert 'firegate_decisions_total{type="fire_alarm"} 1' in text
-            # the fire alarm and the zone's "verifying" and "confirmed" states
             assert "firegate_outbox_depth 3" in text
         finally:
             stop.set()
