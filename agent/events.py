@@ -208,6 +208,8 @@ class DecisionType(enum.StrEnum):
     FAULT = "fault"
     RESTORE = "restore"
     STATS = "stats"
+    # a zone's retained state (verifying / confirmed / held): shown, never paged
+    ZONE_STATE = "zone_state"
 
 
 # Zone of decisions about the gateway itself (its parts, outbox, uplink).
@@ -220,6 +222,7 @@ PRIORITY: dict[DecisionType, int] = {
     DecisionType.FAULT: 2,
     DecisionType.RESTORE: 3,
     DecisionType.STATS: 4,
+    DecisionType.ZONE_STATE: 0,  # "verifying" must reach the centre within seconds
 }
 
 

@@ -16,6 +16,8 @@ Topics, under ``topic_root`` (default ``firegate/<site_id>/<gateway_id>``):
   electrical_prealarm, fault, restore, stats); QoS 1, not retained; the
   versioned JSON payload of ``agent/schemas/decision.schema.json``.
 * ``evidence/<decision id>``: the JPEG snapshot of a decision; QoS 1.
+* ``zone/<zone>/state``: a zone's state (``zone_state`` decisions: verifying,
+  confirmed, held), QoS 1, retained: the centre shows it, never pages on it.
 * ``status``: retained ``online`` (agent version, start time) at connect; the
   last will sets it to ``offline`` (retained) when the link dies; a clean stop
   publishes ``offline`` itself.
@@ -179,6 +181,9 @@ class Topics:
 
     def evidence(self, decision_id: str) -> str:
         return f"{self.root}/evidence/{decision_id}"
+
+    def zone_state(self, zone: str) -> str:
+        return f"{self.root}/zone/{zone}/state"
 
     @property
     def status(self) -> str:
@@ -728,11 +733,15 @@ class Uplink:
                     sent_wall=self.clock.wall(),
                     topics=self.topics,
                 )
+                topic, retain = self.topics.decision(p.type), False
+                if p.type == DecisionType.ZONE_STATE:  # one retained state per zone
+                    topic, retain = self.topics.zone_state(str(p.payload.get("zone", "_"))), True
                 try:
                     await client.publish_acked(
-                        self.topics.decision(p.type),
+                        topic,
                         redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False)),
                         timeout_s=timeout_s,
+                        retain=retain,
                     )
                 except PublishRefused as e:
                     self._on_refused(kind, e, retry=retry == kind)

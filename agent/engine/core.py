@@ -60,7 +60,9 @@ from agent.events import (
     Quantity,
     Reading,
     StateChange,
+    VideoClass,
     VideoDetection,
+    iso,
 )
 from agent.siteconfig import LoadedSite, ZonePolicy
 
@@ -86,6 +88,7 @@ SNAPSHOT_VERSION = 1  # of Engine.snapshot()
 # offline detection at the slowest usual poll, a camera's stale time) or the
 # fault is taken as cleared while the agent was down.
 RESTART_FAULT_GRACE_S = 60.0
+SMOKE_LEVELS = frozenset({Quantity.SMOKE_PERCENT_FT, Quantity.SMOKE_DB_M})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,10 +160,13 @@ class _Detector:
     resettable: bool
     alarm: bool = False
     alarm_since_mono: float = 0.0
+    cleared_mono: float = float("-inf")  # when its latest alarm cleared
     offline: bool = False
     lost_in_alarm: bool = False  # went offline/faulty while alarmed in an open incident
     nuisance_total: int = 0
     nuisance_period: int = 0
+    short_trips: deque[float] = field(default_factory=deque)  # alarms that cleared on their own
+    nuisance_times: deque[float] = field(default_factory=deque)  # held-back nuisances
 
 
 @dataclass(slots=True)
@@ -182,6 +188,8 @@ class _Verification:
     confirm_end_mono: float
     command_id: str
     failed: bool = False  # the reset could not be done: persistence and ceiling apply
+    alarm_s_at_reset: float = 0.0  # the detector's alarm time in the incident at the reset
+    longest_gap_s: float = 0.0  # the detector's longest time out of alarm since the reset
 
     def live(self, now: float) -> bool:
         return not self.failed and now <= self.confirm_end_mono
@@ -200,8 +208,13 @@ class _Incident:
     alarm_first_wall: dict[str, float] = field(default_factory=dict)
     verifications: dict[str, _Verification] = field(default_factory=dict)
     video_seen: bool = False
+    video_fire: bool = False  # a camera saw flames, not only smoke (which steam resembles)
+    alarm_acc_s: dict[str, float] = field(default_factory=dict)  # detector -> ended alarm time
+    own_clears: dict[str, int] = field(default_factory=dict)  # clears not caused by a reset
+    longest_gap_s: dict[str, float] = field(default_factory=dict)  # out of alarm, between alarms
     snapshot: bytes | None = None
     confirmed: bool = False
+    state_sent: bool = False  # a "verifying" zone state went out for this incident
 
     def add(self, ev: Evidence) -> None:
         if len(self.evidence) < MAX_EVIDENCE:
@@ -281,11 +294,14 @@ class Engine:
             self._zone_cameras.setdefault(cam.zone, []).append(cam)
         self._incidents: dict[str, _Incident] = {}
         self._temps: dict[str, deque[tuple[float, float]]] = {}
+        self._smoke: dict[str, deque[tuple[float, float]]] = {}  # source -> analogue level
         self._zone_temps: dict[str, list[str]] = {}
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
         self._offline_sources: set[str] = set()
         self._episode_ids: dict[tuple[str, ...], str] = {}  # open episode -> its decision id
+        self._dirty_sources: set[str] = set()  # detectors reporting dirty / service required
+        self._policy_cache: dict[str, tuple[float, ZonePolicy]] = {}
         self._seed_totals: dict[str, int] = {}
         self._stats_start_mono: float | None = None
         self.counters: dict[str, int] = {
@@ -300,6 +316,7 @@ class Engine:
             "suppressed": 0,
             "commands": 0,
             "incidents_resumed": 0,
+            "zone_state": 0,
         }
 
     # ------------------------------------------------------------------ inputs
@@ -427,6 +444,75 @@ class Engine:
         pol = self.site.policies.get(zone)
         return pol if pol is not None else ZonePolicy()
 
+    def _policy_at(self, zone: str, wall: float) -> ZonePolicy:
+        """The zone's policy with the schedules in force at ``wall`` (per minute)."""
+        base = self._policy(zone)
+        if not base.schedules:
+            return base
+        minute = wall // 60.0
+        hit = self._policy_cache.get(zone)
+        if hit is None or hit[0] != minute:
+            hit = (minute, base.at(wall))
+            self._policy_cache[zone] = hit
+        return hit[1]
+
+    def _trusted(self, d: _Detector, pol: ZonePolicy, now: float) -> bool:
+        """Whether a detector's alarm may confirm by alarm verification alone: not
+        reporting dirty / service, no run of short self-clearing trips lately,
+        no string of held-back nuisances (a clean record restores it)."""
+        if d.source in self._dirty_sources:
+            return False
+        while d.short_trips and d.short_trips[0] < now - pol.distrust_window_s:
+            d.short_trips.popleft()
+        while d.nuisance_times and d.nuisance_times[0] < now - pol.trust_restore_s:
+            d.nuisance_times.popleft()
+        return (
+            len(d.short_trips) < pol.distrust_trips and len(d.nuisance_times) < pol.distrust_trips
+        )
+
+    def _alarm_share(self, inc: _Incident, d: _Detector, now: float) -> float:
+        """Share of the time since the detector's first alarm of the incident that
+        it has been in alarm (1.0 for a continuous alarm)."""
+        onset = inc.alarm_onsets.get(d.key)
+        if onset is None or now <= onset:
+            return 1.0
+        return self._alarm_on_s(inc, d, now) / (now - onset)
+
+    def _alarm_on_s(self, inc: _Incident, d: _Detector, now: float) -> float:
+        """Seconds the detector has been in alarm during the incident."""
+        return inc.alarm_acc_s.get(d.key, 0.0) + (now - d.alarm_since_mono if d.alarm else 0.0)
+
+    def _recurring(
+        self,
+        inc: _Incident,
+        dets: list[_Detector],
+        alarming: list[_Detector],
+        now: float,
+        pol: ZonePolicy,
+    ) -> _Detector | None:
+        """A detector whose alarm persists for the ceiling: in alarm at least
+        ``ceiling_alarm_share`` of the time since its first alarm, and in alarm
+        now, or flickering (cleared on its own twice, the last time only seconds
+        ago, and never out of alarm longer than ``self_clear_s``)."""
+        recent = [
+            d
+            for d in dets
+            if not d.alarm
+            and d.key in inc.alarm_onsets
+            and inc.own_clears.get(d.key, 0) >= 2  # flickering, not one puff that just ended
+            and now - d.cleared_mono <= pol.self_clear_s
+        ]
+        for d in alarming:
+            if self._alarm_share(inc, d, now) >= pol.ceiling_alarm_share:
+                return d
+        for d in recent:  # not in alarm this very second: it flickers, never away for long
+            if (
+                inc.longest_gap_s.get(d.key, 0.0) <= pol.self_clear_s
+                and self._alarm_share(inc, d, now) >= pol.ceiling_alarm_share
+            ):
+                return d
+        return None
+
     def _kind_of(self, obs: StateChange) -> DeviceKind:
         dev = self.site.devices.get(obs.source)
         if dev is None or obs.kind is DeviceKind.CAMERA:
@@ -505,10 +591,20 @@ class Engine:
         inc = self._incidents.get(zone)
         if not obs.active:
             if det.alarm and inc is not None:
-                inc.add(
-                    _evidence(obs, f"alarm cleared after {obs.mono - det.alarm_since_mono:.1f} s")
-                )
+                run_s = obs.mono - det.alarm_since_mono
+                inc.add(_evidence(obs, f"alarm cleared after {run_s:.1f} s"))
                 inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
+                inc.alarm_acc_s[det.key] = inc.alarm_acc_s.get(det.key, 0.0) + run_s
+                ver = inc.verifications.get(det.key)
+                reset_in_run = (
+                    ver is not None and det.alarm_since_mono <= ver.reset_mono <= obs.mono
+                )
+                if not reset_in_run:
+                    inc.own_clears[det.key] = inc.own_clears.get(det.key, 0) + 1
+                if run_s <= self._policy(zone).self_clear_s and not reset_in_run:
+                    det.short_trips.append(obs.mono)  # cleared on its own within seconds
+            if det.alarm:
+                det.cleared_mono = obs.mono
             det.alarm = False
             det.lost_in_alarm = False
             return
@@ -518,6 +614,12 @@ class Engine:
         det.alarm = True
         det.alarm_since_mono = obs.mono
         inc = self._incident(zone, obs)
+        if det.cleared_mono >= inc.first_mono:  # back after a gap: how long was it away?
+            gap = obs.mono - det.cleared_mono
+            inc.longest_gap_s[det.key] = max(inc.longest_gap_s.get(det.key, 0.0), gap)
+            ver = inc.verifications.get(det.key)
+            if ver is not None and det.cleared_mono >= ver.reset_mono:
+                ver.longest_gap_s = max(ver.longest_gap_s, gap)
         inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
         inc.devices[obs.source] = None
         again = det.key in inc.alarm_onsets
@@ -548,6 +650,8 @@ class Engine:
         inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
         inc.cameras[obs.source] = None
         inc.video_seen = True
+        if obs.cls is VideoClass.FIRE:
+            inc.video_fire = True
         if obs.snapshot_jpeg is not None:
             inc.snapshot = obs.snapshot_jpeg
         inc.add(_evidence(obs, f"video {obs.cls.value} {obs.score:.2f} confirmed, area {area} px"))
@@ -580,6 +684,14 @@ class Engine:
                 self._zone_temps.setdefault(zone, []).append(tkey)
             hist.append((obs.mono, obs.value))
             horizon = obs.mono - self._policy(zone).heat_rise_window_s
+            while hist and hist[0][0] < horizon:
+                hist.popleft()
+        elif obs.quantity in SMOKE_LEVELS:
+            hist = self._smoke.get(obs.source)
+            if hist is None:
+                hist = self._smoke[obs.source] = deque()
+            hist.append((obs.mono, obs.value))
+            horizon = obs.mono - 2 * self._policy(zone).shape_climb_s
             while hist and hist[0][0] < horizon:
                 hist.popleft()
         dev = self.site.devices.get(obs.source)
@@ -704,6 +816,11 @@ class Engine:
             f = self._faults[fk] = _Fault(obs.source, obs.point, zone, obs.condition)
         if obs.condition in LOSING_CONDITIONS:
             self._on_losing(obs, zone, obs.active)
+        if obs.condition is Condition.DIRTY:
+            if obs.active:
+                self._dirty_sources.add(obs.source)
+            else:
+                self._dirty_sources.discard(obs.source)
         if obs.active == f.active:
             return
         f.active = obs.active
@@ -827,7 +944,8 @@ class Engine:
         inc = self._incidents.get(zone)
         if inc is None:
             return
-        pol = self._policy(zone)
+        base = self._policy(zone)
+        pol = self._policy_at(zone, wall)  # with the schedule in force now
         dets = self._zone_detectors.get(zone, [])
         cams = self._zone_cameras.get(zone, [])
         if inc.confirmed:
@@ -863,6 +981,7 @@ class Engine:
         verified = True
         first_mono, first_wall = inc.first_mono, inc.first_wall
 
+        flick: _Detector | None = None
         immediate = [d for d in alarming if d.kind in IMMEDIATE_KINDS]
         if immediate:
             d = immediate[0]
@@ -873,26 +992,41 @@ class Engine:
                 else "panel fire signal"
             )
             reason = f"{what} {d.key}"
-        elif has_detector and pol.video_confirms and inc.video_seen:
+        elif (
+            has_detector
+            and pol.video_confirms
+            and inc.video_seen
+            and (inc.video_fire or pol.video_smoke_confirms)
+        ):
             rule = "video"
             reason = f"detector alarm confirmed by video ({', '.join(inc.cameras)})"
-        elif has_detector and (pair := self._coincident(inc, pol)) is not None:
+        elif has_detector and (pair := self._coincident(inc, now, pol)) is not None:
             rule = "coincidence"
-            reason = f"two detectors in alarm within {pair[2]:.0f} s: {pair[0]}, {pair[1]}"
+            reason = f"two detectors in alarm {pair[2]:.0f} s apart: {pair[0]}, {pair[1]}"
         elif has_detector and (rise := self._heat_rise(zone, inc)) is not None:
             rule = "heat_rise"
             reason = f"detector alarm corroborated by a {rise[1]:.1f} C rise at {rise[0]}"
-        elif (ver := self._verified(inc, answering, now)) is not None:
+        elif has_detector and (shape := self._climbing(answering, now, pol)) is not None:
+            rule = "signal_shape"
+            reason = (
+                f"{shape[0]} in alarm after its smoke level climbed steadily "
+                f"{shape[1]:g} -> {shape[2]:g} over {pol.shape_climb_s:g} s (a smoulder)"
+            )
+        elif (ver := self._verified(inc, answering, now, pol)) is not None:
             rule = "verification"
             reason = f"alarm verification: {ver} in alarm again after the reset"
-        elif (pers := self._persisting(inc, answering, now, pol)) is not None:
+        elif (pers := self._persisting(inc, answering, now, pol, base)) is not None:
             rule = "persistence"
             reason = f"{pers.key} in alarm continuously for {now - pers.alarm_since_mono:.0f} s"
-        elif now - inc.first_mono >= pol.ceiling_s and (alarming or lost):
+        elif now - inc.first_mono >= base.ceiling_s and (
+            lost or (flick := self._recurring(inc, dets, alarming, now, base)) is not None
+        ):
             rule = "ceiling"
             verified = False
             names = [f"{d.key} (lost in alarm)" if d.lost_in_alarm else d.key for d in alarming]
             names += [f"{d.key} (lost in alarm)" for d in lost if not d.alarm]
+            if not names and flick is not None:
+                names = [f"{flick.key} (flickering, cleared {now - flick.cleared_mono:.0f} s ago)"]
             reason = (
                 f"alarm persisting {now - inc.first_mono:.0f} s without confirmation "
                 f"(hard ceiling {pol.ceiling_s:g} s): {', '.join(names)}"
@@ -923,6 +1057,10 @@ class Engine:
                     details={"rule": rule, "held_s": round(now - first_mono, 3)},
                 ),
             )
+            if inc.state_sent:
+                self._zone_state(
+                    inc, "confirmed", f"fire alarm: {reason}", now, wall, out, rule=rule
+                )
             return
 
         # not (yet) confirmed: start alarm verification where a detector can be reset
@@ -935,9 +1073,25 @@ class Engine:
                         restart_end_mono=now + pol.reset_window_s,
                         confirm_end_mono=now + pol.reset_window_s + pol.confirmation_window_s,
                         command_id=cmd.id,
+                        alarm_s_at_reset=self._alarm_on_s(inc, d, now),
                     )
                     out.commands.append(cmd)
                     self.counters["commands"] += 1
+
+        if not inc.state_sent:
+            inc.state_sent = True
+            applying, deadline_s = self._applying(inc, alarming, cams, pol, base, now)
+            self._zone_state(
+                inc,
+                "verifying",
+                f"alarm in zone {zone} being verified: {applying}",
+                now,
+                wall,
+                out,
+                rule=applying,
+                deadline=iso(inc.first_wall + deadline_s),
+                deadline_s=deadline_s,
+            )
 
         busy = (
             alarming
@@ -948,32 +1102,191 @@ class Engine:
         if not busy and now - inc.last_activity_mono >= pol.coincidence_window_s:
             del self._incidents[zone]
             self._close_nuisance(inc, now, wall, out)
+            if inc.state_sent:
+                why = "; ".join(s.reason for s in out.suppressed if s.zone == zone) or "cleared"
+                self._zone_state(inc, "held", f"held back as a nuisance: {why}", now, wall, out)
 
-    def _coincident(self, inc: _Incident, pol: ZonePolicy) -> tuple[str, str, float] | None:
-        onsets = sorted(inc.alarm_onsets.items(), key=lambda kv: kv[1])
-        for (k1, t1), (k2, t2) in itertools.pairwise(onsets):
-            if t2 - t1 <= pol.coincidence_window_s:
-                return k1, k2, t2 - t1
+    def _applying(
+        self,
+        inc: _Incident,
+        alarming: list[_Detector],
+        cams: list[_Camera],
+        pol: ZonePolicy,
+        base: ZonePolicy,
+        now: float,
+    ) -> tuple[str, float]:
+        """In words, the rule an unconfirmed incident now waits on, and its
+        latest deadline (seconds after the first alarm)."""
+        if not inc.alarm_onsets:
+            return (
+                f"camera alone: held {pol.video_only_s:g} s or a growing region",
+                pol.video_only_s,
+            )
+        d = alarming[0] if alarming else None
+        if d is not None and d.resettable and pol.verification and pol.verification_confirms:
+            if self._trusted(d, pol, now):
+                return (
+                    f"alarm verification of {d.key} (reset, back in alarm at the end of "
+                    f"{pol.reset_window_s:g} s), else persistence {pol.persistence_s:g} s, "
+                    f"ceiling {base.ceiling_s:g} s",
+                    base.ceiling_s,
+                )
+            return (
+                f"{d.key} not trusted alone (dirty or self-clearing trips): corroboration or "
+                f"persistence {pol.persistence_s:g} s, ceiling {base.ceiling_s:g} s",
+                base.ceiling_s,
+            )
+        return (
+            f"corroboration (camera, second detector, heat) or persistence "
+            f"{pol.persistence_s:g} s, ceiling {base.ceiling_s:g} s",
+            base.ceiling_s,
+        )
+
+    def _zone_state(
+        self,
+        inc: _Incident,
+        state: str,
+        reason: str,
+        now: float,
+        wall: float,
+        out: EngineOutput,
+        **details: Any,
+    ) -> None:
+        """A zone's state for the centre's display (retained upstream); never paged."""
+        self._emit(
+            out,
+            Decision(
+                type=DecisionType.ZONE_STATE,
+                zone=inc.zone,
+                reason=reason,
+                first_seen_wall=inc.first_wall,
+                first_seen_mono=inc.first_mono,
+                wall=wall,
+                mono=now,
+                devices=tuple(inc.devices),
+                cameras=tuple(inc.cameras),
+                evidence=tuple(inc.evidence[-4:]),
+                details={"state": state, **details},
+            ),
+        )
+
+    def _climbing(
+        self, alarming: list[_Detector], now: float, pol: ZonePolicy
+    ) -> tuple[str, float, float] | None:
+        """A detector in alarm whose own analogue smoke level climbed steadily over
+        the last ``shape_climb_s``: it rose by at least a tenth of its present
+        value, in every quarter of the window, never falling back by more than a
+        fifth of the rise. Steam and dust jump within seconds from a flat level: not a climb."""
+        for d in alarming:
+            hist = self._smoke.get(d.source)
+            if not hist or hist[0][0] > now - pol.shape_climb_s + 1.0:
+                continue
+            start = now - pol.shape_climb_s
+            window = [(t, v) for t, v in hist if t >= start]
+            if len(window) < 4:
+                continue
+            first, last = window[0][1], window[-1][1]
+            rise = last - first
+            if last <= 0 or rise < 0.1 * last:
+                continue
+            n = len(window)
+            marks = [
+                window[0][1],
+                window[n // 4][1],
+                window[n // 2][1],
+                window[3 * n // 4][1],
+                last,
+            ]
+            if any(b - a < 0.1 * rise for a, b in itertools.pairwise(marks)):
+                continue  # flat, then a jump (steam, dust): not a climb in every quarter
+            peak = first
+            steady = True
+            for _t, v in window:
+                if v < peak - 0.2 * rise:
+                    steady = False
+                    break
+                peak = max(peak, v)
+            if steady:
+                return d.key, round(first, 2), round(last, 2)
         return None
 
-    def _verified(self, inc: _Incident, alarming: list[_Detector], now: float) -> str | None:
+    def _coincident(
+        self, inc: _Incident, now: float, pol: ZonePolicy
+    ) -> tuple[str, str, float] | None:
+        """Two detectors as two witnesses: alarms begun within coincidence_window_s
+        of each other, but not within coincidence_independent_s (one burst of dust
+        trips both at once) unless both have held coincidence_hold_s."""
+        if len(inc.alarm_onsets) < 2:
+            return None
+        onsets = sorted(inc.alarm_onsets.items(), key=lambda kv: kv[1])
+        for (k1, t1), (k2, t2) in itertools.combinations(onsets, 2):
+            gap = t2 - t1
+            if gap > pol.coincidence_window_s:
+                continue
+            if gap > pol.coincidence_independent_s:
+                return k1, k2, gap
+            d1, d2 = self._detectors[k1], self._detectors[k2]
+            if (
+                d1.alarm
+                and d2.alarm
+                and now - d1.alarm_since_mono >= pol.coincidence_hold_s
+                and now - d2.alarm_since_mono >= pol.coincidence_hold_s
+            ):
+                return k1, k2, gap
+        return None
+
+    def _verified(
+        self, inc: _Incident, alarming: list[_Detector], now: float, pol: ZonePolicy
+    ) -> str | None:
+        """Alarm verification: a trusted detector in alarm at or after the end of
+        the reset period (within the confirmation period) that came back at once
+        after its reset (within verification_rearm_s) and held without a break,
+        or that has been in alarm ``verification_share`` of the time since its
+        reset, never away longer than ``self_clear_s`` (smoke that keeps coming
+        back). One later puff is neither:
+        persistence, corroboration or the ceiling decide."""
+        if not pol.verification_confirms:
+            return None
         for d in alarming:
             ver = inc.verifications.get(d.key)
             if ver is None or ver.failed:
                 continue
-            # in alarm at the end of the reset period, or again within the confirmation period
-            if ver.restart_end_mono <= now <= ver.confirm_end_mono:
+            if not ver.restart_end_mono <= now <= ver.confirm_end_mono:
+                continue
+            back_at_once = d.alarm_since_mono <= ver.reset_mono + pol.verification_rearm_s
+            on_s = self._alarm_on_s(inc, d, now) - ver.alarm_s_at_reset
+            since_s = now - ver.reset_mono
+            # judged over at least twice the reset period: a few sprays of aerosol
+            # in a row fill the first half minute as well as a smoulder does
+            keeps_coming = (
+                since_s >= 2 * pol.reset_window_s
+                and on_s >= pol.verification_share * since_s
+                and ver.longest_gap_s <= pol.self_clear_s  # never away long: not a new puff
+            )
+            if (back_at_once or keeps_coming) and self._trusted(d, pol, now):
                 return d.key
         return None
 
     def _persisting(
-        self, inc: _Incident, alarming: list[_Detector], now: float, pol: ZonePolicy
+        self,
+        inc: _Incident,
+        alarming: list[_Detector],
+        now: float,
+        pol: ZonePolicy,
+        base: ZonePolicy,
     ) -> _Detector | None:
         for d in alarming:
             ver = inc.verifications.get(d.key)
-            if ver is not None and not ver.failed and d.alarm_since_mono >= ver.reset_mono:
-                continue  # alarm verification decides for this detector
-            if now - d.alarm_since_mono >= pol.persistence_s:
+            if (
+                ver is not None
+                and not ver.failed
+                and d.alarm_since_mono >= ver.reset_mono
+                and now < ver.restart_end_mono
+            ):
+                continue  # alarm verification decides for this detector until its end
+            # a heat detector keeps the zone's own policy at every hour (no schedule)
+            p = base if d.kind is DeviceKind.HEAT else pol
+            if now - d.alarm_since_mono >= p.persistence_s:
                 return d
         return None
 
@@ -1002,6 +1315,7 @@ class Engine:
             det = self._detectors[key]
             det.nuisance_total += 1
             det.nuisance_period += 1
+            det.nuisance_times.append(now)
             ver = inc.verifications.get(key)
             if ver is not None and not ver.failed:
                 reason = (

@@ -239,7 +239,7 @@ class CentreState:
         details = payload.get("details") or {}
         if payload.get("zone") == GATEWAY_ZONE:
             return self._gateway(kind, details, t)
-        if kind == "stats":
+        if kind in ("stats", "zone_state"):  # no place in the standard (docs/gb26875.md)
             return []
         names = [*payload.get("devices", ()), *payload.get("cameras", ())]
         comps = [c for c in (self.directory.get(n) for n in names) if c is not None]

@@ -10,7 +10,7 @@ from agent.siteconfig.loader import (
     load_site,
 )
 from agent.siteconfig.models import SiteConfig
-from agent.siteconfig.policy import ZonePolicy
+from agent.siteconfig.policy import ZonePolicy, ZoneSchedule
 
 __all__ = [
     "ConfigError",
@@ -18,6 +18,7 @@ __all__ = [
     "Problem",
     "SiteConfig",
     "ZonePolicy",
+    "ZoneSchedule",
     "available_profiles",
     "find_profile",
     "load_profile",

@@ -44,6 +44,7 @@ async def test_two_detectors_in_alarm_reach_the_outbox_and_metrics(tmp_path: Pat
         try:
             await asyncio.sleep(0.5)
             dev3.set_point("smoke_alarm", 1)
+            await asyncio.sleep(2.5)  # two witnesses, not one burst of dust (issue 15)
             dev4.set_point("smoke_alarm", 1)  # coincidence of two detectors of the zone
             assert agent.outbox is not None
             for _ in range(100):
@@ -62,10 +63,15 @@ async def test_two_detectors_in_alarm_reach_the_outbox_and_metrics(tmp_path: Pat
                 if "reset" in dev3.commands_received:
                     break
             assert "reset" in dev3.commands_received and "reset" not in dev4.commands_received
-            text = METRICS.render()
+            # the fire alarm and the zone's "verifying" and "confirmed" states
+            for _ in range(50):
+                text = METRICS.render()
+                if "firegate_outbox_depth 3" in text:
+                    break
+                await asyncio.sleep(0.05)
             assert 'firegate_polls_total{bus="b1",device="smoke-1"}' in text
             assert 'firegate_decisions_total{type="fire_alarm"} 1' in text
-            assert "firegate_outbox_depth 1" in text
+            assert "firegate_outbox_depth 3" in text
         finally:
             stop.set()
             await runner

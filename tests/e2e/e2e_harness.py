@@ -156,7 +156,8 @@ class Subscriber:
                 await asyncio.sleep(0.1)
 
     def decisions(self) -> list[Received]:
-        return [m for m in self.messages if "/decision/" in m.topic]
+        """Decisions, and the zones' retained states (zone/<zone>/state)."""
+        return [m for m in self.messages if "/decision/" in m.topic or "/zone/" in m.topic]
 
     def online(self) -> bool:
         return any(

@@ -50,7 +50,7 @@ def test_incident_that_cleared_while_down_is_not_resumed() -> None:
     assert not sim.engine.resume_incident("z", WALL0, WALL0 + 600, 1000, WALL0 + 1000)
     assert not sim.engine.resume_incident("nowhere", WALL0, WALL0 + 990, 1000, WALL0 + 1000)
     sim.alarm(1001, "s2")
-    sim.alarm(1002, "h1")
+    sim.alarm(1004, "h1")  # 3 s after: two witnesses, not one burst
     assert len(sim.fires()) == 1  # a new fire is a new alarm
 
 

@@ -23,6 +23,7 @@ SPEED = 200.0  # simulated seconds per real second
 class Sink:
     def __init__(self, fail_first: int = 0) -> None:
         self.decisions: list[Decision] = []
+        self.zone_states: list[Decision] = []  # "verifying" / "held" for the centre's display
         self.fail_first = fail_first
         self.calls = 0
 
@@ -30,6 +31,9 @@ class Sink:
         self.calls += 1
         if self.calls <= self.fail_first:
             raise OSError("outbox disk full")
+        if decision.type is DecisionType.ZONE_STATE:
+            self.zone_states.append(decision)
+            return
         self.decisions.append(decision)
 
 
