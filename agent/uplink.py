@@ -32,8 +32,15 @@ Delivery order is the outbox's: strict priority, oldest first within one.
 Up to ``inflight_max`` decisions await their PUBACK at once; a fire alarm
 stored while a backlog drains is the next message published. A publish
 without PUBACK within ``publish_timeout_s`` ends the connection; the decision
-stays stored and is sent again (same id) on the next one. Reconnects back off
-exponentially with jitter. A refused login or a TLS error is one clear log
+stays stored and is sent again (same id) on the next one. Reconnects use full
+jitter (``reconnect_delay_s``): the first try after a lost link comes at a
+random moment within ``reconnect_window_s``, the window doubling with each
+failed try up to ``reconnect_max_s``, so that a broker restart does not bring
+a province's gateways back in one second. A fire alarm does not wait for it:
+while one waits in the outbox the next try comes no later than
+``ALARM_RETRY_S`` after the last one began, and one stored during the wait
+cuts it short (at most one try per ``ALARM_RETRY_S``: a flapping broker is
+not hammered). A refused login or a TLS error is one clear log
 line per episode, a health fault in ``status()``, and a FAULT decision kept in
 the outbox (a RESTORE follows once connected); nothing is dropped meanwhile.
 
@@ -64,6 +71,7 @@ import contextlib
 import json
 import logging
 import random
+import sqlite3
 import ssl
 import time
 from collections import deque
@@ -90,7 +98,7 @@ from agent.mqtt import (
     reraise_if_cancelled,
     session_options,
 )
-from agent.outbox import SNAPSHOT, Outbox, Pending
+from agent.outbox import SNAPSHOT, Outbox, OutboxError, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
 log = logging.getLogger(__name__)
@@ -142,6 +150,26 @@ STATUS_KIND = "status"
 HEARTBEAT_KIND = "heartbeat"
 DOWNLINK_KIND = "request/+"  # the downlink subscription (refused by SUBACK, not PUBACK)
 RETRY_MIN_WAIT_S = 0.01  # a due retry with no free slot waits for a PUBACK, not in a loop
+# While a fire alarm waits in the outbox, tries of the connection come at least
+# this often (and not more often): it reaches the centre within seconds of the
+# broker's return, whatever the reconnect jitter, without hammering a broker.
+ALARM_RETRY_S = 3.0
+ALARM_PART = DecisionType.FIRE_ALARM.value  # the highest priority (PRIORITY 0)
+RECONNECT_EXP_MAX = 32  # the window stops doubling long before; no float overflow
+
+
+def reconnect_delay_s(
+    config: UplinkConfig, failures: int, rng: random.Random | None = None
+) -> float:
+    """The wait before the next connection try after ``failures`` (>= 1) in a row.
+
+    Full jitter: uniform between ``reconnect_min_s`` and a window that is
+    ``reconnect_window_s`` for the first retry and doubles with each further
+    failure, never beyond ``reconnect_max_s``.
+    """
+    n = min(max(failures, 1) - 1, RECONNECT_EXP_MAX)
+    window = min(config.reconnect_max_s, config.reconnect_window_s * 2**n)
+    return (rng or random).uniform(min(config.reconnect_min_s, window), window)
 
 
 def _action(kind: str) -> str:
@@ -346,7 +374,7 @@ class Uplink:
     async def run(self) -> None:
         failures = 0
         while True:
-            self.progress_mono = self.clock.monotonic()
+            self.progress_mono = tried_mono = self.clock.monotonic()
             self.state = "connecting"
             link_errors = _LinkErrors()
             MQTT_LOG.addHandler(link_errors)
@@ -375,19 +403,44 @@ class Uplink:
             ):
                 failures = 0  # a link that delivered or held a while starts afresh
             failures += 1
-            delay = min(
-                self.config.reconnect_max_s, self.config.reconnect_min_s * 2 ** (failures - 1)
-            )
-            delay *= random.uniform(0.5, 1.0)  # so gateways cut off together do not return in step
+            delay = reconnect_delay_s(self.config, failures)
             self.state = "backoff"
             log.debug("uplink: reconnecting in %.1f s", delay)
-            await self._sleep_bounded(delay)
+            await self._backoff(delay, tried_mono)
 
-    async def _sleep_bounded(self, seconds: float) -> None:
+    async def _backoff(self, seconds: float, tried_mono: float) -> None:
+        """Wait ``seconds`` before the next try, but no later than ``ALARM_RETRY_S``
+        after the last try began (``tried_mono``) while a fire alarm waits in the
+        outbox; one stored during the wait ends it then (at once, if that is past)."""
         end = self.clock.monotonic() + seconds
-        while (left := end - self.clock.monotonic()) > 0:
-            await self.clock.sleep(min(left, IDLE_WAKE_S))
+        alarm_end = tried_mono + ALARM_RETRY_S
+        changed = self.outbox.changed
+        changed.set()  # look once at the start: a fire alarm may wait already
+        while True:
             self.progress_mono = self.clock.monotonic()
+            if changed.is_set():
+                changed.clear()
+                if end > alarm_end and await self._fire_alarm_waits():
+                    log.debug("uplink: a fire alarm waits; the next try does not wait longer")
+                    end = alarm_end
+            left = end - self.clock.monotonic()
+            if left <= 0:
+                return
+            sleep = asyncio.ensure_future(self.clock.sleep(min(left, IDLE_WAKE_S)))
+            stored = asyncio.ensure_future(changed.wait())
+            try:
+                await asyncio.wait((sleep, stored), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                stored.cancel()
+
+    async def _fire_alarm_waits(self) -> bool:
+        """A fire alarm is stored and not yet delivered (its snapshot does not count)."""
+        try:
+            return bool(await self.outbox.next_batch(1, only=ALARM_PART))
+        except (OutboxError, sqlite3.Error, OSError) as e:  # the outbox reports it itself
+            log.debug("uplink: cannot look for a waiting fire alarm: %s", e)
+            return False
 
     def _client(self) -> AckedClient:
         cfg = self.config
