@@ -24,7 +24,11 @@ Topics, under ``topic_root`` (default ``firegate/<site_id>/<gateway_id>``):
   ``state`` requests from the centre, filtered, rate-limited and answered by
   ``agent.downlink.Downlink`` (answers on ``decision/stats``, published once,
   never stored); nothing else is accepted, and nothing from the network
-  changes the site's safety behaviour. No packet larger than
+  changes the site's safety behaviour. Requests and their answers use a
+  connection of their own (client id ``<client_id>-downlink``, no will),
+  opened while the alarms' connection is up: the broker sends a client's
+  packets in order, so on a shared connection a flood of requests delayed a
+  fire alarm's PUBACK behind it. No packet larger than
   ``agent.downlink.MAX_PACKET_BYTES`` is taken from the broker (see
   ``agent.mqtt``).
 
@@ -149,6 +153,7 @@ EVIDENCE_KIND = "evidence/+"
 STATUS_KIND = "status"
 HEARTBEAT_KIND = "heartbeat"
 DOWNLINK_KIND = "request/+"  # the downlink subscription (refused by SUBACK, not PUBACK)
+DOWNLINK_SUFFIX = "-downlink"  # client id of the requests' own connection: <client_id>-downlink
 RETRY_MIN_WAIT_S = 0.01  # a due retry with no free slot waits for a PUBACK, not in a loop
 # While a fire alarm waits in the outbox, tries of the connection come at least
 # this often (and not more often): it reaches the centre within seconds of the
@@ -310,6 +315,7 @@ class Uplink:
         self.last_error = ""
         self.connected_since_wall: float | None = None
         self.connects = 0
+        self.downlink_connects = 0  # of the requests' own connection
         self.published = 0  # decisions PUBACKed (re-sends counted again)
         self.refused = 0  # publishes the broker refused (each try counted)
         self.refused_by_kind: dict[str, int] = {}
@@ -442,7 +448,9 @@ class Uplink:
             log.debug("uplink: cannot look for a waiting fire alarm: %s", e)
             return False
 
-    def _client(self) -> AckedClient:
+    def _client(self, *, downlink: bool = False) -> AckedClient:
+        """The alarms' connection, or (``downlink``) the requests' own: client id
+        ``<client_id>-downlink``, no will (the status is the alarms' connection's)."""
         cfg = self.config
         try:
             password = read_password(cfg)
@@ -463,7 +471,7 @@ class Uplink:
         client = AckedClient(
             cfg.host,
             cfg.effective_port,
-            identifier=self.client_id,
+            identifier=self.client_id + (DOWNLINK_SUFFIX if downlink else ""),
             username=cfg.username,
             password=password,
             keepalive=cfg.keepalive_s,
@@ -473,7 +481,9 @@ class Uplink:
             timeout=cfg.publish_timeout_s,
             tls_context=tls_context,
             max_inflight_messages=cfg.inflight_max + 4,  # room for status and heartbeat
-            will=aiomqtt.Will(self.topics.status, offline, qos=1, retain=True),
+            will=None
+            if downlink
+            else aiomqtt.Will(self.topics.status, offline, qos=1, retain=True),
             logger=MQTT_LOG,
             # Nothing the gateway expects from the broker is larger; a bigger
             # packet is refused before it is buffered (see agent.mqtt).
@@ -516,8 +526,6 @@ class Uplink:
             self._fault_reported = None
         self.fault = None
         self.last_error = ""
-        if self.config.downlink:
-            await self._subscribe_downlink(client)
         try:
             # The group runs in a task of its own. On Python 3.11 a TaskGroup whose
             # child fails while the group waits in __aexit__ (a dropped connection
@@ -546,12 +554,57 @@ class Uplink:
             tg.create_task(self._heartbeat(client))
             tg.create_task(self._drain(client))
             if self.config.downlink:
-                tg.create_task(
-                    self.downlink.serve(
-                        lambda d, ids: self._publish_answer(client, d, ids),
-                        lambda sent: self._republish(client, sent),
-                    )
+                tg.create_task(self._downlink_link())
+
+    async def _downlink_link(self) -> None:
+        """The centre's requests on a connection of their own, for as long as the
+        alarms' connection is up: a flood of requests queues there (the broker
+        sends a client's packets in order), never in front of a fire alarm's
+        PUBACK. Its failures are logged and retried; they never end the alarms'
+        connection."""
+        failures = 0
+        while True:
+            try:
+                async with self._client(downlink=True) as dl:
+                    self.downlink_connects += 1
+                    failures = 0
+                    # a task of its own, as _session does (CPython gh-116720)
+                    await asyncio.create_task(self._downlink_serve(dl), name="uplink-downlink")
+            except BaseExceptionGroup as eg:
+                reraise_if_cancelled()
+                e = _first(eg)
+                if not isinstance(e, (aiomqtt.MqttError, OSError)):
+                    raise e from None
+                self._downlink_lost(e)
+            except (aiomqtt.MqttError, OSError, UplinkConfigError) as e:
+                reraise_if_cancelled()
+                self._downlink_lost(e)
+            failures += 1
+            await self.clock.sleep(reconnect_delay_s(self.config, failures))
+
+    def _downlink_lost(self, e: BaseException) -> None:
+        log.warning(
+            "downlink: connection %s%s to the broker lost or refused (%s); requests from "
+            "the centre wait, alarms are not affected; retrying",
+            self.client_id,
+            DOWNLINK_SUFFIX,
+            e,
+        )
+
+    async def _downlink_serve(self, dl: AckedClient) -> None:
+        await self._subscribe_downlink(dl)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen(dl))
+            tg.create_task(
+                self.downlink.serve(
+                    lambda d, ids: self._publish_answer(dl, d, ids),
+                    lambda sent: self._republish(dl, sent),
                 )
+            )
+            while True:  # a refused subscription is tried again at the heartbeat's pace
+                await self.clock.sleep(self.config.heartbeat_s)
+                if DOWNLINK_KIND in self._refused:
+                    await self._subscribe_downlink(dl)
 
     async def _publish_online(self, client: AckedClient) -> None:
         """The retained ``online`` status; a refusal is reported, the link goes on."""
@@ -627,8 +680,6 @@ class Uplink:
         while True:
             if STATUS_KIND in self._refused:
                 await self._publish_online(client)
-            if DOWNLINK_KIND in self._refused:
-                await self._subscribe_downlink(client)
             ob = self.outbox.status()
             body = {
                 "schema": PAYLOAD_SCHEMA,
