@@ -53,7 +53,7 @@ async def test_a_broker_restart_does_not_bring_every_gateway_back_at_once(
         uplinks.append(Uplink(UplinkConfig(host="127.0.0.1", port=broker.port), s, ob, clock, "t"))
     tasks = [asyncio.create_task(u.run()) for u in uplinks]
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not all(u.connected_since_wall for u in uplinks):
             assert time.monotonic() < deadline, "not all connected at start"
             await asyncio.sleep(0.05)
@@ -61,10 +61,14 @@ async def test_a_broker_restart_does_not_bring_every_gateway_back_at_once(
         broker.stop()
         broker.start()
         back = time.monotonic()
-        await asyncio.sleep(3.0)
-        again = sum(1 for u, b in zip(uplinks, before, strict=True) if u.connects > b)
-        assert time.monotonic() - back < 4.0
-        # expected 30 * 3 / 40 ~ 2; all 30 on the old schedule
+        returned: dict[int, float] = {}  # gateway -> seconds after the restart
+        while time.monotonic() - back < 3.0:
+            for i, (u, b) in enumerate(zip(uplinks, before, strict=True)):
+                if i not in returned and u.connects > b:
+                    returned[i] = time.monotonic() - back
+            await asyncio.sleep(0.02)
+        again = sum(1 for t in returned.values() if t < 3.0)
+        # expected 30 * 3 / 40 ~ 2; all 30 within ~1 s on the old schedule
         assert again <= 10, f"{again} of 30 gateways back within 3 s of the restart"
     finally:
         for t in tasks:
