@@ -383,7 +383,19 @@ class UplinkConfig(Strict):
     publish_timeout_s: float = Field(default=10.0, gt=0, le=120, description="wait for PUBACK")
     downlink: bool = Field(default=False, description="accept snapshot/state requests")
     reconnect_min_s: float = Field(
-        default=1.0, gt=0, le=60, description="first reconnect delay; doubles (with jitter)"
+        default=1.0,
+        gt=0,
+        le=60,
+        description="shortest wait before a reconnect; also the first retry of a refused topic",
+    )
+    reconnect_window_s: float = Field(
+        default=40.0,
+        ge=1,
+        le=600,
+        description="the first reconnect after a lost link comes at a random moment within "
+        "this window (full jitter), so a province's gateways do not return in the same "
+        "second after a broker restart; it doubles with each failed try up to "
+        "reconnect_max_s. A stored fire alarm does not wait for it",
     )
     reconnect_max_s: float = Field(
         default=60.0, gt=0, le=3600, description="longest delay between reconnect attempts"
