@@ -17,6 +17,15 @@ from a slow background (``min_change_grey`` over ``change_background_s``,
 vision/change.py): a fire flickers and smoke drifts, while a smoke-like white
 wall stays put. An ongoing detection needs no change.
 
+With the scene model (``CameraConfig.scene_model``, vision/scene.py) a cell
+counts only where its score rises ``scene_margin`` above what this camera's
+normal scene scores there in the same lighting; regions (their place and
+size, hence growth) are cut from those cells only. The scene is learned while
+no detection is active and kept in ``scene_file`` (the state dir): loaded at
+start, saved every ``SCENE_SAVE_S`` and when the worker stops. A missing or
+damaged file means learning again (with a warning), never a silent camera;
+until a lighting state is learned the model's threshold alone judges.
+
 Scheduling: the latest frame is looked at ``detect_fps`` times a second; a frame
 that has not changed since the last analysed one is not analysed again (its
 last result counts in the vote) unless ``max_gap_s`` has passed. While a
@@ -29,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -48,8 +58,9 @@ from agent.logs import redact_url
 from agent.siteconfig.models import CameraConfig
 from vision.capture import Capture, CaptureState, Frame
 from vision.change import ChangeMap
-from vision.detector import CLASSES, Detector, FrameError, FrameResult
+from vision.detector import CLASSES, Detector, FrameError, FrameResult, cell_regions
 from vision.masks import ignore_cells
+from vision.scene import SceneFileError, SceneModel, lighting, model_id
 from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams
 
 log = logging.getLogger(__name__)
@@ -61,12 +72,52 @@ SNAPSHOT_MAX_WIDTH_PX = 640
 SNAPSHOT_QUALITY = 75
 DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's decode_fps)
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
+SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     small: np.ndarray = cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA)
     return small.astype(np.float32)
+
+
+def small_colour(image: np.ndarray) -> np.ndarray:
+    """The frame at THUMB_SIZE, colour kept (one downscale serves change, freeze and
+    lighting checks)."""
+    out: np.ndarray = cv2.resize(image, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+    return out
+
+
+def open_scene(
+    cam: CameraConfig, detector: Detector, scene_file: Path | None
+) -> tuple[SceneModel, str]:
+    """The camera's stored scene, or a fresh one to learn; and what happened, in words."""
+    params: dict[str, Any] = {
+        "margin": cam.scene_margin,
+        "learn_frames": cam.scene_learn_frames,
+        "adapt_s": cam.scene_adapt_s,
+    }
+    mid = model_id(detector.path)
+    if scene_file is None:
+        return SceneModel(grid=detector.grid, model_id=mid, **params), "not stored"
+    if not scene_file.exists():
+        return (
+            SceneModel(grid=detector.grid, model_id=mid, **params),
+            f"no learned scene yet ({scene_file}): learning while quiet",
+        )
+    try:
+        scene = SceneModel.load(scene_file, detector.grid, mid, **params)
+    except SceneFileError as e:
+        log.warning(
+            "camera %s: %s; learning the scene again (until learned, the model's threshold "
+            "alone judges; run `firegate commission camera %s` to learn it now)",
+            cam.name,
+            e,
+            cam.name,
+        )
+        return SceneModel(grid=detector.grid, model_id=mid, **params), f"relearning: {e}"
+    states = sum(1 for s in scene.states if s.frames >= scene.learn_frames)
+    return scene, f"loaded from {scene_file} ({states} learned lighting states)"
 
 
 def snapshot_jpeg(image: np.ndarray, region: Region | None) -> bytes | None:
@@ -95,6 +146,8 @@ class CameraWorker:
         detector: Detector,
         out: asyncio.Queue[Observation],
         clock: Clock,
+        *,
+        scene_file: Path | None = None,
     ) -> None:
         self.cam = cam
         self.detector = detector
@@ -123,6 +176,15 @@ class CameraWorker:
         # regions are cut at the lower (ongoing) threshold; the vote applies its own
         self.region_thresholds = {cls: self.votes[cls].p.low for cls in CLASSES}
         self.change = ChangeMap(cam.change_background_s)
+        self.scene_file = scene_file
+        self.scene: SceneModel | None = None
+        self.scene_note = "off"
+        if cam.scene_model:
+            self.scene, self.scene_note = open_scene(cam, detector, scene_file)
+            log.info("camera %s: scene %s", cam.name, self.scene_note)
+        self._scene_saved_mono = clock.monotonic()
+        self._scene_learned_mono: float | None = None
+        self._scene_dirty = False
         self._ignore: np.ndarray | None = None
         self.capture = Capture(
             cam.source,
@@ -175,9 +237,23 @@ class CameraWorker:
                         self._last_seq = frame.seq
                         await self._on_frame(frame, now)
                 await self._check_faults(now)
+                if self._scene_dirty and now - self._scene_saved_mono >= SCENE_SAVE_S:
+                    await asyncio.to_thread(self.save_scene)
                 self.progress_mono = now
         finally:
             self.capture.stop()
+            self.save_scene()
+
+    def save_scene(self) -> None:
+        """Write the learned scene to ``scene_file`` (if any and if it changed)."""
+        self._scene_saved_mono = self.clock.monotonic()
+        if self.scene is None or self.scene_file is None or not self._scene_dirty:
+            return
+        self._scene_dirty = False
+        try:
+            self.scene.save(self.scene_file)
+        except OSError as e:
+            log.warning("camera %s: cannot save the scene to %s: %s", self.name, self.scene_file, e)
 
     def status(self) -> dict[str, Any]:
         age = (
@@ -201,6 +277,17 @@ class CameraWorker:
             "inference_ms": None if r is None else round(r.inference_ms, 2),
             "active": [cls.value for cls, v in self.votes.items() if v.active],
             "detections_sent": self.detections_sent,
+            "scene": self.scene_status(),
+        }
+
+    def scene_status(self) -> dict[str, Any]:
+        if self.scene is None:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "learned": self.scene.learned,
+            "lighting_states": len(self.scene.states),
+            "note": self.scene_note,
         }
 
     # ----------------------------------------------------------------- frames
@@ -208,7 +295,8 @@ class CameraWorker:
     async def _on_frame(self, frame: Frame, now: float) -> None:
         self.frames_seen += 1
         self._last_frame_mono = frame.mono
-        thumb = thumbnail(frame.image)
+        small = small_colour(frame.image)
+        thumb = thumbnail(small)
         if self.reported[Condition.OFFLINE] is not False:
             await self._report(Condition.OFFLINE, False, frame.mono, "frames arriving")
         if self.reported[Condition.STALE]:
@@ -234,7 +322,9 @@ class CameraWorker:
             and float(np.abs(thumb - self._analysed_thumb).mean()) < UNCHANGED_DIFF
             and now - self._analysed_mono < self.cam.max_gap_s
         )
-        if unchanged and self._last_result is not None:
+        fresh = not (unchanged and self._last_result is not None)
+        light = lighting(small)
+        if not fresh and self._last_result is not None:
             self.frames_skipped += 1
             result = self._last_result
         else:
@@ -253,6 +343,8 @@ class CameraWorker:
             self._analysed_thumb = thumb
             self._analysed_mono = now
             self._last_result = result
+        raw = result
+        result = self.judge(result, light)
         size = (frame.image.shape[1], frame.image.shape[0])
         for vote in self.votes.values():
             regions = result.regions
@@ -268,6 +360,35 @@ class CameraWorker:
             ev = vote.update(frame.mono, regions)
             if ev is not None:
                 await self._send(ev, frame, result)
+        if fresh and self.scene is not None and not any(v.active for v in self.votes.values()):
+            # learn only while nothing is alarmed, and only from frames really analysed
+            last = self._scene_learned_mono
+            self.scene.learn(raw.cells, light, 0.0 if last is None else frame.mono - last)
+            self._scene_learned_mono = frame.mono
+            self._scene_dirty = True
+
+    def judge(self, result: FrameResult, light: tuple[float, float]) -> FrameResult:
+        """The frame's result with only the cells above this camera's normal scene
+        (unchanged without a scene model or before anything is learned)."""
+        if self.scene is None:
+            return result
+        gated = self.scene.gate(result.cells, light)
+        if gated is result.cells:
+            return result
+        regions: list[Region] = []
+        for c, cls in enumerate(CLASSES):
+            regions.extend(
+                cell_regions(gated[c], self.region_thresholds[cls], cls, result.frame_size)
+            )
+        regions.sort(key=lambda r: -r.score)
+        return FrameResult(
+            fire=float(gated[0].max()),
+            smoke=float(gated[1].max()),
+            regions=tuple(regions),
+            cells=gated,
+            frame_size=result.frame_size,
+            inference_ms=result.inference_ms,
+        )
 
     def _ignore_mask(self, width: int, height: int) -> np.ndarray | None:
         if not self.cam.masks:

@@ -252,6 +252,34 @@ class CameraConfig(Strict):
     reconnect_max_s: float = Field(
         default=30.0, ge=1, le=600, description="longest wait between reconnection attempts"
     )
+    # The camera's own scene (vision/scene.py), learned at commissioning and while quiet.
+    scene_model: bool = Field(
+        default=True,
+        title="Scene model",
+        description="a cell counts only where its score rises above what this camera's normal "
+        "scene scores there, in the same lighting (false: the model's threshold alone)",
+    )
+    scene_margin: float = Field(
+        default=0.15,
+        gt=0,
+        le=1,
+        title="Scene margin",
+        description="how far above its normal (mean + 3 spreads) a cell's score must rise",
+    )
+    scene_learn_frames: int = Field(
+        default=60,
+        ge=10,
+        le=100_000,
+        title="Frames to learn a lighting state",
+        description="analysed frames a lighting state needs before it is judged by its own normal",
+    )
+    scene_adapt_s: float = Field(
+        default=7200.0,
+        ge=600,
+        le=30 * 86400,
+        title="Scene adaptation time",
+        description="time constant of the slow learning while nothing is alarmed",
+    )
 
     @field_validator("source")
     @classmethod
