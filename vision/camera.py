@@ -36,6 +36,7 @@ detection is not ended by the fault (the fault is reported instead).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -173,6 +174,7 @@ class CameraWorker:
             )
             for cls in CLASSES
         }
+        self.start_thresholds = [self.votes[cls].p.threshold for cls in CLASSES]
         # regions are cut at the lower (ongoing) threshold; the vote applies its own
         self.region_thresholds = {cls: self.votes[cls].p.low for cls in CLASSES}
         self.change = ChangeMap(cam.change_background_s)
@@ -185,6 +187,9 @@ class CameraWorker:
         self._scene_saved_mono = clock.monotonic()
         self._scene_learned_mono: float | None = None
         self._scene_dirty = False
+        self._frame_area_px = 0
+        # per class while active: [start mono, frames, frames with movement]
+        self._steady: dict[VideoClass, list[float]] = {}
         self._ignore: np.ndarray | None = None
         self.capture = Capture(
             cam.source,
@@ -346,6 +351,11 @@ class CameraWorker:
         raw = result
         result = self.judge(result, light)
         size = (frame.image.shape[1], frame.image.shape[0])
+        if self._frame_area_px != size[0] * size[1]:
+            self._frame_area_px = size[0] * size[1]
+            small_px = int(self.cam.small_flame_max_frac * self._frame_area_px)
+            fire = self.votes[VideoClass.FIRE]
+            fire.p = dataclasses.replace(fire.p, small_area_px=small_px)
         for vote in self.votes.values():
             regions = result.regions
             if not vote.active and self.cam.min_change_grey > 0:
@@ -359,7 +369,13 @@ class CameraWorker:
                 )
             ev = vote.update(frame.mono, regions)
             if ev is not None:
+                if ev.kind is VoteEventKind.START:
+                    self._steady[vote.cls] = [frame.mono, 0, 0]
+                elif ev.kind is VoteEventKind.END:
+                    self._steady.pop(vote.cls, None)
                 await self._send(ev, frame, result)
+            elif vote.active:
+                await self._check_steady(vote, frame, result, size)
         if fresh and self.scene is not None and not any(v.active for v in self.votes.values()):
             # learn only while nothing is alarmed, and only from frames really analysed
             last = self._scene_learned_mono
@@ -367,18 +383,76 @@ class CameraWorker:
             self._scene_learned_mono = frame.mono
             self._scene_dirty = True
 
+    async def _check_steady(
+        self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]
+    ) -> None:
+        """A region that neither moves nor grows within its hold is not fire or smoke:
+        end it as steady before the engine's camera-alone hold. For smoke, drift
+        (change from one analysed frame to the next) is movement; for fire only
+        growth counts, up to ``steady_flame_max_frac`` of the frame (a candle or a
+        fireplace flickers as much as a fire, and stays its size)."""
+        if self.cam.steady_end_s <= 0 or vote.cls not in self._steady:
+            return
+        st = self._steady[vote.cls]
+        box = next((r for r in result.regions if r.cls is vote.cls), None)
+        st[1] += 1
+        if box is not None and (
+            self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey
+        ):
+            st[2] += 1
+        if frame.mono - st[0] < self.cam.steady_end_s:
+            return
+        area = vote.typical_area()
+        if area >= vote.p.small_growth_ratio * max(1, vote.start_area):
+            return  # it grew
+        if vote.cls is VideoClass.FIRE:
+            # flames flicker, candles and fireplaces too: size and growth decide
+            if area > self.cam.steady_flame_max_frac * self._frame_area_px:
+                return
+        elif st[2] >= max(2, 0.25 * st[1]):
+            return  # smoke that drifts
+        still = [
+            r
+            for r in result.regions
+            if r.cls is vote.cls
+            and self.change.region_change(r, size, since_previous=True) < self.cam.motion_grey
+        ]
+        ev = vote.end_steady(frame.mono, still)
+        del self._steady[vote.cls]
+        if ev is not None:
+            log.info(
+                "camera %s: %s region steady for %.0f s (no movement, no growth): "
+                "not fire or smoke",
+                self.cam.name,
+                vote.cls.value,
+                self.cam.steady_end_s,
+            )
+            await self._send(ev, frame, result)
+
     def judge(self, result: FrameResult, light: tuple[float, float]) -> FrameResult:
         """The frame's result with only the cells above this camera's normal scene
         (unchanged without a scene model or before anything is learned)."""
         if self.scene is None:
             return result
         gated = self.scene.gate(result.cells, light)
+        core: np.ndarray | None = None
         if gated is result.cells:
-            return result
+            # not learned yet: start as the model's threshold says, but measure a
+            # region's size (hence growth) only on cells well above that threshold
+            m = self.scene.margin
+            core = np.stack(
+                [result.cells[c] >= t + m * (1.0 - t) for c, t in enumerate(self.start_thresholds)]
+            )
         regions: list[Region] = []
         for c, cls in enumerate(CLASSES):
             regions.extend(
-                cell_regions(gated[c], self.region_thresholds[cls], cls, result.frame_size)
+                cell_regions(
+                    gated[c],
+                    self.region_thresholds[cls],
+                    cls,
+                    result.frame_size,
+                    None if core is None else core[c],
+                )
             )
         regions.sort(key=lambda r: -r.score)
         return FrameResult(

@@ -12,6 +12,7 @@ Not used by the agent. Pure numpy/OpenCV; every function takes a seeded
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -70,6 +71,14 @@ def preset(img: np.ndarray, dx_px: int, zoom: float = 1.0) -> np.ndarray:
     return out
 
 
+def zoom(img: np.ndarray, centre: tuple[float, float], factor: float) -> np.ndarray:
+    """The view zoomed ``factor`` times towards ``centre`` (x, y): what is there grows."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D(centre, 0.0, factor)
+    out: np.ndarray = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     """An MJPG .avi (decoded again by OpenCV/FFmpeg in the camera)."""
     h, w = frames[0].shape[:2]
@@ -80,3 +89,37 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
         vw.write(f)
     vw.release()
     return path
+
+
+def camera_alone_alarms(
+    observations: list[Any], camera: str, zone: str, end_mono: float, tick_s: float = 0.5
+) -> list[Any]:
+    """The FIRE_ALARM decisions the real confirmation engine (default zone policy)
+    makes from one camera's observations alone, replayed in time order."""
+    from agent.engine.core import Engine
+    from agent.engine.site import SiteIndex
+    from agent.events import DecisionType
+    from agent.siteconfig.policy import ZonePolicy
+
+    index = SiteIndex(
+        policies={zone: ZonePolicy()},
+        devices={},
+        panels={},
+        cameras={camera: zone},
+        stats_interval_s=3600.0,
+        nuisance_prone_count=3,
+    )
+    engine = Engine(index)
+    alarms: list[Any] = []
+    obs = sorted(observations, key=lambda o: o.mono)
+    t = min([o.mono for o in obs], default=0.0)
+    i = 0
+    while t <= end_mono:
+        while i < len(obs) and obs[i].mono <= t:
+            out = engine.feed(obs[i], obs[i].mono, obs[i].wall)
+            alarms += [d for d in out.decisions if d.type is DecisionType.FIRE_ALARM]
+            i += 1
+        out = engine.tick(t, t)
+        alarms += [d for d in out.decisions if d.type is DecisionType.FIRE_ALARM]
+        t += tick_s
+    return alarms

@@ -252,6 +252,41 @@ class CameraConfig(Strict):
     reconnect_max_s: float = Field(
         default=30.0, ge=1, le=600, description="longest wait between reconnection attempts"
     )
+    # Small and steady is not fire (vision/vote.py).
+    small_flame_max_frac: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        title="Largest candle-sized flame",
+        description="a fire region at most this fraction of the frame (a candle) starts a "
+        "detection only once it has grown 1.5x (0: off)",
+    )
+    steady_flame_max_frac: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        title="Largest controlled flame",
+        description="a fire region at most this fraction of the frame (a fireplace, a hob) "
+        "that has not grown 1.5x within steady_end_s is ended as steady, not fire; flames "
+        "flicker, so only growth counts (0: no fire region is ended as steady)",
+    )
+    steady_end_s: float = Field(
+        default=15.0,
+        ge=0,
+        le=600,
+        title="Steady region hold",
+        description="a detection whose region neither moved (drift, for smoke) nor grew 1.5x "
+        "within this time is ended as steady, not fire or smoke; keep it under the zone's "
+        "video_only_s (0: off)",
+    )
+    motion_grey: float = Field(
+        default=1.0,
+        gt=0,
+        le=255,
+        title="Movement in a region",
+        description="mean grey-level change from one analysed frame to the next inside a "
+        "region that counts as movement (flicker, drift)",
+    )
     # The camera's own scene (vision/scene.py), learned at commissioning and while quiet.
     scene_model: bool = Field(
         default=True,
