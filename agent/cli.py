@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from agent import __version__
 
-COMMANDS = ("run", "check_config", "doctor", "status", "scan", "detect", "demo")
+COMMANDS = ("run", "check_config", "doctor", "status", "scan", "detect", "demo", "commission")
 
 log = logging.getLogger("firegate")
 

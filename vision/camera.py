@@ -74,6 +74,7 @@ SNAPSHOT_QUALITY = 75
 DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's decode_fps)
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
 SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
+SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -185,6 +186,8 @@ class CameraWorker:
             self.scene, self.scene_note = open_scene(cam, detector, scene_file)
             log.info("camera %s: scene %s", cam.name, self.scene_note)
         self._scene_saved_mono = clock.monotonic()
+        self._scene_checked_mono = clock.monotonic()
+        self._scene_mtime = self._file_mtime()
         self._scene_learned_mono: float | None = None
         self._scene_dirty = False
         self._frame_area_px = 0
@@ -242,6 +245,9 @@ class CameraWorker:
                         self._last_seq = frame.seq
                         await self._on_frame(frame, now)
                 await self._check_faults(now)
+                if now - self._scene_checked_mono >= SCENE_CHECK_S:
+                    self._scene_checked_mono = now
+                    self._adopt_scene_file()
                 if self._scene_dirty and now - self._scene_saved_mono >= SCENE_SAVE_S:
                     await asyncio.to_thread(self.save_scene)
                 self.progress_mono = now
@@ -249,14 +255,38 @@ class CameraWorker:
             self.capture.stop()
             self.save_scene()
 
+    def _file_mtime(self) -> int | None:
+        try:
+            return None if self.scene_file is None else self.scene_file.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _adopt_scene_file(self) -> None:
+        """Take the scene file when someone else wrote or removed it (``firegate
+        commission camera``, ``--reset``): theirs is newer than what we learned."""
+        if self.scene is None or self.scene_file is None:
+            return
+        mtime = self._file_mtime()
+        if mtime == self._scene_mtime:
+            return
+        self._scene_mtime = mtime
+        self.scene, self.scene_note = open_scene(self.cam, self.detector, self.scene_file)
+        self._scene_dirty = False
+        self._scene_learned_mono = None
+        log.info("camera %s: scene file changed: %s", self.cam.name, self.scene_note)
+
     def save_scene(self) -> None:
         """Write the learned scene to ``scene_file`` (if any and if it changed)."""
         self._scene_saved_mono = self.clock.monotonic()
         if self.scene is None or self.scene_file is None or not self._scene_dirty:
             return
+        if self._file_mtime() != self._scene_mtime:
+            self._adopt_scene_file()  # commissioned or reset meanwhile: theirs wins
+            return
         self._scene_dirty = False
         try:
             self.scene.save(self.scene_file)
+            self._scene_mtime = self._file_mtime()
         except OSError as e:
             log.warning("camera %s: cannot save the scene to %s: %s", self.name, self.scene_file, e)
 

@@ -328,5 +328,13 @@ def model_id(model_path: Path) -> str:
     return f"{len(data)}-{hashlib.sha256(data).hexdigest()[:16]}"
 
 
+def grid_of(model_path: Path) -> tuple[int, int]:
+    """(rows, cols) of a model's output grid, from its .json metadata (no onnxruntime)."""
+    meta = json.loads(model_path.with_suffix(".json").read_text())
+    w, h = meta["input"]["size_px"]
+    stride = int(meta.get("stride_px", 16))
+    return int(h) // stride, int(w) // stride
+
+
 def scene_path(state_dir: Path, camera: str) -> Path:
     return state_dir / "scenes" / f"{camera}.npz"

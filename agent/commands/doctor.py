@@ -1097,9 +1097,15 @@ def check_clock(ctx: Context) -> list[Result]:
     return [Result("clock", Outcome.PASS, f"{when}; not behind file times; {how}")]
 
 
+def _check_scenes(ctx: Context) -> list[Result]:
+    from agent.commands.commission import check_scenes  # what each camera learned
+
+    return check_scenes(ctx)
+
+
 # ------------------------------------------------------------- the checklist
 
-NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "storage"}
+NEEDS_SITE = {"files", "serial", "devices", "cameras", "scenes", "broker", "storage"}
 CHECKS: list[tuple[str, Check]] = [
     ("config", check_config),
     ("service-user", check_service_user),
@@ -1107,6 +1113,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("serial", check_serial_ports),
     ("devices", check_devices),
     ("cameras", check_cameras),
+    ("scenes", _check_scenes),
     ("model", check_model),
     ("broker", check_broker),
     ("storage", check_storage),
