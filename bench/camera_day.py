@@ -12,9 +12,9 @@ Two cameras watch every clip side by side, in the same run:
 Normal footage. Each camera is one held-back indoor photo (cair-fire-images
 normal_images whose name says room, office, bedroom, hotel, meeting...; only
 the val and test splits of vision/data.py, split by image, so the model never
-trained on them). The "after" camera is commissioned first on 10 s of its room
-with the lights on (nothing else: the other lighting states it learns while
-running). Its camera-day is 150 s holding the day's scene changes, compressed:
+trained on them). The "after" camera is commissioned first on 40 s of its room
+with the lights on (``firegate commission``'s own code on the decoded clip;
+nothing else: the other lighting states it learns while running). Its camera-day is 150 s holding the day's scene changes, compressed:
 lights on, off for 15 s, on again, a person walking across, 20 s of warm
 sunlight, 20 s of IR night, a preset move (pan and zoom), back to normal; with
 sensor noise throughout. The hours in which nothing changes are left out: a
@@ -59,13 +59,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.clock import ScaledClock
+from agent.commands.commission import watch as watch_commission
 from agent.events import Condition, Observation, StateChange, VideoDetection
 from agent.siteconfig.models import CameraConfig
 from vision import footage as ft
 from vision.camera import CameraWorker
 from vision.data import DEFAULT_ROOT, all_samples
 from vision.detector import Detector
-from vision.scene import SceneModel, lighting, model_id
+from vision.scene import SceneModel, model_id
 
 FPS = 4.0
 SIZE = (640, 480)
@@ -171,11 +172,15 @@ async def watch(
 
 
 def commission(detector: Detector, room: np.ndarray, path: Path, seed: int) -> None:
+    """What `firegate commission camera --seconds 40` does, on 40 s of the room with
+    the lights on, decoded from the camera's stream like every other frame."""
     rng = np.random.default_rng(seed)
+    frames = [ft.noisy(room, rng) for _ in range(int(40 * FPS))]
+    clip = ft.write_clip(path.with_suffix(".avi"), frames, FPS)
+    cam = CameraConfig(name="cam", zone="zone", source=str(clip), detect_fps=2.0)
     scene = SceneModel(grid=detector.grid, model_id=model_id(detector.path))
-    for _ in range(int(10 * FPS)):
-        f = ft.noisy(room, rng)
-        scene.commission(detector.detect(f).cells, lighting(f))
+    watch_commission(cam, detector, scene, 40.0)
+    clip.unlink()
     scene.save(path)
 
 

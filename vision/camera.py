@@ -417,10 +417,10 @@ class CameraWorker:
         self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]
     ) -> None:
         """A region that neither moves nor grows within its hold is not fire or smoke:
-        end it as steady before the engine's camera-alone hold. For smoke, drift
-        (change from one analysed frame to the next) is movement; for fire only
-        growth counts, up to ``steady_flame_max_frac`` of the frame (a candle or a
-        fireplace flickers as much as a fire, and stays its size)."""
+        end it as steady before the engine's camera-alone hold. Movement is change
+        from one analysed frame to the next inside the region (smoke drifts, flames
+        flicker); a fire region up to ``steady_flame_max_frac`` of the frame must
+        grow (a candle or a fireplace flickers as much as a fire and stays its size)."""
         if self.cam.steady_end_s <= 0 or vote.cls not in self._steady:
             return
         st = self._steady[vote.cls]
@@ -435,12 +435,10 @@ class CameraWorker:
         area = vote.typical_area()
         if area >= vote.p.small_growth_ratio * max(1, vote.start_area):
             return  # it grew
-        if vote.cls is VideoClass.FIRE:
-            # flames flicker, candles and fireplaces too: size and growth decide
-            if area > self.cam.steady_flame_max_frac * self._frame_area_px:
-                return
-        elif st[2] >= max(2, 0.25 * st[1]):
-            return  # smoke that drifts
+        moved = st[2] >= max(2, 0.25 * st[1])
+        small = max(area, vote.start_area) <= self.cam.steady_flame_max_frac * self._frame_area_px
+        if moved and not (vote.cls is VideoClass.FIRE and small):
+            return  # smoke that drifts, a large fire that flickers
         still = [
             r
             for r in result.regions

@@ -267,15 +267,15 @@ class CameraConfig(Strict):
         le=1,
         title="Largest controlled flame",
         description="a fire region at most this fraction of the frame (a fireplace, a hob) "
-        "that has not grown 1.5x within steady_end_s is ended as steady, not fire; flames "
-        "flicker, so only growth counts (0: no fire region is ended as steady)",
+        "that has not grown 1.5x within steady_end_s is ended as steady, not fire, however it "
+        "flickers; a larger one only when it neither grew nor flickered",
     )
     steady_end_s: float = Field(
         default=15.0,
         ge=0,
         le=600,
         title="Steady region hold",
-        description="a detection whose region neither moved (drift, for smoke) nor grew 1.5x "
+        description="a detection whose region neither moved (drift, flicker) nor grew 1.5x "
         "within this time is ended as steady, not fire or smoke; keep it under the zone's "
         "video_only_s (0: off)",
     )
