@@ -74,6 +74,7 @@ SNAPSHOT_QUALITY = 75
 DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's decode_fps)
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
 SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
+STEADY_MIN_MOVES = 3  # looks with movement in a region that make it not steady (noise: ~0)
 SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
 
 
@@ -435,7 +436,7 @@ class CameraWorker:
         area = vote.typical_area()
         if area >= vote.p.small_growth_ratio * max(1, vote.start_area):
             return  # it grew
-        moved = st[2] >= max(2, 0.25 * st[1])
+        moved = st[2] >= STEADY_MIN_MOVES
         small = max(area, vote.start_area) <= self.cam.steady_flame_max_frac * self._frame_area_px
         if moved and not (vote.cls is VideoClass.FIRE and small):
             return  # smoke that drifts, a large fire that flickers

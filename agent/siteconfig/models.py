@@ -254,12 +254,13 @@ class CameraConfig(Strict):
     )
     # Small and steady is not fire (vision/vote.py).
     small_flame_max_frac: float = Field(
-        default=0.02,
+        default=0.0,
         ge=0,
         le=1,
         title="Largest candle-sized flame",
         description="a fire region at most this fraction of the frame (a candle) starts a "
-        "detection only once it has grown 1.5x (0: off)",
+        "detection only once it has grown 1.5x (0: off, the default: it delays small real "
+        "fires; steady_end_s already keeps a steady candle from a camera-alone alarm)",
     )
     steady_flame_max_frac: float = Field(
         default=0.1,
