@@ -3,6 +3,7 @@ changes, and time to alarm on fire clips, through the real CameraWorker (real
 MJPG decoding), vote, scene model and confirmation engine.
 
     .venv/bin/python bench/camera_day.py [--cameras 16] [--fires 24] [--speed 10]
+    .venv/bin/python bench/camera_day.py --cost     # the per-frame step, part by part
 
 Two cameras watch every clip side by side, in the same run:
 * before: today's camera (``scene_model: false``, no steady rules);
@@ -66,7 +67,7 @@ from vision import footage as ft
 from vision.camera import CameraWorker
 from vision.data import DEFAULT_ROOT, all_samples
 from vision.detector import Detector
-from vision.scene import SceneModel, model_id
+from vision.scene import SceneModel, lighting, model_id
 
 FPS = 4.0
 SIZE = (640, 480)
@@ -192,15 +193,67 @@ def med(xs: list[float]) -> str:
     return f"{statistics.median(xs):.1f} s" if xs else "-"
 
 
+def cost(detector: Detector, n: int = 100) -> None:
+    """The per-frame step on a 1280x720 frame (decode aside), part by part, against
+    the bare inference, medians on this CPU (one onnxruntime thread)."""
+    from vision.camera import small_colour, thumbnail
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    frame = cv2.GaussianBlur(frame, (0, 0), 3.0)  # a picture, not white noise
+    scene = SceneModel(grid=detector.grid, model_id="bench")
+    cells = detector.detect(frame).cells
+    for _ in range(scene.learn_frames):
+        scene.commission(cells, (100.0, 50.0))
+    x = detector.preprocess(frame)
+
+    def look(img: np.ndarray) -> None:  # what the worker does on every look
+        small = small_colour(img)
+        thumbnail(small)
+        lighting(small)
+
+    def ms(fn: Any) -> float:
+        fn()
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return 1000.0 * statistics.median(ts)
+
+    bare = ms(lambda: detector.infer(x))
+    parts = {
+        "preprocess (INTER_AREA 1280x720 -> 224x224)": ms(lambda: detector.preprocess(frame)),
+        "detect (preprocess + inference + regions)": ms(lambda: detector.detect(frame)),
+        "look: 64x36 thumbnail, grey, lighting": ms(lambda: look(frame)),
+        "scene: judge + learn": ms(
+            lambda: (scene.gate(cells, (100.0, 50.0)), scene.learn(cells, (100.0, 50.0), 0.5))
+        ),
+    }
+    print(f"cost per frame, 1280x720, decode aside: bare inference {bare:.2f} ms")
+    for k, v in parts.items():
+        print(f"  {k:46s} {v:6.2f} ms")
+    step = (
+        parts["detect (preprocess + inference + regions)"]
+        + parts["look: 64x36 thumbnail, grey, lighting"]
+        + parts["scene: judge + learn"]
+    )
+    print(f"  whole step {step:.2f} ms = {step / bare:.1f}x the bare inference (target 1.5x)")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cameras", type=int, default=16, help="normal camera-days (rooms)")
     ap.add_argument("--fires", type=int, default=24, help="fire/smoke clips")
     ap.add_argument("--speed", type=float, default=10.0, help="simulated seconds per second")
     ap.add_argument("--data", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--cost", action="store_true", help="only the per-frame cost, part by part")
     args = ap.parse_args()
 
     detector = Detector.load(threads=1)
+    if args.cost:
+        cost(detector)
+        return
     samples = [s for s in all_samples(args.data) if s.split in ("val", "test")]
     rooms = sorted(
         (s for s in samples if s.source == "cair" and s.fire == 0 and INDOOR.search(s.path.name)),
