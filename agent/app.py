@@ -332,7 +332,12 @@ def build_agent(
                     CameraWithoutModel(cam, problem or "", agent.observations, clock)
                 )
             else:
-                agent.parts.append(CameraWorker(cam, det, agent.observations, clock))
+                from vision.scene import scene_path
+
+                scene_file = scene_path(cfg.storage.state_dir, cam.name)
+                agent.parts.append(
+                    CameraWorker(cam, det, agent.observations, clock, scene_file=scene_file)
+                )
 
     agent.parts.append(
         EngineRunner.for_site(site, agent.observations, agent.sink, agent.route_command, clock)

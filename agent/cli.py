@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "provision",
         "make one site config, MQTT credentials and a commissioning sheet per school",
     ),
+    "commission": (
+        "commission",
+        "learn a camera's normal scene (run on the ladder, nothing burning in view)",
+    ),
 }
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program ended by SIGPIPE

@@ -26,7 +26,11 @@ Topics, under ``topic_root`` (default ``firegate/<site_id>/<gateway_id>``):
   ``state`` requests from the centre, filtered, rate-limited and answered by
   ``agent.downlink.Downlink`` (answers on ``decision/stats``, published once,
   never stored); nothing else is accepted, and nothing from the network
-  changes the site's safety behaviour. No packet larger than
+  changes the site's safety behaviour. Requests and their answers use a
+  connection of their own (client id ``<client_id>-downlink``, no will),
+  opened while the alarms' connection is up: the broker sends a client's
+  packets in order, so on a shared connection a flood of requests delayed a
+  fire alarm's PUBACK behind it. No packet larger than
   ``agent.downlink.MAX_PACKET_BYTES`` is taken from the broker (see
   ``agent.mqtt``).
 
@@ -34,8 +38,15 @@ Delivery order is the outbox's: strict priority, oldest first within one.
 Up to ``inflight_max`` decisions await their PUBACK at once; a fire alarm
 stored while a backlog drains is the next message published. A publish
 without PUBACK within ``publish_timeout_s`` ends the connection; the decision
-stays stored and is sent again (same id) on the next one. Reconnects back off
-exponentially with jitter. A refused login or a TLS error is one clear log
+stays stored and is sent again (same id) on the next one. Reconnects use full
+jitter (``reconnect_delay_s``): the first try after a lost link comes at a
+random moment within ``reconnect_window_s``, the window doubling with each
+failed try up to ``reconnect_max_s``, so that a broker restart does not bring
+a province's gateways back in one second. A fire alarm does not wait for it:
+while one waits in the outbox the next try comes no later than
+``ALARM_RETRY_S`` after the last one began, and one stored during the wait
+cuts it short (at most one try per ``ALARM_RETRY_S``: a flapping broker is
+not hammered). A refused login or a TLS error is one clear log
 line per episode, a health fault in ``status()``, and a FAULT decision kept in
 the outbox (a RESTORE follows once connected); nothing is dropped meanwhile.
 
@@ -66,6 +77,7 @@ import contextlib
 import json
 import logging
 import random
+import sqlite3
 import ssl
 import time
 from collections import deque
@@ -92,7 +104,7 @@ from agent.mqtt import (
     reraise_if_cancelled,
     session_options,
 )
-from agent.outbox import SNAPSHOT, Outbox, Pending
+from agent.outbox import SNAPSHOT, Outbox, OutboxError, Pending
 from agent.siteconfig.models import SiteConfig, UplinkConfig
 
 log = logging.getLogger(__name__)
@@ -143,7 +155,28 @@ EVIDENCE_KIND = "evidence/+"
 STATUS_KIND = "status"
 HEARTBEAT_KIND = "heartbeat"
 DOWNLINK_KIND = "request/+"  # the downlink subscription (refused by SUBACK, not PUBACK)
+DOWNLINK_SUFFIX = "-downlink"  # client id of the requests' own connection: <client_id>-downlink
 RETRY_MIN_WAIT_S = 0.01  # a due retry with no free slot waits for a PUBACK, not in a loop
+# While a fire alarm waits in the outbox, tries of the connection come at least
+# this often (and not more often): it reaches the centre within seconds of the
+# broker's return, whatever the reconnect jitter, without hammering a broker.
+ALARM_RETRY_S = 3.0
+ALARM_PART = DecisionType.FIRE_ALARM.value  # the highest priority (PRIORITY 0)
+RECONNECT_EXP_MAX = 32  # the window stops doubling long before; no float overflow
+
+
+def reconnect_delay_s(
+    config: UplinkConfig, failures: int, rng: random.Random | None = None
+) -> float:
+    """The wait before the next connection try after ``failures`` (>= 1) in a row.
+
+    Full jitter: uniform between ``reconnect_min_s`` and a window that is
+    ``reconnect_window_s`` for the first retry and doubles with each further
+    failure, never beyond ``reconnect_max_s``.
+    """
+    n = min(max(failures, 1) - 1, RECONNECT_EXP_MAX)
+    window = min(config.reconnect_max_s, config.reconnect_window_s * 2**n)
+    return (rng or random).uniform(min(config.reconnect_min_s, window), window)
 
 
 def _action(kind: str) -> str:
@@ -287,6 +320,7 @@ class Uplink:
         self.last_error = ""
         self.connected_since_wall: float | None = None
         self.connects = 0
+        self.downlink_connects = 0  # of the requests' own connection
         self.published = 0  # decisions PUBACKed (re-sends counted again)
         self.refused = 0  # publishes the broker refused (each try counted)
         self.refused_by_kind: dict[str, int] = {}
@@ -351,7 +385,7 @@ class Uplink:
     async def run(self) -> None:
         failures = 0
         while True:
-            self.progress_mono = self.clock.monotonic()
+            self.progress_mono = tried_mono = self.clock.monotonic()
             self.state = "connecting"
             link_errors = _LinkErrors()
             MQTT_LOG.addHandler(link_errors)
@@ -380,21 +414,48 @@ class Uplink:
             ):
                 failures = 0  # a link that delivered or held a while starts afresh
             failures += 1
-            delay = min(
-                self.config.reconnect_max_s, self.config.reconnect_min_s * 2 ** (failures - 1)
-            )
-            delay *= random.uniform(0.5, 1.0)  # so gateways cut off together do not return in step
+            delay = reconnect_delay_s(self.config, failures)
             self.state = "backoff"
             log.debug("uplink: reconnecting in %.1f s", delay)
-            await self._sleep_bounded(delay)
+            await self._backoff(delay, tried_mono)
 
-    async def _sleep_bounded(self, seconds: float) -> None:
+    async def _backoff(self, seconds: float, tried_mono: float) -> None:
+        """Wait ``seconds`` before the next try, but no later than ``ALARM_RETRY_S``
+        after the last try began (``tried_mono``) while a fire alarm waits in the
+        outbox; one stored during the wait ends it then (at once, if that is past)."""
         end = self.clock.monotonic() + seconds
-        while (left := end - self.clock.monotonic()) > 0:
-            await self.clock.sleep(min(left, IDLE_WAKE_S))
+        alarm_end = tried_mono + ALARM_RETRY_S
+        changed = self.outbox.changed
+        changed.set()  # look once at the start: a fire alarm may wait already
+        while True:
             self.progress_mono = self.clock.monotonic()
+            if changed.is_set():
+                changed.clear()
+                if end > alarm_end and await self._fire_alarm_waits():
+                    log.debug("uplink: a fire alarm waits; the next try does not wait longer")
+                    end = alarm_end
+            left = end - self.clock.monotonic()
+            if left <= 0:
+                return
+            sleep = asyncio.ensure_future(self.clock.sleep(min(left, IDLE_WAKE_S)))
+            stored = asyncio.ensure_future(changed.wait())
+            try:
+                await asyncio.wait((sleep, stored), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                stored.cancel()
 
-    def _client(self) -> AckedClient:
+    async def _fire_alarm_waits(self) -> bool:
+        """A fire alarm is stored and not yet delivered (its snapshot does not count)."""
+        try:
+            return bool(await self.outbox.next_batch(1, only=ALARM_PART))
+        except (OutboxError, sqlite3.Error, OSError) as e:  # the outbox reports it itself
+            log.debug("uplink: cannot look for a waiting fire alarm: %s", e)
+            return False
+
+    def _client(self, *, downlink: bool = False) -> AckedClient:
+        """The alarms' connection, or (``downlink``) the requests' own: client id
+        ``<client_id>-downlink``, no will (the status is the alarms' connection's)."""
         cfg = self.config
         try:
             password = read_password(cfg)
@@ -415,7 +476,7 @@ class Uplink:
         client = AckedClient(
             cfg.host,
             cfg.effective_port,
-            identifier=self.client_id,
+            identifier=self.client_id + (DOWNLINK_SUFFIX if downlink else ""),
             username=cfg.username,
             password=password,
             keepalive=cfg.keepalive_s,
@@ -425,7 +486,9 @@ class Uplink:
             timeout=cfg.publish_timeout_s,
             tls_context=tls_context,
             max_inflight_messages=cfg.inflight_max + 4,  # room for status and heartbeat
-            will=aiomqtt.Will(self.topics.status, offline, qos=1, retain=True),
+            will=None
+            if downlink
+            else aiomqtt.Will(self.topics.status, offline, qos=1, retain=True),
             logger=MQTT_LOG,
             # Nothing the gateway expects from the broker is larger; a bigger
             # packet is refused before it is buffered (see agent.mqtt).
@@ -468,8 +531,6 @@ class Uplink:
             self._fault_reported = None
         self.fault = None
         self.last_error = ""
-        if self.config.downlink:
-            await self._subscribe_downlink(client)
         try:
             # The group runs in a task of its own. On Python 3.11 a TaskGroup whose
             # child fails while the group waits in __aexit__ (a dropped connection
@@ -498,12 +559,57 @@ class Uplink:
             tg.create_task(self._heartbeat(client))
             tg.create_task(self._drain(client))
             if self.config.downlink:
-                tg.create_task(
-                    self.downlink.serve(
-                        lambda d, ids: self._publish_answer(client, d, ids),
-                        lambda sent: self._republish(client, sent),
-                    )
+                tg.create_task(self._downlink_link())
+
+    async def _downlink_link(self) -> None:
+        """The centre's requests on a connection of their own, for as long as the
+        alarms' connection is up: a flood of requests queues there (the broker
+        sends a client's packets in order), never in front of a fire alarm's
+        PUBACK. Its failures are logged and retried; they never end the alarms'
+        connection."""
+        failures = 0
+        while True:
+            try:
+                async with self._client(downlink=True) as dl:
+                    self.downlink_connects += 1
+                    failures = 0
+                    # a task of its own, as _session does (CPython gh-116720)
+                    await asyncio.create_task(self._downlink_serve(dl), name="uplink-downlink")
+            except BaseExceptionGroup as eg:
+                reraise_if_cancelled()
+                e = _first(eg)
+                if not isinstance(e, (aiomqtt.MqttError, OSError)):
+                    raise e from None
+                self._downlink_lost(e)
+            except (aiomqtt.MqttError, OSError, UplinkConfigError) as e:
+                reraise_if_cancelled()
+                self._downlink_lost(e)
+            failures += 1
+            await self.clock.sleep(reconnect_delay_s(self.config, failures))
+
+    def _downlink_lost(self, e: BaseException) -> None:
+        log.warning(
+            "downlink: connection %s%s to the broker lost or refused (%s); requests from "
+            "the centre wait, alarms are not affected; retrying",
+            self.client_id,
+            DOWNLINK_SUFFIX,
+            e,
+        )
+
+    async def _downlink_serve(self, dl: AckedClient) -> None:
+        await self._subscribe_downlink(dl)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen(dl))
+            tg.create_task(
+                self.downlink.serve(
+                    lambda d, ids: self._publish_answer(dl, d, ids),
+                    lambda sent: self._republish(dl, sent),
                 )
+            )
+            while True:  # a refused subscription is tried again at the heartbeat's pace
+                await self.clock.sleep(self.config.heartbeat_s)
+                if DOWNLINK_KIND in self._refused:
+                    await self._subscribe_downlink(dl)
 
     async def _publish_online(self, client: AckedClient) -> None:
         """The retained ``online`` status; a refusal is reported, the link goes on."""
@@ -579,8 +685,6 @@ class Uplink:
         while True:
             if STATUS_KIND in self._refused:
                 await self._publish_online(client)
-            if DOWNLINK_KIND in self._refused:
-                await self._subscribe_downlink(client)
             ob = self.outbox.status()
             body = {
                 "schema": PAYLOAD_SCHEMA,

@@ -17,8 +17,9 @@ subscription, with and without a broker restart while the member is away
 
 storm: ``--gateways`` gateways in this one process, each the real agent.outbox
 .Outbox (its own SQLite file) and agent.uplink.Uplink with the field's
-settings (reconnect 1 s doubling to 60 s with the agent's jitter, heartbeat
-60 s, keepalive 30 s), against a broker this script starts on its own ports
+settings (reconnect with full jitter: the first try within 40 s of a lost
+link, the window doubling to 60 s; a stored fire alarm tries at once, at most
+every 3 s; heartbeat 60 s, keepalive 30 s), against a broker this script starts on its own ports
 and folders, with ``--consumers`` centre consumers in one shared subscription
 (``$share/centre/firegate/+/+/decision/#``, persistent sessions). Then:
 
@@ -30,7 +31,8 @@ and folders, with ``--consumers`` centre consumers in one shared subscription
    the fleet in the worst second; target <= 5 %), the time until all are back
    (target <= 60 s), the latency of fire alarms decided during the storm, and
    whether every decision taken during the outage reached the centre exactly
-   once per shared-subscription group.
+   once per shared-subscription group, and how soon after the broker's return
+   the fire alarms decided during the outage arrived.
 
 The gateways' side (2,000 Python uplinks) and the broker share this machine's
 CPUs: figures are for this machine, see docs/fleet.md for the extrapolation.
@@ -460,6 +462,14 @@ async def storm(args: argparse.Namespace) -> None:
             f"second {worst_s}; target <= 5 %)"
         )
         print("  reconnects per second: " + " ".join(f"{s}:{per_s[s]}" for s in sorted(per_s)))
+        not_back = [g for g in gws if g.i not in seen]
+        if not_back:
+            states = Counter(
+                f"{g.uplink.state}, connects +{g.uplink.connects - connects_before[g.i]}, "
+                f"{g.uplink.last_error[:60] or 'no error'}"
+                for g in not_back
+            )
+            print(f"  not seen back ({len(not_back)}): {dict(states)}")
         want = set(outage) | set(storm_ids)
         await _wait_ids(centre, want, args.drain_max_s)
         got_ids = Counter(i for i, _, _ in centre.got)
@@ -473,6 +483,13 @@ async def storm(args: argparse.Namespace) -> None:
             if out_lat
             else "outage decisions: none delivered"
         )
+        fire_back = [recv[i] - back_wall for i in outage if "fire_alarm" in i and i in recv]
+        if fire_back:
+            print(
+                f"outage fire alarms (decided while the broker was down): at the centre "
+                f"median {statistics.median(fire_back):.2f} s, max {max(fire_back):.2f} s after "
+                f"the broker was back, n={len(fire_back)}"
+            )
         lat = _latencies(centre, storm_ids)
         if lat:
             print(

@@ -17,6 +17,15 @@ from a slow background (``min_change_grey`` over ``change_background_s``,
 vision/change.py): a fire flickers and smoke drifts, while a smoke-like white
 wall stays put. An ongoing detection needs no change.
 
+With the scene model (``CameraConfig.scene_model``, vision/scene.py) a cell
+counts only where its score rises ``scene_margin`` above what this camera's
+normal scene scores there in the same lighting; regions (their place and
+size, hence growth) are cut from those cells only. The scene is learned while
+no detection is active and kept in ``scene_file`` (the state dir): loaded at
+start, saved every ``SCENE_SAVE_S`` and when the worker stops. A missing or
+damaged file means learning again (with a warning), never a silent camera;
+until a lighting state is learned the model's threshold alone judges.
+
 Scheduling: the latest frame is looked at ``detect_fps`` times a second; a frame
 that has not changed since the last analysed one is not analysed again (its
 last result counts in the vote) unless ``max_gap_s`` has passed. While a
@@ -27,8 +36,10 @@ detection is not ended by the fault (the fault is reported instead).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -48,8 +59,9 @@ from agent.logs import redact_url
 from agent.siteconfig.models import CameraConfig
 from vision.capture import Capture, CaptureState, Frame
 from vision.change import ChangeMap
-from vision.detector import CLASSES, Detector, FrameError, FrameResult
+from vision.detector import CLASSES, Detector, FrameError, FrameResult, cell_regions
 from vision.masks import ignore_cells
+from vision.scene import SceneFileError, SceneModel, lighting, model_id
 from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams
 
 log = logging.getLogger(__name__)
@@ -61,12 +73,54 @@ SNAPSHOT_MAX_WIDTH_PX = 640
 SNAPSHOT_QUALITY = 75
 DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's decode_fps)
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
+SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
+STEADY_MIN_MOVES = 3  # looks with movement in a region that make it not steady (noise: ~0)
+SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     small: np.ndarray = cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA)
     return small.astype(np.float32)
+
+
+def small_colour(image: np.ndarray) -> np.ndarray:
+    """The frame at THUMB_SIZE, colour kept (one downscale serves change, freeze and
+    lighting checks)."""
+    out: np.ndarray = cv2.resize(image, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+    return out
+
+
+def open_scene(
+    cam: CameraConfig, detector: Detector, scene_file: Path | None
+) -> tuple[SceneModel, str]:
+    """The camera's stored scene, or a fresh one to learn; and what happened, in words."""
+    params: dict[str, Any] = {
+        "margin": cam.scene_margin,
+        "learn_frames": cam.scene_learn_frames,
+        "adapt_s": cam.scene_adapt_s,
+    }
+    mid = model_id(detector.path)
+    if scene_file is None:
+        return SceneModel(grid=detector.grid, model_id=mid, **params), "not stored"
+    if not scene_file.exists():
+        return (
+            SceneModel(grid=detector.grid, model_id=mid, **params),
+            f"no learned scene yet ({scene_file}): learning while quiet",
+        )
+    try:
+        scene = SceneModel.load(scene_file, detector.grid, mid, **params)
+    except SceneFileError as e:
+        log.warning(
+            "camera %s: %s; learning the scene again (until learned, the model's threshold "
+            "alone judges; run `firegate commission camera %s` to learn it now)",
+            cam.name,
+            e,
+            cam.name,
+        )
+        return SceneModel(grid=detector.grid, model_id=mid, **params), f"relearning: {e}"
+    states = sum(1 for s in scene.states if s.frames >= scene.learn_frames)
+    return scene, f"loaded from {scene_file} ({states} learned lighting states)"
 
 
 def snapshot_jpeg(image: np.ndarray, region: Region | None) -> bytes | None:
@@ -95,6 +149,8 @@ class CameraWorker:
         detector: Detector,
         out: asyncio.Queue[Observation],
         clock: Clock,
+        *,
+        scene_file: Path | None = None,
     ) -> None:
         self.cam = cam
         self.detector = detector
@@ -120,9 +176,24 @@ class CameraWorker:
             )
             for cls in CLASSES
         }
+        self.start_thresholds = [self.votes[cls].p.threshold for cls in CLASSES]
         # regions are cut at the lower (ongoing) threshold; the vote applies its own
         self.region_thresholds = {cls: self.votes[cls].p.low for cls in CLASSES}
         self.change = ChangeMap(cam.change_background_s)
+        self.scene_file = scene_file
+        self.scene: SceneModel | None = None
+        self.scene_note = "off"
+        if cam.scene_model:
+            self.scene, self.scene_note = open_scene(cam, detector, scene_file)
+            log.info("camera %s: scene %s", cam.name, self.scene_note)
+        self._scene_saved_mono = clock.monotonic()
+        self._scene_checked_mono = clock.monotonic()
+        self._scene_mtime = self._file_mtime()
+        self._scene_learned_mono: float | None = None
+        self._scene_dirty = False
+        self._frame_area_px = 0
+        # per class while active: [start mono, frames, frames with movement]
+        self._steady: dict[VideoClass, list[float]] = {}
         self._ignore: np.ndarray | None = None
         self.capture = Capture(
             cam.source,
@@ -175,9 +246,50 @@ class CameraWorker:
                         self._last_seq = frame.seq
                         await self._on_frame(frame, now)
                 await self._check_faults(now)
+                if now - self._scene_checked_mono >= SCENE_CHECK_S:
+                    self._scene_checked_mono = now
+                    self._adopt_scene_file()
+                if self._scene_dirty and now - self._scene_saved_mono >= SCENE_SAVE_S:
+                    await asyncio.to_thread(self.save_scene)
                 self.progress_mono = now
         finally:
             self.capture.stop()
+            self.save_scene()
+
+    def _file_mtime(self) -> int | None:
+        try:
+            return None if self.scene_file is None else self.scene_file.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _adopt_scene_file(self) -> None:
+        """Take the scene file when someone else wrote or removed it (``firegate
+        commission camera``, ``--reset``): theirs is newer than what we learned."""
+        if self.scene is None or self.scene_file is None:
+            return
+        mtime = self._file_mtime()
+        if mtime == self._scene_mtime:
+            return
+        self._scene_mtime = mtime
+        self.scene, self.scene_note = open_scene(self.cam, self.detector, self.scene_file)
+        self._scene_dirty = False
+        self._scene_learned_mono = None
+        log.info("camera %s: scene file changed: %s", self.cam.name, self.scene_note)
+
+    def save_scene(self) -> None:
+        """Write the learned scene to ``scene_file`` (if any and if it changed)."""
+        self._scene_saved_mono = self.clock.monotonic()
+        if self.scene is None or self.scene_file is None or not self._scene_dirty:
+            return
+        if self._file_mtime() != self._scene_mtime:
+            self._adopt_scene_file()  # commissioned or reset meanwhile: theirs wins
+            return
+        self._scene_dirty = False
+        try:
+            self.scene.save(self.scene_file)
+            self._scene_mtime = self._file_mtime()
+        except OSError as e:
+            log.warning("camera %s: cannot save the scene to %s: %s", self.name, self.scene_file, e)
 
     def status(self) -> dict[str, Any]:
         age = (
@@ -213,6 +325,17 @@ class CameraWorker:
             "inference_ms": None if r is None else round(r.inference_ms, 2),
             "active": [cls.value for cls, v in self.votes.items() if v.active],
             "detections_sent": self.detections_sent,
+            "scene": self.scene_status(),
+        }
+
+    def scene_status(self) -> dict[str, Any]:
+        if self.scene is None:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "learned": self.scene.learned,
+            "lighting_states": len(self.scene.states),
+            "note": self.scene_note,
         }
 
     # ----------------------------------------------------------------- frames
@@ -220,7 +343,8 @@ class CameraWorker:
     async def _on_frame(self, frame: Frame, now: float) -> None:
         self.frames_seen += 1
         self._last_frame_mono = frame.mono
-        thumb = thumbnail(frame.image)
+        small = small_colour(frame.image)
+        thumb = thumbnail(small)
         if self.reported[Condition.OFFLINE] is not False:
             await self._report(Condition.OFFLINE, False, frame.mono, "frames arriving")
         if self.reported[Condition.STALE]:
@@ -246,7 +370,9 @@ class CameraWorker:
             and float(np.abs(thumb - self._analysed_thumb).mean()) < UNCHANGED_DIFF
             and now - self._analysed_mono < self.cam.max_gap_s
         )
-        if unchanged and self._last_result is not None:
+        fresh = not (unchanged and self._last_result is not None)
+        light = lighting(small)
+        if not fresh and self._last_result is not None:
             self.frames_skipped += 1
             result = self._last_result
         else:
@@ -265,7 +391,14 @@ class CameraWorker:
             self._analysed_thumb = thumb
             self._analysed_mono = now
             self._last_result = result
+        raw = result
+        result = self.judge(result, light)
         size = (frame.image.shape[1], frame.image.shape[0])
+        if self._frame_area_px != size[0] * size[1]:
+            self._frame_area_px = size[0] * size[1]
+            small_px = int(self.cam.small_flame_max_frac * self._frame_area_px)
+            fire = self.votes[VideoClass.FIRE]
+            fire.p = dataclasses.replace(fire.p, small_area_px=small_px)
         for vote in self.votes.values():
             regions = result.regions
             if not vote.active and self.cam.min_change_grey > 0:
@@ -279,7 +412,98 @@ class CameraWorker:
                 )
             ev = vote.update(frame.mono, regions)
             if ev is not None:
+                if ev.kind is VoteEventKind.START:
+                    self._steady[vote.cls] = [frame.mono, 0, 0]
+                elif ev.kind is VoteEventKind.END:
+                    self._steady.pop(vote.cls, None)
                 await self._send(ev, frame, result)
+            elif vote.active:
+                await self._check_steady(vote, frame, result, size)
+        if fresh and self.scene is not None and not any(v.active for v in self.votes.values()):
+            # learn only while nothing is alarmed, and only from frames really analysed
+            last = self._scene_learned_mono
+            self.scene.learn(raw.cells, light, 0.0 if last is None else frame.mono - last)
+            self._scene_learned_mono = frame.mono
+            self._scene_dirty = True
+
+    async def _check_steady(
+        self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]
+    ) -> None:
+        """A region that neither moves nor grows within its hold is not fire or smoke:
+        end it as steady before the engine's camera-alone hold. Movement is change
+        from one analysed frame to the next inside the region (smoke drifts, flames
+        flicker); a fire region up to ``steady_flame_max_frac`` of the frame must
+        grow (a candle or a fireplace flickers as much as a fire and stays its size)."""
+        if self.cam.steady_end_s <= 0 or vote.cls not in self._steady:
+            return
+        st = self._steady[vote.cls]
+        box = next((r for r in result.regions if r.cls is vote.cls), None)
+        st[1] += 1
+        if box is not None and (
+            self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey
+        ):
+            st[2] += 1
+        if frame.mono - st[0] < self.cam.steady_end_s:
+            return
+        area = vote.typical_area()
+        if area >= vote.p.small_growth_ratio * max(1, vote.start_area):
+            return  # it grew
+        moved = st[2] >= STEADY_MIN_MOVES
+        small = max(area, vote.start_area) <= self.cam.steady_flame_max_frac * self._frame_area_px
+        if moved and not (vote.cls is VideoClass.FIRE and small):
+            return  # smoke that drifts, a large fire that flickers
+        still = [
+            r
+            for r in result.regions
+            if r.cls is vote.cls
+            and self.change.region_change(r, size, since_previous=True) < self.cam.motion_grey
+        ]
+        ev = vote.end_steady(frame.mono, still)
+        del self._steady[vote.cls]
+        if ev is not None:
+            log.info(
+                "camera %s: %s region steady for %.0f s (no movement, no growth): "
+                "not fire or smoke",
+                self.cam.name,
+                vote.cls.value,
+                self.cam.steady_end_s,
+            )
+            await self._send(ev, frame, result)
+
+    def judge(self, result: FrameResult, light: tuple[float, float]) -> FrameResult:
+        """The frame's result with only the cells above this camera's normal scene
+        (unchanged without a scene model or before anything is learned)."""
+        if self.scene is None:
+            return result
+        gated = self.scene.gate(result.cells, light)
+        core: np.ndarray | None = None
+        if gated is result.cells:
+            # not learned yet: start as the model's threshold says, but measure a
+            # region's size (hence growth) only on cells well above that threshold
+            m = self.scene.margin
+            core = np.stack(
+                [result.cells[c] >= t + m * (1.0 - t) for c, t in enumerate(self.start_thresholds)]
+            )
+        regions: list[Region] = []
+        for c, cls in enumerate(CLASSES):
+            regions.extend(
+                cell_regions(
+                    gated[c],
+                    self.region_thresholds[cls],
+                    cls,
+                    result.frame_size,
+                    None if core is None else core[c],
+                )
+            )
+        regions.sort(key=lambda r: -r.score)
+        return FrameResult(
+            fire=float(gated[0].max()),
+            smoke=float(gated[1].max()),
+            regions=tuple(regions),
+            cells=gated,
+            frame_size=result.frame_size,
+            inference_ms=result.inference_ms,
+        )
 
     def _ignore_mask(self, width: int, height: int) -> np.ndarray | None:
         if not self.cam.masks:

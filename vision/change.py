@@ -23,6 +23,7 @@ class ChangeMap:
         self.background_s = background_s
         self.background: np.ndarray | None = None
         self.latest: np.ndarray | None = None
+        self.previous: np.ndarray | None = None
         self._t_s: float | None = None
 
     def update(self, thumb: np.ndarray, t_s: float) -> None:
@@ -33,12 +34,18 @@ class ChangeMap:
         else:
             alpha = min(1.0, max(0.0, t_s - self._t_s) / self.background_s)
             self.background += alpha * (thumb - self.background)
+        self.previous = self.latest
         self.latest = thumb
         self._t_s = t_s
 
-    def region_change(self, region: Region, frame_size: tuple[int, int]) -> float:
-        """Mean grey-level change inside ``region`` (frame pixels); 0 before any frame."""
-        if self.latest is None or self.background is None:
+    def region_change(
+        self, region: Region, frame_size: tuple[int, int], *, since_previous: bool = False
+    ) -> float:
+        """Mean grey-level change inside ``region`` (frame pixels) against the slow
+        background, or with ``since_previous`` against the previous thumbnail (a
+        flame's flicker, smoke's drift); 0 before there is anything to compare."""
+        ref = self.previous if since_previous else self.background
+        if self.latest is None or ref is None or ref.shape != self.latest.shape:
             return 0.0
         th, tw = self.latest.shape
         w, h = frame_size
@@ -46,5 +53,5 @@ class ChangeMap:
         y0 = min(th - 1, max(0, int(region.y * th / h)))
         x1 = max(x0 + 1, min(tw, int(np.ceil((region.x + region.w) * tw / w))))
         y1 = max(y0 + 1, min(th, int(np.ceil((region.y + region.h) * th / h))))
-        diff = np.abs(self.latest[y0:y1, x0:x1] - self.background[y0:y1, x0:x1])
+        diff = np.abs(self.latest[y0:y1, x0:x1] - ref[y0:y1, x0:x1])
         return float(diff.mean())

@@ -201,10 +201,16 @@ class Detector:
 
 
 def cell_regions(
-    prob: np.ndarray, threshold: float, cls: VideoClass, frame_size: tuple[int, int]
+    prob: np.ndarray,
+    threshold: float,
+    cls: VideoClass,
+    frame_size: tuple[int, int],
+    core: np.ndarray | None = None,
 ) -> list[Region]:
     """Connected groups (8-neighbour) of cells with ``prob >= threshold``, as boxes in
-    frame pixels; a region's score is its highest cell."""
+    frame pixels; a region's score is its highest cell. With ``core`` (rows, cols)
+    bool, a region's box covers only its core cells (its highest cell when it has
+    none): the size of a region is then measured on cells well above normal."""
     rows, cols = prob.shape
     w, h = frame_size
     on = (prob >= threshold).astype(np.uint8)
@@ -214,6 +220,14 @@ def cell_regions(
     out = []
     for k in range(1, n):
         cx, cy, cw, ch = (int(v) for v in stats[k, :4])
+        if core is not None:
+            member = labels == k
+            keep = member & core
+            if not keep.any():  # every cell hovers near the threshold: its peak cell only
+                keep = member & (prob == prob[member].max())
+            ys, xs = np.nonzero(keep)
+            cx, cy = int(xs.min()), int(ys.min())
+            cw, ch = int(xs.max()) - cx + 1, int(ys.max()) - cy + 1
         x0 = round(cx * w / cols)
         y0 = round(cy * h / rows)
         x1 = round((cx + cw) * w / cols)

@@ -17,10 +17,24 @@ Rules (``VoteParams``; ``low = threshold * hold_ratio``):
   drifts): the detection ENDs when fewer than ``ceil(need / 2)`` of the last
   ``window_frames`` frames are candidates.
 * UPDATE while active, at most every ``update_interval_s``: when the mean score
-  rose by ``score_step`` or the evidence box grew by ``growth_ratio`` since the
-  last event (the engine uses region growth).
+  rose by ``score_step`` or the typical region grew by ``growth_ratio`` since
+  the last event (the engine uses region growth).
+* Small and steady is not fire (``small_area_px``, 0: off): while the typical
+  region is at most that large, START also needs it to have grown by
+  ``growth_ratio`` over the largest region of the first ``window_frames``
+  candidates of this track (a candle flickers in place and stays the size it
+  was; a fire that starts small grows). A track begins with the first
+  candidate after a window without any.
 
-The event's region is the bounding box of the candidates' regions in the window.
+* A steady region is not fire or smoke: the caller (which sees the pixels)
+  ends a detection whose region neither moved nor grew within its hold with
+  ``end_steady``; where it was is then *quiet*: regions overlapping that place
+  start nothing unless they grow by ``small_growth_ratio`` over it, until no
+  region has overlapped it for ``QUIET_FORGET_WINDOWS`` windows.
+
+The event's region is the *typical* region of the window: the candidates'
+region of median area (the latest of equals), not the bounding box of all of
+them, so that regions jittering with sensor noise never add up to "growth".
 """
 
 from __future__ import annotations
@@ -33,6 +47,8 @@ from dataclasses import dataclass
 
 from agent.events import Region, VideoClass
 
+QUIET_FORGET_WINDOWS = 4  # a quiet place is forgotten after this many windows without a region
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VoteParams:
@@ -44,6 +60,8 @@ class VoteParams:
     update_interval_s: float = 5.0
     score_step: float = 0.05
     growth_ratio: float = 1.25
+    small_area_px: int = 0
+    small_growth_ratio: float = 1.5
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:
@@ -90,16 +108,22 @@ class _Frame:
     region: Region | None
 
 
+@dataclass(slots=True)
+class _Quiet:
+    where: Region
+    area: int  # typical area when it was ended
+    absent: int = 0  # frames since a region last overlapped it
+
+
 def overlaps(a: Region, b: Region) -> bool:
     return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
 
 
-def union(regions: Sequence[Region], cls: VideoClass, score: float) -> Region:
-    x0 = min(r.x for r in regions)
-    y0 = min(r.y for r in regions)
-    x1 = max(r.x + r.w for r in regions)
-    y1 = max(r.y + r.h for r in regions)
-    return Region(x=x0, y=y0, w=x1 - x0, h=y1 - y0, score=score, cls=cls)
+def typical(regions: Sequence[Region], cls: VideoClass, score: float) -> Region:
+    """The region of median area (the latest of equals), with the window's score."""
+    ranked = sorted(enumerate(regions), key=lambda ir: (ir[1].area, ir[0]))
+    r = ranked[len(ranked) // 2][1]
+    return Region(x=r.x, y=r.y, w=r.w, h=r.h, score=score, cls=cls)
 
 
 class Vote:
@@ -113,6 +137,9 @@ class Vote:
         self._last_score = 0.0
         self._last_area = 0
         self._last_emit_s = -math.inf
+        self._track: list[int] = []  # areas of this track's first candidates (small rule)
+        self.quiet: list[_Quiet] = []  # where steady regions were ended by end_steady
+        self.start_area = 0  # typical area at START
 
     def update(self, t_s: float, regions: Sequence[Region]) -> VoteEvent | None:
         """Feed one analysed frame (its regions of any class; others are ignored)."""
@@ -121,9 +148,23 @@ class Vote:
             for r in regions
             if r.cls is self.cls and r.area >= self.p.min_region_area_px and r.score >= self.p.low
         ]
+        for q in list(self.quiet):
+            if any(overlaps(r, q.where) for r in mine):
+                q.absent = 0
+            else:
+                q.absent += 1
+            if q.absent >= QUIET_FORGET_WINDOWS * self.p.window_frames:
+                self.quiet.remove(q)  # the steady thing is gone
+                continue
+            limit = self.p.small_growth_ratio * q.area
+            mine = [r for r in mine if not overlaps(r, q.where) or r.area >= limit]
         best = max(mine, key=lambda r: r.score) if mine else None
         frame = _Frame(t_s, best.score if best else 0.0, best)
         self.window.append(frame)
+        if not any(f.region is not None for f in self.window):
+            self._track.clear()
+        elif best is not None and len(self._track) < self.p.window_frames:
+            self._track.append(best.area)
         if not self.active:
             return self._maybe_start(frame)
         return self._while_active(t_s)
@@ -138,8 +179,59 @@ class Vote:
         mean = sum(f.score for f in cands) / len(cands)
         if mean < self.p.threshold:
             return None
+        if self.p.small_area_px > 0:
+            size = typical([f.region for f in cands if f.region is not None], self.cls, mean).area
+            if size <= self.p.small_area_px:
+                # small: only growth over the track's first window makes it a fire
+                if len(self._track) < self.p.window_frames:
+                    return None
+                if size < self.p.small_growth_ratio * max(self._track):
+                    return None
         self.active = True
-        return self._emit(VoteEventKind.START, frame.t_s, cands, mean)
+        ev = self._emit(VoteEventKind.START, frame.t_s, cands, mean)
+        self.start_area = self._last_area
+        return ev
+
+    def typical_area(self) -> int:
+        """Area of the typical region of the candidates now in the window (0: none)."""
+        regions = [f.region for f in self.window if f.region is not None]
+        return typical(regions, self.cls, 0.0).area if regions else 0
+
+    def end_steady(self, t_s: float, also: Sequence[Region] = ()) -> VoteEvent | None:
+        """End the ongoing detection as steady (neither moved nor grew): where its
+        regions were becomes quiet, and so do the places of ``also`` (other regions
+        the caller sees as steady now). None when nothing is active."""
+        if not self.active:
+            return None
+        cands = [f for f in self.window if f.region is not None]
+        mean = sum(f.score for f in cands) / len(cands) if cands else 0.0
+        ev = self._emit(VoteEventKind.END, t_s, cands, mean)
+        regions = [f.region for f in cands if f.region is not None]
+        if regions:
+            # everywhere its regions were in the window, and as much again around
+            # (a peak cell hovering at the threshold hops to its neighbours)
+            x0 = min(r.x for r in regions)
+            y0 = min(r.y for r in regions)
+            x1 = max(r.x + r.w for r in regions)
+            y1 = max(r.y + r.h for r in regions)
+            mx, my = x1 - x0, y1 - y0
+            where = Region(
+                x=x0 - mx,
+                y=y0 - my,
+                w=x1 - x0 + 2 * mx,
+                h=y1 - y0 + 2 * my,
+                score=0.0,
+                cls=self.cls,
+            )
+            self.quiet.append(_Quiet(where, self._last_area))
+        for r in also:
+            if r.cls is self.cls:
+                where = Region(x=r.x - r.w, y=r.y - r.h, w=3 * r.w, h=3 * r.h, score=0.0, cls=r.cls)
+                self.quiet.append(_Quiet(where, r.area))
+        self.active = False
+        self.window.clear()
+        self._track.clear()
+        return ev
 
     def _while_active(self, t_s: float) -> VoteEvent | None:
         cands = [f for f in self.window if f.region is not None]
@@ -152,7 +244,7 @@ class Vote:
         if t_s - self._last_emit_s < self.p.update_interval_s:
             return None
         mean = sum(f.score for f in cands) / len(cands)
-        box = union([f.region for f in cands if f.region is not None], self.cls, mean)
+        box = typical([f.region for f in cands if f.region is not None], self.cls, mean)
         if (
             mean >= self._last_score + self.p.score_step
             or box.area >= self._last_area * self.p.growth_ratio
@@ -164,7 +256,7 @@ class Vote:
         self, kind: VoteEventKind, t_s: float, cands: Sequence[_Frame], mean: float
     ) -> VoteEvent:
         regions = [f.region for f in cands if f.region is not None]
-        box = union(regions, self.cls, mean) if regions else None
+        box = typical(regions, self.cls, mean) if regions else None
         self._last_score = mean
         self._last_area = box.area if box else 0
         self._last_emit_s = t_s

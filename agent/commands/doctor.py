@@ -1168,9 +1168,25 @@ def check_unit(ctx: Context) -> list[Result]:
     return out
 
 
+def _check_scenes(ctx: Context) -> list[Result]:
+    from agent.commands.commission import check_scenes  # what each camera learned
+
+    return check_scenes(ctx)
+
+
 # ------------------------------------------------------------- the checklist
 
-NEEDS_SITE = {"files", "serial", "devices", "cameras", "broker", "centre", "storage", "unit"}
+NEEDS_SITE = {
+    "files",
+    "serial",
+    "devices",
+    "cameras",
+    "scenes",
+    "broker",
+    "centre",
+    "storage",
+    "unit",
+}
 CHECKS: list[tuple[str, Check]] = [
     ("config", check_config),
     ("service-user", check_service_user),
@@ -1178,6 +1194,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("serial", check_serial_ports),
     ("devices", check_devices),
     ("cameras", check_cameras),
+    ("scenes", _check_scenes),
     ("model", check_model),
     ("broker", check_broker),
     ("centre", check_centre),

@@ -325,6 +325,70 @@ class CameraConfig(Strict):
     reconnect_max_s: float = Field(
         default=30.0, ge=1, le=600, description="longest wait between reconnection attempts"
     )
+    # Small and steady is not fire (vision/vote.py).
+    small_flame_max_frac: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        title="Largest candle-sized flame",
+        description="a fire region at most this fraction of the frame (a candle) starts a "
+        "detection only once it has grown 1.5x (0: off, the default: it delays small real "
+        "fires; steady_end_s already keeps a steady candle from a camera-alone alarm)",
+    )
+    steady_flame_max_frac: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        title="Largest controlled flame",
+        description="a fire region at most this fraction of the frame (a fireplace, a hob) "
+        "that has not grown 1.5x within steady_end_s is ended as steady, not fire, however it "
+        "flickers; a larger one only when it neither grew nor flickered",
+    )
+    steady_end_s: float = Field(
+        default=15.0,
+        ge=0,
+        le=600,
+        title="Steady region hold",
+        description="a detection whose region neither moved (drift, flicker) nor grew 1.5x "
+        "within this time is ended as steady, not fire or smoke; keep it under the zone's "
+        "video_only_s (0: off)",
+    )
+    motion_grey: float = Field(
+        default=1.0,
+        gt=0,
+        le=255,
+        title="Movement in a region",
+        description="mean grey-level change from one analysed frame to the next inside a "
+        "region that counts as movement (flicker, drift)",
+    )
+    # The camera's own scene (vision/scene.py), learned at commissioning and while quiet.
+    scene_model: bool = Field(
+        default=True,
+        title="Scene model",
+        description="a cell counts only where its score rises above what this camera's normal "
+        "scene scores there, in the same lighting (false: the model's threshold alone)",
+    )
+    scene_margin: float = Field(
+        default=0.15,
+        gt=0,
+        le=1,
+        title="Scene margin",
+        description="how far above its normal (mean + 3 spreads) a cell's score must rise",
+    )
+    scene_learn_frames: int = Field(
+        default=60,
+        ge=10,
+        le=100_000,
+        title="Frames to learn a lighting state",
+        description="analysed frames a lighting state needs before it is judged by its own normal",
+    )
+    scene_adapt_s: float = Field(
+        default=7200.0,
+        ge=600,
+        le=30 * 86400,
+        title="Scene adaptation time",
+        description="time constant of the slow learning while nothing is alarmed",
+    )
 
     @field_validator("source")
     @classmethod
@@ -383,7 +447,19 @@ class UplinkConfig(Strict):
     publish_timeout_s: float = Field(default=10.0, gt=0, le=120, description="wait for PUBACK")
     downlink: bool = Field(default=False, description="accept snapshot/state requests")
     reconnect_min_s: float = Field(
-        default=1.0, gt=0, le=60, description="first reconnect delay; doubles (with jitter)"
+        default=1.0,
+        gt=0,
+        le=60,
+        description="shortest wait before a reconnect; also the first retry of a refused topic",
+    )
+    reconnect_window_s: float = Field(
+        default=40.0,
+        ge=1,
+        le=600,
+        description="the first reconnect after a lost link comes at a random moment within "
+        "this window (full jitter), so a province's gateways do not return in the same "
+        "second after a broker restart; it doubles with each failed try up to "
+        "reconnect_max_s. A stored fire alarm does not wait for it",
     )
     reconnect_max_s: float = Field(
         default=60.0, gt=0, le=3600, description="longest delay between reconnect attempts"

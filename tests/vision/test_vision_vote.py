@@ -169,3 +169,42 @@ def test_same_input_same_output() -> None:
 def test_bad_parameters_are_rejected(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         params(**bad)
+
+
+def test_region_is_the_typical_one_not_the_box_of_a_jittering_window() -> None:
+    """Noise at the threshold makes a region jitter; the box around all of them
+    would "grow" (issue 16). The event carries the median-area region."""
+    v = Vote(SMOKE, params(update_interval_s=1.0))
+    jitter = [box(0.9, x=100 + 30 * (i % 3), w=80, h=60, cls=SMOKE) for i in range(40)]
+    events = play(v, [[r] for r in jitter])
+    assert [e.kind for e in events] == [VoteEventKind.START]
+    assert events[0].region is not None and events[0].region.area == 80 * 60
+
+
+def test_small_region_starts_only_once_it_has_grown() -> None:
+    small = 50 * 50
+    steady = [[box(0.95, w=40, h=40)]] * 30  # a candle: flickers in place, same size
+    assert play(Vote(FIRE, params(small_area_px=small)), steady) == []
+    assert [e.kind for e in play(Vote(FIRE, params()), steady)] == [VoteEventKind.START]
+    growing = [[box(0.95, w=30 + 3 * i, h=30 + 3 * i)] for i in range(30)]
+    events = play(Vote(FIRE, params(small_area_px=small)), growing)
+    assert events and events[0].kind is VoteEventKind.START
+    # not while it is small: it grew past the small size (or 1.5x its first window)
+    assert events[0].region is not None and events[0].region.area > small
+
+
+def test_end_steady_quiets_the_place_until_it_grows_or_goes() -> None:
+    v = Vote(SMOKE, params())
+    wall = [box(0.9, cls=SMOKE)]
+    assert [e.kind for e in play(v, [wall] * 6)] == [VoteEventKind.START]
+    ev = v.end_steady(10.0)
+    assert ev is not None and ev.kind is VoteEventKind.END and not v.active
+    assert play(v, [wall] * 20, t0=11.0) == []  # the same wall starts nothing
+    bigger = [box(0.9, w=160, h=60, cls=SMOKE)]  # 2x: it grew
+    assert [e.kind for e in play(v, [bigger] * 6, t0=30.0)] == [VoteEventKind.START]
+    # a place without any region for 4 windows is forgotten
+    v2 = Vote(SMOKE, params())
+    play(v2, [wall] * 6)
+    v2.end_steady(3.0)
+    events = play(v2, [[]] * 24 + [wall] * 6, t0=4.0)
+    assert [e.kind for e in events] == [VoteEventKind.START]

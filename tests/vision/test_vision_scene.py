@@ -1,0 +1,306 @@
+"""The camera's own scene (vision/scene.py) through the real CameraWorker, real
+OpenCV decoding of MJPG clips and the shipped model.
+
+The rooms are photos the shipped model gets wrong (tests/fixtures/vision/
+ATTRIBUTION.md): a white room it calls smoke (0.79), a room with a bright lamp
+it calls fire (0.98). A fixed camera filming them is the same picture, frame
+after frame, with sensor noise; the lights are switched off and on again, which
+opens the change gate, so today's camera starts a detection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.clock import ScaledClock
+from agent.events import Condition, Observation, StateChange, VideoClass, VideoDetection
+from agent.siteconfig.models import CameraConfig
+from vision import footage as ft
+from vision.camera import CameraWorker
+from vision.detector import Detector
+from vision.scene import SceneModel, lighting, model_id
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "vision"
+SPEED = 5.0  # simulated seconds per real second
+FPS = 10.0  # frames per second of the clips
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector.load()
+
+
+def camera(source: Path, **kw: Any) -> CameraConfig:
+    base: dict[str, Any] = {
+        "name": "cam1",
+        "zone": "hall",
+        "source": str(source),
+        "detect_fps": 2.0,
+        "stale_after_s": 2.0,
+    }
+    base.update(kw)
+    return CameraConfig(**base)
+
+
+def still(image: np.ndarray, seconds: float, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [ft.noisy(image, rng) for _ in range(int(seconds * FPS))]
+
+
+def lights_on(room: np.ndarray, seconds: float, seed: int = 1) -> list[np.ndarray]:
+    """2 s of the room with the lights off, then ``seconds`` with them on."""
+    return still(ft.light(room, 0.15), 2, seed) + still(room, seconds, seed + 1)
+
+
+def flicker(image: np.ndarray, seconds: float, seed: int) -> list[np.ndarray]:
+    """Flame-coloured pixels flicker (brightness, a small upward lick), as flames do."""
+    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
+    flame = (r > 170) & (r > b + 50)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(int(seconds * FPS)):
+        f = image.astype(np.float32)
+        lick = np.roll(flame, -int(rng.integers(0, 6)), axis=0)
+        f[lick] = f[lick] * rng.uniform(0.55, 1.0) + 40 * rng.uniform(0, 1)
+        out.append(ft.noisy(np.clip(f, 0, 255).astype(np.uint8), rng))
+    return out
+
+
+def commissioned(detector: Detector, frames: list[np.ndarray], path: Path | None) -> SceneModel:
+    """What `firegate commission camera` does: learn every frame, save."""
+    scene = SceneModel(grid=detector.grid, model_id=model_id(detector.path))
+    for f in frames:
+        scene.commission(detector.detect(f).cells, lighting(f))
+    if path is not None:
+        scene.save(path)
+    return scene
+
+
+async def run_clip(
+    detector: Detector, cam: CameraConfig, scene_file: Path | None = None
+) -> tuple[list[Observation], CameraWorker]:
+    """Run a worker over its clip until the clip has ended (STALE), then stop it."""
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    w = CameraWorker(cam, detector, q, ScaledClock(SPEED), scene_file=scene_file)
+    seen: list[Observation] = []
+    task = asyncio.create_task(w.run())
+    deadline = time.monotonic() + 30
+
+    def ended() -> bool:
+        return any(
+            isinstance(o, StateChange) and o.condition is Condition.STALE and o.active for o in seen
+        )
+
+    try:
+        while not ended() and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                seen.append(await asyncio.wait_for(q.get(), 0.1))
+            if task.done():
+                task.result()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return seen, w
+
+
+def detections(seen: list[Observation], cls: VideoClass | None = None) -> list[VideoDetection]:
+    return [o for o in seen if isinstance(o, VideoDetection) and (cls is None or o.cls is cls)]
+
+
+def started_after_s(seen: list[Observation], w: CameraWorker, cls: VideoClass) -> float | None:
+    first = next((o for o in detections(seen, cls) if o.active), None)
+    return None if first is None else first.mono - w._started_mono
+
+
+@pytest.mark.parametrize(
+    ("image", "cls"),
+    [("normal_white_room.jpg", VideoClass.SMOKE), ("normal_lamp_room.jpg", VideoClass.FIRE)],
+)
+async def test_learned_room_never_alarms_when_the_lights_come_on(
+    tmp_path: Path, detector: Detector, image: str, cls: VideoClass
+) -> None:
+    room = ft.load(FIXTURES / image)
+    clip = ft.write_clip(tmp_path / "room.avi", lights_on(room, 20), FPS)
+    scene_file = tmp_path / "scenes" / "cam1.npz"
+    commissioned(detector, still(room, 6, 7) + still(ft.light(room, 0.15), 3, 8), scene_file)
+    # today's camera (no scene model): the change gate opens when the lights come on
+    # and the model's single-frame score confirms the white wall or the lamp
+    seen, _ = await run_clip(detector, camera(clip, scene_model=False))
+    assert [o.cls for o in detections(seen)][:1] == [cls]
+    # the camera that knows its room: nothing, the whole clip
+    seen, w = await run_clip(detector, camera(clip), scene_file)
+    assert detections(seen) == [], w.status()
+    assert w.status()["scene"]["learned"] is True
+    assert w.frames_seen >= 20
+
+
+async def test_fire_in_a_learned_room_is_still_found(tmp_path: Path, detector: Detector) -> None:
+    """The lamp room was learned as normal (its lamp scores 0.98 fire every day);
+    then the camera sees a fire. Its cells rise from the room's normal: found as
+    fast as without a scene model."""
+    room = ft.load(FIXTURES / "normal_lamp_room.jpg")
+    fire = ft.load(FIXTURES / "fire_cctv.jpg")
+    scene_file = tmp_path / "cam1.npz"
+    commissioned(detector, still(room, 6, 7), scene_file)
+    clip = ft.write_clip(tmp_path / "fire.avi", still(room, 4, 1) + flicker(fire, 10, 2), FPS)
+    times = {}
+    for on in (False, True):
+        seen, w = await run_clip(detector, camera(clip, scene_model=on), scene_file)
+        times[on] = started_after_s(seen, w, VideoClass.FIRE)
+        assert times[on] is not None, (on, w.status())
+    assert times[True] is not None and times[False] is not None
+    assert 4.0 <= times[True] <= times[False] + 1.5, times
+
+
+async def test_restart_keeps_the_scene(tmp_path: Path, detector: Detector) -> None:
+    """Without commissioning, the camera learns its room while nothing is alarmed
+    and writes it to the state dir (mode 0600); the next start loads it, and the
+    white room does not alarm when the lights come on."""
+    room = ft.load(FIXTURES / "normal_white_room.jpg")
+    scene_file = tmp_path / "state" / "scenes" / "cam1.npz"
+    # a quiet first day: the room with people passing (the picture changes, so every
+    # frame is analysed and learned), lights on
+    rng = np.random.default_rng(3)
+    day = [ft.noisy(ft.person(room, 40 + (i * 13) % 560), rng) for i in range(int(45 * FPS))]
+    learn = ft.write_clip(tmp_path / "day.avi", day, FPS)
+    cam = camera(learn, scene_learn_frames=40, min_change_grey=50.0)  # no detection while learning
+    seen, w = await run_clip(detector, cam, scene_file)
+    assert w.scene is not None and w.scene.learned, w.status()
+    assert scene_file.is_file()
+    assert (scene_file.stat().st_mode & 0o777) == 0o600
+    states = [(s.frames, s.mean.copy()) for s in w.scene.states]
+    clip = ft.write_clip(tmp_path / "room.avi", lights_on(room, 20), FPS)
+    seen, w2 = await run_clip(detector, camera(clip, scene_learn_frames=40), scene_file)
+    assert w2.scene is not None and "loaded" in w2.scene_note
+    assert w2.scene.states[0].frames >= states[0][0]
+    np.testing.assert_allclose(w2.scene.states[0].mean, states[0][1], atol=0.05)
+    assert detections(seen) == [], w2.status()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other model"])
+async def test_damaged_scene_file_falls_back_to_learning_with_a_warning(
+    tmp_path: Path, detector: Detector, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    room = ft.load(FIXTURES / "normal_lamp_room.jpg")
+    scene_file = tmp_path / "cam1.npz"
+    scene = commissioned(detector, still(room, 4, 7), scene_file)
+    if damage == "garbage":
+        scene_file.write_bytes(os.urandom(300))
+    elif damage == "truncated":
+        data = scene_file.read_bytes()
+        scene_file.write_bytes(data[: len(data) // 2])
+    else:
+        scene.model_id = "another-model"
+        scene.save(scene_file)
+    fire = ft.load(FIXTURES / "fire_cctv.jpg")
+    clip = ft.write_clip(tmp_path / "fire.avi", still(room, 2, 1) + flicker(fire, 8, 2), FPS)
+    with caplog.at_level(logging.WARNING, logger="vision.camera"):
+        seen, w = await run_clip(detector, camera(clip), scene_file)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "scene" in r.message]
+    assert warned and str(scene_file) in warned[0].message and "learning" in warned[0].message
+    assert w.scene is not None and not w.scene.learned
+    # never silence: an unlearned camera still confirms the fire
+    assert started_after_s(seen, w, VideoClass.FIRE) is not None, w.status()
+
+
+def test_scene_file_round_trip_per_lighting_state(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    scene = SceneModel(grid=(14, 14), model_id="m", learn_frames=10)
+    for _ in range(12):
+        scene.commission(rng.uniform(0.25, 0.35, (2, 14, 14)).astype(np.float32), (120.0, 60.0))
+    for _ in range(12):
+        scene.commission(rng.uniform(0, 0.1, (2, 14, 14)).astype(np.float32), (20.0, 5.0))
+    assert len(scene.states) == 2 and scene.learned
+    path = tmp_path / "s.npz"
+    scene.save(path)
+    back = SceneModel.load(path, (14, 14), "m", learn_frames=10)
+    assert [s.frames for s in back.states] == [12, 12]
+    np.testing.assert_array_equal(back.states[1].var, scene.states[1].var)
+    # judged per lighting state: 0.45 is above the dark state's normal, not the lit one's
+    cells = np.full((2, 14, 14), 0.45, np.float32)
+    assert back.gate(cells, (20.0, 5.0)).max() == pytest.approx(0.45)
+    assert back.gate(cells, (120.0, 60.0)).max() == 0.0
+
+
+def alarms(seen: list[Observation], w: CameraWorker) -> list[tuple[str, str]]:
+    """The camera-alone FIRE_ALARMs the real engine makes of what the worker sent."""
+    end = max((o.mono for o in seen), default=0.0) + 5.0
+    out = ft.camera_alone_alarms(seen, "cam1", "hall", end)
+    return [(d.details.get("rule", ""), d.details.get("reason", "")) for d in out]
+
+
+async def test_noise_on_a_still_room_is_no_growth_and_no_alarm(
+    tmp_path: Path, detector: Detector
+) -> None:
+    """Issue 16, end to end: a 1280x720 camera on an ordinary room (sensor noise only)
+    whose smoke score hovers near the threshold. When the lights come on, today's
+    camera confirms smoke, noise at the threshold "grows" its region and the engine
+    raises FIRE_ALARM (video_growth). Now a region is measured on cells well above
+    normal (a camera not yet learned: well above the threshold), and a region that
+    neither moves nor grows is ended before the engine's camera-alone hold."""
+    room = ft.load(FIXTURES / "normal_study_room.jpg", (1280, 720))
+    clip = ft.write_clip(tmp_path / "room.avi", lights_on(room, 40), FPS)
+    before_cam = camera(clip, scene_model=False, steady_end_s=0.0, small_flame_max_frac=0.0)
+    seen, w = await run_clip(detector, before_cam)
+    before = alarms(seen, w)
+    # the issue's false alarm (with today's vote, whose region was the bounding box of
+    # a window of jittering regions, the rule is video_growth, "region grew 6.0x")
+    assert before and before[0][0] in ("video_growth", "video_only"), before
+    seen, w = await run_clip(detector, camera(clip))  # unlearned: no scene file
+    assert alarms(seen, w) == [], [(o.active, o.regions) for o in detections(seen)]
+    for d in detections(seen):  # what it still reports never grows
+        assert sum(r.area for r in d.regions) <= 1280 * 720 / 196 * 1.5
+
+
+async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
+    tmp_path: Path, detector: Detector
+) -> None:
+    """A fireplace the model calls fire (0.83, two small regions) with its flame
+    pixels flickering: steady, it raises no alarm (it is at most reported for the
+    steady hold and ended as steady, not fire); the same flame growing
+    (the camera's view closing in on it) is reported as fire, its region growing."""
+    room = ft.load(FIXTURES / "normal_fireplace.jpg")
+    frames = lights_on(room, 1) + flicker(room, 40, 3)
+    scores = [detector.detect(f) for f in frames[40::20]]
+    assert max(r.fire for r in scores) >= detector.thresholds[VideoClass.FIRE]  # not trivial
+    clip = ft.write_clip(tmp_path / "candle.avi", frames, FPS)
+    # a sensitive camera (fire threshold 0.5), so that the flame holds in every frame
+    today = camera(
+        clip, scene_model=False, small_flame_max_frac=0.0, steady_end_s=0.0, fire_threshold=0.5
+    )
+    seen, w = await run_clip(detector, today)
+    assert alarms(seen, w), "today's camera calls the small steady flame a fire"
+    seen, w = await run_clip(detector, camera(clip, fire_threshold=0.5))
+    assert alarms(seen, w) == []
+    # reported at most for the steady hold each time, then ended: never 20 s
+    start = None
+    for o in detections(seen, VideoClass.FIRE):
+        if o.active and start is None:
+            start = o.mono
+        elif not o.active and start is not None:
+            assert o.mono - start < 20.0
+            start = None
+    # the same flame growing: zoom towards it over 20 s, 1x -> 3x, then 3x
+    reg = max(detector.detect(room).regions_of(VideoClass.FIRE), key=lambda r: r.score)
+    centre = (reg.x + reg.w / 2, reg.y + reg.h / 2)
+    grow = []
+    for i, f in enumerate(flicker(room, 50, 4)):  # grows for 20 s, then burns on
+        z = 1.0 + 2.0 * min(1.0, i / (20 * FPS))
+        grow.append(ft.zoom(f, centre, z))
+    clip = ft.write_clip(tmp_path / "growing.avi", still(room, 2, 5) + grow, FPS)
+    seen, w = await run_clip(detector, camera(clip, fire_threshold=0.5))
+    fire = [o for o in detections(seen, VideoClass.FIRE) if o.active]
+    assert fire, w.status()
+    # reported, and growing in what it reports. (Whether the engine's camera-alone
+    # rule then fires depends on the engine's per-camera, not per-class, state: a
+    # smoke detection of the same camera ending resets its fire hold; reported.)
+    areas = [sum(r.area for r in o.regions) for o in fire]
+    assert max(areas) >= 1.5 * areas[0], areas
