@@ -13,8 +13,10 @@ verification falls back to the persistence rule and the hard ceiling; a full
 disk under the nuisance log is logged and counted, and the engine goes on.
 
 Restarts: every episode the centre was told is open (a fire incident, an
-electrical pre-alarm, a fault) is saved in ``<state_dir>/episodes.json`` with
-the id of its decision whenever that set changes (and when a fire incident's
+electrical pre-alarm, a fault), every alarm still being confirmed (with its
+first-alarm time, verification and "verifying" zone state) and each
+detector's trust record are saved in ``<state_dir>/episodes.json`` with the
+ids of their decisions whenever that set changes (and when a fire incident's
 last detector goes quiet), after the decisions themselves are in the outbox;
 a restarted runner hands it back to the engine (``Engine.restore``), so an
 episode still active is not forwarded again under a new id and one that
@@ -55,7 +57,7 @@ T = TypeVar("T")
 
 BATCH_MAX = 256  # observations fed between two checks of the tick and the sink
 SINK_RETRY_S = 1.0
-EPISODES_FILE = "episodes.json"  # open fire incidents, pre-alarms, faults, kept over a restart
+EPISODES_FILE = "episodes.json"  # open episodes, alarms being confirmed, trust, over a restart
 INCIDENTS_FILE = "incidents.json"  # the format before episodes.json (fire incidents only)
 READ_TIMEOUT_S = 10.0  # a state file not read by then (stalled disk): start without it
 STOP_WRITE_TIMEOUT_S = 2.0  # at a stop, wait this long for the last state to reach the disk
@@ -225,9 +227,10 @@ class EngineRunner:
         out = self.engine.restore(doc, now, wall, fault_grace_s=self.fault_grace_s)
         st = self.engine.status()
         log.info(
-            "carried over the restart: %d fire incident(s), %d pre-alarm(s), %d fault(s); "
-            "%d ended while the agent was down",
+            "carried over the restart: %d fire incident(s), %d alarm(s) being confirmed, "
+            "%d pre-alarm(s), %d fault(s); %d ended while the agent was down",
             sum(1 for c in st["open_incidents"].values() if c),
+            sum(1 for c in st["open_incidents"].values() if not c),
             len(st["electrical_prealarms"]),
             len(st["active_faults"]),
             len(out.decisions),
@@ -429,7 +432,7 @@ def _episodes_key(snap: dict[str, Any]) -> str:
         {**f, "last_activity_wall": None if f["active"] else round(f["last_activity_wall"])}
         for f in snap["fires"]
     ]
-    return json.dumps({**snap, "wall": None, "fires": fires}, sort_keys=True)
+    return json.dumps({**snap, "wall": None, "mono": None, "fires": fires}, sort_keys=True)
 
 
 def restart_fault_grace_s(site: LoadedSite) -> float:
