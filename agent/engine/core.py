@@ -1462,8 +1462,12 @@ class Engine:
     # an electrical pre-alarm, a fault) is carried over a restart of the agent
     # with the id of the decision that opened it, so that it ends with exactly
     # one RESTORE naming that id and is never forwarded a second time under a
-    # new id. Nothing else is carried: an alarm still being confirmed starts
-    # afresh from the detectors' state, which they report on their first poll.
+    # new id. An alarm still being confirmed is carried too (its first alarm,
+    # verification and "verifying" zone state), so that the hard ceiling still
+    # counts from its first alarm, and so is each detector's trust record (its
+    # short trips and held-back nuisances; the dirty bit the device reports
+    # again). What is not carried: cameras' detections and analogue histories
+    # (a camera confirms again within seconds; the trend is measured afresh).
 
     def _track_episode(self, d: Decision) -> None:
         key = _episode_key(d)
@@ -1654,6 +1658,15 @@ class Engine:
         (time for the source to be polled again) plus ``fault_restore_s``
         (a source that answers again sends no "offline cleared", so a fault
         is presumed cleared unless re-reported). Malformed entries are skipped.
+
+        An alarm still being confirmed (version 2) goes on from its first
+        alarm: a detector in alarm at the stop and again at its first report is
+        one alarm from its first onset (persistence and the ceiling count from
+        there); its verification goes on (no second reset) and its "verifying"
+        zone state is the one the centre has (no second one; ``confirmed`` or
+        ``held`` name it in ``details.of_id``). It is held open ``fault_grace_s``
+        for its detectors to report; one that never reports again ends ``held``
+        as any quiet incident. Version 1 (no such entries) is read as before.
         """
         out = EngineOutput()
         self._start(now_mono)
