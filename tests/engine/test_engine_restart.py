@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.clock import ScaledClock
 from agent.engine import Engine, EngineRunner
 from agent.engine.runner import EPISODES_FILE, INCIDENTS_FILE
@@ -326,3 +328,49 @@ def test_old_episodes_file_is_still_accepted() -> None:
     b.alarm(1001, "s2")
     b.until(1100)
     assert not b.fires()
+
+
+async def test_flickering_detector_does_not_rewrite_the_file_at_every_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Insects in a detector (a 1 s trip every 4 s, for 80 s): its incident's
+    details are saved at most every DETAIL_SAVE_S, not at each of 40 edges
+    (an SD card's wear), and the last of them still reaches the file."""
+    from agent.engine import runner as runner_mod
+
+    writes: list[str] = []
+    real_write = runner_mod.write_file_atomic
+
+    def counting(path: Path, data: bytes, **kw: Any) -> None:
+        if path.name == EPISODES_FILE:
+            writes.append(data.decode())
+        real_write(path, data, **kw)
+
+    monkeypatch.setattr(runner_mod, "write_file_atomic", counting)
+    speed = 100.0
+    clock = ScaledClock(speed)
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    runner = EngineRunner(Engine(site()), inbox, Sink(), lambda c: None, clock, 0.5, tmp_path)
+    task = asyncio.create_task(runner.run())
+    try:
+        for _ in range(20):
+            inbox.put_nowait(_alarm(clock, "s2"))
+            await asyncio.sleep(1 / speed)
+            off = _alarm(clock, "s2")
+            inbox.put_nowait(
+                StateChange(**{**{f: getattr(off, f) for f in _FIELDS}, "active": False})
+            )
+            await asyncio.sleep(3 / speed)
+        await asyncio.sleep((runner_mod.DETAIL_SAVE_S + 2) / speed)
+        assert runner.writer is not None
+        await asyncio.to_thread(runner.writer.wait_idle, 5.0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert 1 <= len(writes) <= 80 / runner_mod.DETAIL_SAVE_S + 4, len(writes)
+    (last,) = json.loads(writes[-1])["confirming"]
+    (det,) = last["detectors"]
+    assert det["own_clears"] == 20  # the latest detail made it to the disk
+
+
+_FIELDS = ("source", "zone", "wall", "mono", "kind", "condition")
