@@ -327,6 +327,7 @@ def _confirming_site(tmp: Path, tty: Path, broker_port: int) -> Path:
 
 
 @pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto not installed")
+@pytest.mark.timeout(3 * CEILING_S + 60)
 @pytest.mark.parametrize("how", ["kill9", "sigterm"])
 async def test_restart_during_confirmation_keeps_the_ceiling(tmp_path: Path, how: str) -> None:
     tty = tmp_path / "tty-rs485"
