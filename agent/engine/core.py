@@ -83,7 +83,11 @@ FAULT_CONDITIONS = frozenset(
 # have been destroyed by the fire: its alarm is kept, never silently cancelled.
 LOSING_CONDITIONS = frozenset({Condition.OFFLINE, Condition.FAULT})
 MAX_EVIDENCE = 32
-SNAPSHOT_VERSION = 1  # of Engine.snapshot()
+SNAPSHOT_VERSION = 2  # of Engine.snapshot(); 1 (fire incidents, pre-alarms, faults) still read
+# Longest stop over which the age of what is carried keeps growing: past it, an
+# alarm still being confirmed is well past its ceiling whatever the stop lasted.
+MAX_CARRIED_DOWNTIME_S = 86400.0
+MAX_CARRIED_TIMES = 64  # per detector and kind of trust record
 # After a restart a source must report a fault again within this time (one
 # offline detection at the slowest usual poll, a camera's stale time) or the
 # fault is taken as cleared while the agent was down.
@@ -215,6 +219,12 @@ class _Incident:
     snapshot: bytes | None = None
     confirmed: bool = False
     state_sent: bool = False  # a "verifying" zone state went out for this incident
+    state_id: str = ""  # the id of that "verifying" zone state
+    # carried over a restart: detector key -> when its alarm began, for a detector
+    # in alarm when the agent stopped (its first report after the start decides)
+    carried_alarms: dict[str, float] = field(default_factory=dict)
+    stopped_mono: float = 0.0  # when the agent stopped (the snapshot), this run's time
+    resume_until_mono: float = float("-inf")  # held open until the sources reported again
 
     def add(self, ev: Evidence) -> None:
         if len(self.evidence) < MAX_EVIDENCE:
@@ -316,6 +326,7 @@ class Engine:
             "suppressed": 0,
             "commands": 0,
             "incidents_resumed": 0,
+            "confirming_resumed": 0,
             "zone_state": 0,
         }
 
@@ -589,7 +600,15 @@ class Engine:
     def _on_detector_alarm(self, obs: StateChange, zone: str, kind: DeviceKind) -> None:
         det = self._detector(obs.source, obs.point, zone, kind)
         inc = self._incidents.get(zone)
+        # in alarm when the agent stopped: this first report after the start tells
+        carried = inc.carried_alarms.pop(det.key, None) if inc is not None else None
         if not obs.active:
+            if carried is not None and inc is not None and not det.alarm:
+                # it cleared while the agent was down: its alarm counts up to the stop
+                run_s = max(0.0, inc.stopped_mono - carried)
+                inc.alarm_acc_s[det.key] = inc.alarm_acc_s.get(det.key, 0.0) + run_s
+                det.cleared_mono = max(det.cleared_mono, inc.stopped_mono)
+                inc.add(_evidence(obs, "alarm cleared while the gateway restarted"))
             if det.alarm and inc is not None:
                 run_s = obs.mono - det.alarm_since_mono
                 inc.add(_evidence(obs, f"alarm cleared after {run_s:.1f} s"))
@@ -613,8 +632,12 @@ class Engine:
             return  # a repeated initial state, not a new alarm
         det.alarm = True
         det.alarm_since_mono = obs.mono
+        if carried is not None:
+            # in alarm before and after the restart: one alarm, from its first onset
+            # (the ceiling and persistence count from there, not from the restart)
+            det.alarm_since_mono = min(obs.mono, carried)
         inc = self._incident(zone, obs)
-        if det.cleared_mono >= inc.first_mono:  # back after a gap: how long was it away?
+        if carried is None and det.cleared_mono >= inc.first_mono:  # back after a gap
             gap = obs.mono - det.cleared_mono
             inc.longest_gap_s[det.key] = max(inc.longest_gap_s.get(det.key, 0.0), gap)
             ver = inc.verifications.get(det.key)
@@ -623,7 +646,8 @@ class Engine:
         inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
         inc.devices[obs.source] = None
         again = det.key in inc.alarm_onsets
-        inc.add(_evidence(obs, "alarm again" if again else "alarm"))
+        what = "alarm again" if again else "alarm"
+        inc.add(_evidence(obs, "still in alarm after the restart" if carried is not None else what))
         inc.alarm_onsets.setdefault(det.key, obs.mono)
         inc.alarm_first_wall.setdefault(det.key, obs.wall)
 
@@ -1098,6 +1122,7 @@ class Engine:
             or lost
             or any(c.active for c in cams)
             or any(v.live(now) for v in inc.verifications.values())
+            or (inc.carried_alarms and now < inc.resume_until_mono)  # not reported yet
         )
         if not busy and now - inc.last_activity_mono >= pol.coincidence_window_s:
             del self._incidents[zone]
@@ -1152,23 +1177,26 @@ class Engine:
         out: EngineOutput,
         **details: Any,
     ) -> None:
-        """A zone's state for the centre's display (retained upstream); never paged."""
-        self._emit(
-            out,
-            Decision(
-                type=DecisionType.ZONE_STATE,
-                zone=inc.zone,
-                reason=reason,
-                first_seen_wall=inc.first_wall,
-                first_seen_mono=inc.first_mono,
-                wall=wall,
-                mono=now,
-                devices=tuple(inc.devices),
-                cameras=tuple(inc.cameras),
-                evidence=tuple(inc.evidence[-4:]),
-                details={"state": state, **details},
-            ),
+        """A zone's state for the centre's display (retained upstream); never paged.
+        A state that ends "verifying" names it in ``details.of_id``."""
+        if state != "verifying" and inc.state_id:
+            details = {**details, "of_id": inc.state_id}
+        d = Decision(
+            type=DecisionType.ZONE_STATE,
+            zone=inc.zone,
+            reason=reason,
+            first_seen_wall=inc.first_wall,
+            first_seen_mono=inc.first_mono,
+            wall=wall,
+            mono=now,
+            devices=tuple(inc.devices),
+            cameras=tuple(inc.cameras),
+            evidence=tuple(inc.evidence[-4:]),
+            details={"state": state, **details},
         )
+        if state == "verifying":
+            inc.state_id = d.id
+        self._emit(out, d)
 
     def _climbing(
         self, alarming: list[_Detector], now: float, pol: ZonePolicy
@@ -1434,8 +1462,12 @@ class Engine:
     # an electrical pre-alarm, a fault) is carried over a restart of the agent
     # with the id of the decision that opened it, so that it ends with exactly
     # one RESTORE naming that id and is never forwarded a second time under a
-    # new id. Nothing else is carried: an alarm still being confirmed starts
-    # afresh from the detectors' state, which they report on their first poll.
+    # new id. An alarm still being confirmed is carried too (its first alarm,
+    # verification and "verifying" zone state), so that the hard ceiling still
+    # counts from its first alarm, and so is each detector's trust record (its
+    # short trips and held-back nuisances; the dirty bit the device reports
+    # again). What is not carried: cameras' detections and analogue histories
+    # (a camera confirms again within seconds; the trend is measured afresh).
 
     def _track_episode(self, d: Decision) -> None:
         key = _episode_key(d)
@@ -1508,10 +1540,100 @@ class Engine:
         return {
             "version": SNAPSHOT_VERSION,
             "wall": now_wall,
+            "mono": now_mono,
             "fires": fires,
             "prealarms": prealarms,
             "faults": faults,
+            "confirming": [
+                self._snapshot_confirming(inc)
+                for inc in self._incidents.values()
+                if not inc.confirmed
+            ],
+            "trust": self._snapshot_trust(now_mono),
         }
+
+    # Alarms still being confirmed and each detector's trust record are carried
+    # in this run's monotonic time (stable from one snapshot to the next, so the
+    # file is rewritten only when something changes); ``restore`` shifts them by
+    # the snapshot's own (mono, wall) and the wall-clock time since it.
+
+    def _snapshot_confirming(self, inc: _Incident) -> dict[str, Any]:
+        dets = []
+        for key, onset in inc.alarm_onsets.items():
+            d = self._detectors.get(key)
+            if d is None:
+                continue
+            since = d.alarm_since_mono if d.alarm else inc.carried_alarms.get(key)
+            cleared = d.cleared_mono if d.cleared_mono >= inc.first_mono else None
+            dets.append(
+                {
+                    "source": d.source,
+                    "point": d.point,
+                    "kind": d.kind.value,
+                    "onset": _r(onset),
+                    "first_seen_wall": inc.alarm_first_wall.get(key, inc.first_wall),
+                    "alarm_s": _r(inc.alarm_acc_s.get(key, 0.0)),
+                    "own_clears": inc.own_clears.get(key, 0),
+                    "longest_gap_s": _r(inc.longest_gap_s.get(key, 0.0)),
+                    "alarm_since": None if since is None else _r(since),
+                    "cleared": None if cleared is None else _r(cleared),
+                    "lost": d.lost_in_alarm,
+                }
+            )
+        return {
+            "zone": inc.zone,
+            "state_id": inc.state_id,
+            "state_sent": inc.state_sent,
+            "first_seen_wall": inc.first_wall,
+            "first": _r(inc.first_mono),
+            "last_activity": _r(inc.last_activity_mono),
+            "devices": list(inc.devices),
+            "cameras": list(inc.cameras),
+            "video_seen": inc.video_seen,
+            "video_fire": inc.video_fire,
+            "detectors": dets,
+            "verifications": {
+                key: {
+                    "reset": _r(v.reset_mono),
+                    "restart_end": _r(v.restart_end_mono),
+                    "confirm_end": _r(v.confirm_end_mono),
+                    "command_id": v.command_id,
+                    "failed": v.failed,
+                    "alarm_s_at_reset": _r(v.alarm_s_at_reset),
+                    "longest_gap_s": _r(v.longest_gap_s),
+                }
+                for key, v in inc.verifications.items()
+            },
+            "evidence": [
+                {
+                    "id": e.observation_id,
+                    "source": e.source,
+                    "what": e.what,
+                    "wall": e.wall,
+                    "mono": _r(e.mono),
+                }
+                for e in inc.evidence
+            ],
+        }
+
+    def _snapshot_trust(self, now: float) -> dict[str, Any]:
+        """Each detector's history that lowers its trust (short self-clearing
+        trips, held-back nuisances) within the windows that still count it. The
+        dirty / service bit is not kept: the device reports it again."""
+        trust: dict[str, Any] = {}
+        for d in self._detectors.values():
+            pol = self._policy(d.zone)
+            trips = [_r(t) for t in d.short_trips if t >= now - pol.distrust_window_s]
+            held = [_r(t) for t in d.nuisance_times if t >= now - pol.trust_restore_s]
+            if trips or held:
+                trust[d.key] = {
+                    "source": d.source,
+                    "point": d.point,
+                    "kind": d.kind.value,
+                    "short_trips": trips[-MAX_CARRIED_TIMES:],
+                    "nuisance_times": held[-MAX_CARRIED_TIMES:],
+                }
+        return trust
 
     def restore(
         self,
@@ -1536,10 +1658,20 @@ class Engine:
         (time for the source to be polled again) plus ``fault_restore_s``
         (a source that answers again sends no "offline cleared", so a fault
         is presumed cleared unless re-reported). Malformed entries are skipped.
+
+        An alarm still being confirmed (version 2) goes on from its first
+        alarm: a detector in alarm at the stop and again at its first report is
+        one alarm from its first onset (persistence and the ceiling count from
+        there); its verification goes on (no second reset) and its "verifying"
+        zone state is the one the centre has (no second one; ``confirmed`` or
+        ``held`` name it in ``details.of_id``). It is held open ``fault_grace_s``
+        for its detectors to report; one that never reports again ends ``held``
+        as any quiet incident. Version 1 (no such entries) is read as before.
         """
         out = EngineOutput()
         self._start(now_mono)
-        if doc.get("version") != SNAPSHOT_VERSION:
+        version = doc.get("version")
+        if version not in (1, SNAPSHOT_VERSION):
             return out
 
         def mono_of(wall: float) -> float:
@@ -1683,7 +1815,161 @@ class Engine:
                 reported=True,
                 reported_intermittent=intermittent,
             )
+        if version != 1:
+            shift = _carry_shift(doc, now_mono, now_wall)
+            if shift is not None:
+                snap_mono = float(doc["mono"])
+                self._restore_trust(doc.get("trust"), snap_mono, shift)
+                for item in _items(doc.get("confirming")):
+                    self._restore_confirming(
+                        item, snap_mono, shift, now_mono, now_wall, fault_grace_s, out
+                    )
         return out
+
+    def _restore_trust(self, value: Any, snap_mono: float, shift: float) -> None:
+        if not isinstance(value, Mapping):
+            return
+        for item in value.values():
+            if not isinstance(item, Mapping):
+                continue
+            try:
+                det = self._carried_detector(item)
+                trips = [_past(t, snap_mono) + shift for t in item.get("short_trips", ())]
+                held = [_past(t, snap_mono) + shift for t in item.get("nuisance_times", ())]
+            except (KeyError, TypeError, ValueError):
+                continue
+            if det is None:
+                continue
+            det.short_trips.extend(sorted(trips)[-MAX_CARRIED_TIMES:])
+            det.nuisance_times.extend(sorted(held)[-MAX_CARRIED_TIMES:])
+
+    def _carried_detector(self, item: Mapping[str, Any]) -> _Detector | None:
+        """The detector a carried record names, if the site still has it."""
+        source, point = str(item["source"]), str(item.get("point", ""))
+        kind = DeviceKind(item["kind"])
+        if kind not in DETECTOR_KINDS:
+            return None
+        zone = self.site.zone_of(source, point, "")
+        if zone is None:
+            return None
+        return self._detector(source, point, zone, kind)
+
+    def _restore_confirming(
+        self,
+        item: Mapping[str, Any],
+        snap_mono: float,
+        shift: float,
+        now: float,
+        wall: float,
+        grace_s: float,
+        out: EngineOutput,
+    ) -> None:
+        """An alarm still being confirmed when the agent stopped: it goes on
+        from its first alarm (the ceiling counts from there), with its
+        verification and its "verifying" zone state; held open ``grace_s`` for
+        its detectors to report again, then it ends as it would have."""
+        try:
+            zone = str(item["zone"])
+            inc = _Incident(
+                zone=zone,
+                first_mono=_past(item["first"], snap_mono) + shift,
+                first_wall=float(item["first_seen_wall"]),
+                last_activity_mono=_past(item["last_activity"], snap_mono) + shift,
+                state_sent=bool(item.get("state_sent", False)),
+                state_id=str(item.get("state_id", "")),
+                video_seen=bool(item.get("video_seen", False)),
+                video_fire=bool(item.get("video_fire", False)),
+                stopped_mono=snap_mono + shift,
+                resume_until_mono=now + grace_s,
+            )
+            inc.devices.update(dict.fromkeys(str(x) for x in item.get("devices", ())))
+            inc.cameras.update(dict.fromkeys(str(x) for x in item.get("cameras", ())))
+            evidence = [
+                Evidence(
+                    observation_id=str(e["id"]),
+                    source=str(e["source"]),
+                    what=str(e["what"]),
+                    wall=float(e["wall"]),
+                    mono=_past(e["mono"], snap_mono) + shift,
+                )
+                for e in _items(item.get("evidence"))
+            ]
+        except (KeyError, TypeError, ValueError):
+            return
+        inc.evidence = evidence[:MAX_EVIDENCE]
+        if zone not in self.site.policies or zone in self._incidents:
+            if zone not in self.site.policies and inc.state_sent:
+                self._zone_state(inc, "held", "zone no longer configured", now, wall, out)
+            return
+        for d_item in _items(item.get("detectors")):
+            try:
+                det = self._carried_detector(d_item)
+                if det is None or det.zone != zone:
+                    continue
+                key = det.key
+                onset = _past(d_item["onset"], snap_mono) + shift
+                first_wall = float(d_item["first_seen_wall"])
+                acc, gap = float(d_item["alarm_s"]), float(d_item["longest_gap_s"])
+                clears = int(d_item["own_clears"])
+                since, cleared = d_item.get("alarm_since"), d_item.get("cleared")
+                since_mono = None if since is None else _past(since, snap_mono) + shift
+                cleared_mono = None if cleared is None else _past(cleared, snap_mono) + shift
+            except (KeyError, TypeError, ValueError):
+                continue
+            inc.alarm_onsets[key] = onset
+            inc.alarm_first_wall[key] = first_wall
+            inc.alarm_acc_s[key], inc.longest_gap_s[key] = max(0.0, acc), max(0.0, gap)
+            inc.own_clears[key] = max(0, clears)
+            if since_mono is not None:
+                inc.carried_alarms[key] = since_mono
+            if cleared_mono is not None:
+                det.cleared_mono = cleared_mono
+            if d_item.get("lost"):
+                det.lost_in_alarm = True
+        for key, v in (item.get("verifications") or {}).items():
+            try:
+                inc.verifications[str(key)] = _Verification(
+                    reset_mono=_past(v["reset"], snap_mono) + shift,
+                    restart_end_mono=float(v["restart_end"]) + shift,
+                    confirm_end_mono=float(v["confirm_end"]) + shift,
+                    command_id=str(v["command_id"]),
+                    failed=bool(v["failed"]),
+                    alarm_s_at_reset=float(v["alarm_s_at_reset"]),
+                    longest_gap_s=float(v["longest_gap_s"]),
+                )
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+        self._incidents[zone] = inc
+        self.counters["confirming_resumed"] += 1
+
+
+def _r(t: float) -> float:
+    return round(t, 3)
+
+
+def _past(value: Any, snap_mono: float) -> float:
+    """A carried time of the old run, never after its snapshot (nor NaN)."""
+    t = float(value)
+    if t != t:  # NaN
+        raise ValueError("not a time")
+    return min(t, snap_mono)
+
+
+def _carry_shift(doc: Mapping[str, Any], now_mono: float, now_wall: float) -> float | None:
+    """What to add to the old run's monotonic times to make them this run's:
+    the time since the snapshot is the wall clock's, never negative (a clock
+    set back: the stop is then counted as nothing, so what was carried is
+    never made younger than it was at the stop) and at most a day (a clock
+    set forward only makes it older, so a ceiling comes earlier, never later)."""
+    try:
+        snap_mono, snap_wall = float(doc["mono"]), float(doc["wall"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (abs(snap_mono) < 1e15 and abs(snap_wall) < 1e15):  # also NaN, inf
+        return None
+    down = now_wall - snap_wall
+    down = min(max(down, 0.0), MAX_CARRIED_DOWNTIME_S) if down == down else 0.0
+    return now_mono - down - snap_mono
 
 
 def _items(value: Any) -> list[Mapping[str, Any]]:

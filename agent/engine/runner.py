@@ -13,9 +13,13 @@ verification falls back to the persistence rule and the hard ceiling; a full
 disk under the nuisance log is logged and counted, and the engine goes on.
 
 Restarts: every episode the centre was told is open (a fire incident, an
-electrical pre-alarm, a fault) is saved in ``<state_dir>/episodes.json`` with
-the id of its decision whenever that set changes (and when a fire incident's
-last detector goes quiet), after the decisions themselves are in the outbox;
+electrical pre-alarm, a fault), every alarm still being confirmed (with its
+first-alarm time, verification and "verifying" zone state) and each
+detector's trust record are saved in ``<state_dir>/episodes.json`` with the
+ids of their decisions whenever that set changes (and when a fire incident's
+last detector goes quiet; how an alarm being confirmed went on since, and the
+trust records, at most every ``DETAIL_SAVE_S``), after the decisions are in
+the outbox;
 a restarted runner hands it back to the engine (``Engine.restore``), so an
 episode still active is not forwarded again under a new id and one that
 ended meanwhile gets its RESTORE. Every file write (this one, the nuisance
@@ -55,11 +59,16 @@ T = TypeVar("T")
 
 BATCH_MAX = 256  # observations fed between two checks of the tick and the sink
 SINK_RETRY_S = 1.0
-EPISODES_FILE = "episodes.json"  # open fire incidents, pre-alarms, faults, kept over a restart
+EPISODES_FILE = "episodes.json"  # open episodes, alarms being confirmed, trust, over a restart
 INCIDENTS_FILE = "incidents.json"  # the format before episodes.json (fire incidents only)
 READ_TIMEOUT_S = 10.0  # a state file not read by then (stalled disk): start without it
 STOP_WRITE_TIMEOUT_S = 2.0  # at a stop, wait this long for the last state to reach the disk
 DISK_STALL_FAULT_S = 10.0  # a state-folder write running this long is a FAULT
+# An alarm being confirmed changes at every edge of its detectors (a flickering
+# one: every few seconds, for hours) and a trust record at every short trip:
+# such details are saved at most this often (an SD card's wear); an episode,
+# or an alarm being confirmed, that opens or ends is saved at once.
+DETAIL_SAVE_S = 10.0
 
 
 class DecisionSinkLike(Protocol):
@@ -113,6 +122,8 @@ class EngineRunner:
         run = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
         self._runtime_dir = runtime_dir or (Path(run) if run and state_dir else None)
         self._episodes_key = ""  # what was last handed to the writer
+        self._episodes_coarse = ""  # the same without the details (_episodes_key)
+        self._details_due_mono = float("-inf")
         self._episodes_error = ""
         self._disk_stalled = False
 
@@ -225,9 +236,10 @@ class EngineRunner:
         out = self.engine.restore(doc, now, wall, fault_grace_s=self.fault_grace_s)
         st = self.engine.status()
         log.info(
-            "carried over the restart: %d fire incident(s), %d pre-alarm(s), %d fault(s); "
-            "%d ended while the agent was down",
+            "carried over the restart: %d fire incident(s), %d alarm(s) being confirmed, "
+            "%d pre-alarm(s), %d fault(s); %d ended while the agent was down",
             sum(1 for c in st["open_incidents"].values() if c),
+            sum(1 for c in st["open_incidents"].values() if not c),
             len(st["electrical_prealarms"]),
             len(st["active_faults"]),
             len(out.decisions),
@@ -237,11 +249,15 @@ class EngineRunner:
     def _save_episodes(self, *, force: bool = False) -> None:
         if self._state_dir is None or self.writer is None or self._pending:
             return  # not before every decision it reflects is in the outbox
-        snap = self.engine.snapshot(self.clock.monotonic(), self.clock.wall())
-        key = _episodes_key(snap)
+        now = self.clock.monotonic()
+        snap = self.engine.snapshot(now, self.clock.wall())
+        key, coarse = _episodes_key(snap), _episodes_key(snap, details=False)
         if key == self._episodes_key and not force:
             return
-        self._episodes_key = key
+        if coarse == self._episodes_coarse and now < self._details_due_mono and not force:
+            return  # only details changed, saved a moment ago: later (next step)
+        self._episodes_key, self._episodes_coarse = key, coarse
+        self._details_due_mono = now + DETAIL_SAVE_S
         path = self._state_dir / EPISODES_FILE
         data = json.dumps(snap, separators=(",", ":")).encode()
 
@@ -421,15 +437,25 @@ def _keep_in_ram(spare: Path | None, data: bytes) -> bool:
     return True
 
 
-def _episodes_key(snap: dict[str, Any]) -> str:
+def _episodes_key(snap: dict[str, Any], *, details: bool = True) -> str:
     """What decides a rewrite: the episodes, without the time of the snapshot,
     and a fire incident's last activity only once it went quiet (while a
-    detector is in alarm, "now" is its last activity, whenever we stop)."""
+    detector is in alarm, "now" is its last activity, whenever we stop).
+    Without ``details``: which alarms are being confirmed (zone, first alarm,
+    "verifying" state, resets done), not how each detector's alarm went since,
+    nor the trust records."""
     fires = [
         {**f, "last_activity_wall": None if f["active"] else round(f["last_activity_wall"])}
         for f in snap["fires"]
     ]
-    return json.dumps({**snap, "wall": None, "fires": fires}, sort_keys=True)
+    doc = {**snap, "wall": None, "mono": None, "fires": fires}
+    if not details:
+        doc["trust"] = None
+        doc["confirming"] = [
+            [c["zone"], c["first"], c["state_id"], sorted(c["verifications"])]
+            for c in snap["confirming"]
+        ]
+    return json.dumps(doc, sort_keys=True)
 
 
 def restart_fault_grace_s(site: LoadedSite) -> float:

@@ -64,6 +64,7 @@ def _trace(path: Path) -> list[object]:
     for t, d in r.decisions:
         dd = d.to_dict()
         del dd["id"]
+        dd["details"].pop("of_id", None)  # names another decision's (random) id
         for e in dd["evidence"]:
             del e["observation_id"]
         out.append((t, dd))

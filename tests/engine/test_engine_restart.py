@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.clock import ScaledClock
 from agent.engine import Engine, EngineRunner
 from agent.engine.runner import EPISODES_FILE, INCIDENTS_FILE
@@ -122,3 +124,253 @@ async def test_unreadable_incidents_file_starts_afresh(tmp_path: Path) -> None:
     await _run_until(
         runner, sink, lambda s: any(d.type is DecisionType.FIRE_ALARM for d in s.decisions)
     )
+
+
+# ------------------------------------------------ alarms still being confirmed
+
+
+def _snapshot_json(sim: Sim) -> dict[str, Any]:
+    """What the runner writes to episodes.json, read back."""
+    doc = sim.engine.snapshot(sim.t, WALL0 + sim.t)
+    return dict(json.loads(json.dumps(doc)))
+
+
+def _restarted(
+    doc: dict[str, Any], at: float, *, wall_offset: float = 0.0, **policy: Any
+) -> tuple[Sim, list[Any]]:
+    """A new engine started at ``at`` (simulated time goes on) on ``doc``."""
+    sim = Sim(site(**policy))
+    sim.t = sim.next_tick = at
+    out = sim.engine.restore(doc, at, WALL0 + at + wall_offset)
+    sim.decisions.extend((at, d) for d in out.decisions)
+    return sim, list(out.decisions)
+
+
+def _zone_states(sim: Sim) -> list[tuple[float, str, Any]]:
+    return [(t, d.details["state"], d) for t, d in sim.of(DecisionType.ZONE_STATE)]
+
+
+SLOW = {"persistence_s": 90.0}  # a lone plain detector waits for the ceiling (90 s)
+
+
+def _first_life_in_alarm(stop_at: float = 50.0) -> tuple[Sim, dict[str, Any]]:
+    a = Sim(site(**SLOW))
+    a.alarm(10, "s2")  # a plain detector: only persistence or the ceiling confirm it
+    a.until(stop_at)
+    assert not a.fires()
+    assert [s for _, s, _ in _zone_states(a)] == ["verifying"]
+    return a, _snapshot_json(a)
+
+
+def test_alarm_being_confirmed_keeps_its_ceiling_over_a_restart() -> None:
+    a, doc = _first_life_in_alarm()
+    verifying_id = _zone_states(a)[0][2].id
+    b, _ = _restarted(doc, 55.0, **SLOW)  # the restart took 5 s
+    b.alarm(56, "s2")  # its first poll: still in alarm
+    b.until(200)
+    fires = b.fires()
+    assert len(fires) == 1
+    t, fire = fires[0]
+    # 90 s after its first alarm (10 s), not 90 s after the restart
+    assert t <= 10 + 90 + 0.5, t
+    assert fire.first_seen_wall == WALL0 + 10
+    states = _zone_states(b)
+    assert [s for _, s, _ in states] == ["confirmed"]  # no second "verifying"
+    assert states[0][2].details["of_id"] == verifying_id
+
+
+def test_clock_set_back_during_the_stop_never_makes_the_ceiling_later() -> None:
+    _, doc = _first_life_in_alarm()
+    b, _ = _restarted(doc, 55.0, wall_offset=-3600.0, **SLOW)  # NTP set it back an hour
+    b.alarm(56, "s2")
+    b.until(300)
+    ((t, _),) = b.fires()
+    assert t <= 10 + 90 + 5 + 0.5, t  # the ceiling + the restart's own 5 s at worst
+
+
+def test_clock_set_forward_during_the_stop_only_makes_it_earlier() -> None:
+    _, doc = _first_life_in_alarm()
+    b, _ = _restarted(doc, 55.0, wall_offset=86400.0 * 3, **SLOW)
+    b.alarm(56, "s2")
+    b.until(300)
+    ((t, fire),) = b.fires()
+    assert t <= 57, t
+    assert fire.details["rule"] in {"ceiling", "persistence"}
+
+
+def test_carried_times_from_after_the_snapshot_are_bounded() -> None:
+    _, doc = _first_life_in_alarm()
+    doc["confirming"][0]["first"] = 1e12  # nonsense "in the future"
+    doc["confirming"][0]["detectors"][0]["onset"] = float("inf")
+    b, _ = _restarted(doc, 55.0, **SLOW)
+    b.alarm(56, "s2")
+    b.until(300)
+    ((t, _),) = b.fires()
+    assert t <= 50 + 5 + 90 + 0.5, t  # at worst as if it began at the stop
+
+
+def test_verifying_zone_ends_held_when_the_alarm_cleared_while_down() -> None:
+    a = Sim(site(**SLOW))
+    a.alarm(10, "s2")
+    a.until(20)
+    verifying_id = _zone_states(a)[0][2].id
+    doc = _snapshot_json(a)
+    b, _ = _restarted(doc, 25.0, **SLOW)
+    b.alarm(26, "s2", active=False)  # its first poll after the start: quiet
+    b.until(300)
+    assert not b.fires()
+    states = _zone_states(b)
+    assert [s for _, s, _ in states] == ["held"]
+    assert states[0][2].details["of_id"] == verifying_id
+    assert [s.source for s in b.out.suppressed] == ["s2"]
+
+
+def test_verifying_zone_ends_even_if_no_detector_ever_reports() -> None:
+    a = Sim(site(**SLOW))
+    a.alarm(10, "s2")
+    a.until(20)
+    b, _ = _restarted(_snapshot_json(a), 25.0, **SLOW)
+    b.until(25 + 60 + 61)  # the grace for sources to report, then the quiet time
+    assert [s for _, s, _ in _zone_states(b)] == ["held"]
+    assert not b.engine.open_incidents()
+
+
+def test_verifying_zone_no_longer_configured_ends_at_the_start() -> None:
+    a = Sim(site(**SLOW))
+    a.alarm(10, "s2")
+    a.until(20)
+    doc = _snapshot_json(a)
+    doc["confirming"][0]["zone"] = "gone"
+    _, out = _restarted(doc, 25.0, **SLOW)
+    assert [(d.type, d.details["state"]) for d in out] == [(DecisionType.ZONE_STATE, "held")]
+
+
+def test_verification_stage_is_carried() -> None:
+    """s1 was reset before the stop: no second reset after it; back in alarm at
+    once and still at the end of the reset period, it is verified on time."""
+    a = Sim()
+    out = a.alarm(10, "s1")
+    assert len(out.commands) == 1
+    a.alarm(11, "s1", active=False)  # the reset
+    a.alarm(13, "s1")  # back at once
+    a.until(20)
+    b, _ = _restarted(_snapshot_json(a), 25.0)
+    first = b.alarm(26, "s1")
+    assert not first.commands  # not reset a second time
+    b.until(100)
+    ((t, fire),) = b.fires()
+    assert fire.details["rule"] == "verification"
+    assert t <= 10 + 30 + 0.5, t
+
+
+# -------------------------------------------------------------- trust record
+
+
+def _dirty_record() -> dict[str, Any]:
+    """s1 held back twice (reset, never back): not trusted alone for a day."""
+    a = Sim()
+    for t0 in (10, 200):
+        a.alarm(t0, "s1")
+        a.alarm(t0 + 2, "s1", active=False)  # the reset clears it; it stays quiet
+    a.until(500)
+    assert len(a.out.suppressed) == 2
+    return _snapshot_json(a)
+
+
+def test_trust_record_survives_a_restart() -> None:
+    doc = _dirty_record()
+    assert len(doc["trust"]["s1"]["nuisance_times"]) == 2
+    b, _ = _restarted(doc, 510.0)
+    b.alarm(520, "s1")  # reset, back in alarm at once, still in alarm 30 s later
+    b.alarm(521, "s1", active=False)
+    b.alarm(523, "s1")
+    b.until(800)
+    ((t, fire),) = b.fires()
+    # untrusted: verification alone does not confirm it; persistence does
+    assert fire.details["rule"] == "persistence", fire.reason
+    assert t >= 523 + 45, t
+
+
+def test_old_episodes_file_is_still_accepted() -> None:
+    """Version 1 (the persist branch): fire incidents, pre-alarms, faults."""
+    doc = {
+        "version": 1,
+        "wall": WALL0 + 990,
+        "fires": [
+            {
+                "zone": "z",
+                "id": "fire-1",
+                "first_seen_wall": WALL0 + 900,
+                "last_activity_wall": WALL0 + 990,
+                "active": True,
+                "devices": ["s2"],
+                "cameras": [],
+            }
+        ],
+        "prealarms": [],
+        "faults": [
+            {
+                "source": "n1",
+                "point": "",
+                "zone": "z2",
+                "condition": "offline",
+                "id": "fault-1",
+                "first_seen_wall": WALL0 + 800,
+                "detail": "",
+                "intermittent": False,
+            }
+        ],
+    }
+    b, out = _restarted(doc, 1000.0)
+    assert out == []
+    assert b.engine.open_incidents() == {"z": True}
+    assert b.engine.status()["active_faults"] == ["n1 offline"]
+    b.alarm(1001, "s2")
+    b.until(1100)
+    assert not b.fires()
+
+
+async def test_flickering_detector_does_not_rewrite_the_file_at_every_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Insects in a detector (a 1 s trip every 4 s, for 80 s): its incident's
+    details are saved at most every DETAIL_SAVE_S, not at each of 40 edges
+    (an SD card's wear), and the last of them still reaches the file."""
+    from agent.engine import runner as runner_mod
+
+    writes: list[str] = []
+    real_write = runner_mod.write_file_atomic
+
+    def counting(path: Path, data: bytes, **kw: Any) -> None:
+        if path.name == EPISODES_FILE:
+            writes.append(data.decode())
+        real_write(path, data, **kw)
+
+    monkeypatch.setattr(runner_mod, "write_file_atomic", counting)
+    speed = 100.0
+    clock = ScaledClock(speed)
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    runner = EngineRunner(Engine(site()), inbox, Sink(), lambda c: None, clock, 0.5, tmp_path)
+    task = asyncio.create_task(runner.run())
+    try:
+        for _ in range(20):
+            inbox.put_nowait(_alarm(clock, "s2"))
+            await asyncio.sleep(1 / speed)
+            off = _alarm(clock, "s2")
+            inbox.put_nowait(
+                StateChange(**{**{f: getattr(off, f) for f in _FIELDS}, "active": False})
+            )
+            await asyncio.sleep(3 / speed)
+        await asyncio.sleep((runner_mod.DETAIL_SAVE_S + 2) / speed)
+        assert runner.writer is not None
+        await asyncio.to_thread(runner.writer.wait_idle, 5.0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert 1 <= len(writes) <= 80 / runner_mod.DETAIL_SAVE_S + 4, len(writes)
+    (last,) = json.loads(writes[-1])["confirming"]
+    (det,) = last["detectors"]
+    assert det["own_clears"] == 20  # the latest detail made it to the disk
+
+
+_FIELDS = ("source", "zone", "wall", "mono", "kind", "condition")
