@@ -46,7 +46,7 @@ def main() -> int:
     )
     # pytest -s prints a test's line right after the previous test's dot
     lines = [
-        ln[ln.index("restart loop:") :] for ln in proc.stdout.splitlines() if "restart loop:" in ln
+        ln[ln.index("restart loop") :] for ln in proc.stdout.splitlines() if "restart loop" in ln
     ]
     print(*(lines or ["restart loop: no figures (the test failed before the end)"]), sep="\n")
     print("PASS" if proc.returncode == 0 else "FAIL")

@@ -44,6 +44,7 @@ from tests.e2e.e2e_harness import (
     kill_leftovers,
     outbox_rows,
 )
+from tests.helpers.mjpeg_server import MjpegServer, jpeg_of
 
 CYCLES = int(os.environ.get("FIREGATE_RESTART_CYCLES", "6"))
 POLICY = {
@@ -57,7 +58,7 @@ POLICY = {
 }
 
 
-def write_site(tmp: Path, tty: Path, broker_port: int) -> Path:
+def write_site(tmp: Path, tty: Path, broker_port: int, camera_url: str) -> Path:
     site = {
         "version": 1,
         "site": {"site_id": "restart-loop", "gateway_id": "gw1"},
@@ -97,6 +98,20 @@ def write_site(tmp: Path, tty: Path, broker_port: int) -> Path:
                         "poll_interval_s": 0.5,
                     },
                 ],
+            }
+        ],
+        # a camera streaming all along: its capture thread must leave OpenCV at
+        # every stop (exit status 0), and a quiet picture raises nothing. Short
+        # fault times: a fault carried over a restart is taken as cleared once
+        # nothing re-reports it within the slowest detection time (here the
+        # camera's) x 1.5 + 5 s (agent/engine/runner.py, restart_fault_grace_s)
+        "cameras": [
+            {
+                "name": "hall-cam",
+                "source": camera_url,
+                "zone": "hall",
+                "stale_after_s": 5,
+                "frozen_after_s": 10,
             }
         ],
         "storage": {"state_dir": str(tmp / "state")},
@@ -163,7 +178,9 @@ async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path, stop: str)
     tty = tmp_path / "tty-rs485"
     broker = Broker(tmp_path / "broker")
     broker.start()
-    config = write_site(tmp_path, tty, broker.port)
+    frames = [jpeg_of(320, 240, seed) for seed in range(8)]
+    camera = MjpegServer(lambda i: frames[i % len(frames)], fps=10)
+    config = write_site(tmp_path, tty, broker.port, camera.url)
     site = load_site(config)
     hall = SimDevice(3, site.modbus_profile("calectro-ug3-o-mb-r"))
     store = SimDevice(4, site.modbus_profile("calectro-ug3-o-mb-r"))
@@ -229,6 +246,7 @@ async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path, stop: str)
         await asyncio.gather(sub_task, return_exceptions=True)
         bus.stop()
         broker.stop()
+        camera.close()
         kill_leftovers()
 
     log = agent.log_tail(200_000)
@@ -243,6 +261,6 @@ async def test_restart_loop_loses_and_doubles_nothing(tmp_path: Path, stop: str)
     assert not outbox_rows(tmp_path / "state"), "left undelivered in the outbox"
     assert "Traceback" not in log, log[-3000:]
     print(
-        f"restart loop: {cycles} {stop} cycles in {time.monotonic() - started:.0f} s, "
+        f"restart loop (devices and a camera): {cycles} {stop} cycles in {time.monotonic() - started:.0f} s, "
         f"episodes {sum(opened.values())} ({', '.join(f'{k[0]} {n}' for k, n in opened.items())})"
     )
