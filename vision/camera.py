@@ -86,7 +86,8 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 def small_colour(image: np.ndarray) -> np.ndarray:
     """The frame at THUMB_SIZE, colour kept (one downscale serves change, freeze and
-    lighting checks)."""
+    lighting checks); ``image`` may be the detector's reduced frame (stretched: the
+    thumbnail's geometry is the frame's either way)."""
     out: np.ndarray = cv2.resize(image, THUMB_SIZE, interpolation=cv2.INTER_AREA)
     return out
 
@@ -343,7 +344,14 @@ class CameraWorker:
     async def _on_frame(self, frame: Frame, now: float) -> None:
         self.frames_seen += 1
         self._last_frame_mono = frame.mono
-        small = small_colour(frame.image)
+        try:
+            # one cheap reduction serves the model input and the thumbnails
+            reduced = self.detector.reduce(frame.image)
+        except FrameError as e:  # a garbled frame from the decoder: skip it, keep going
+            self.frames_bad += 1
+            log.warning("camera %s: frame %d unusable: %s", self.cam.name, frame.seq, e)
+            return
+        small = small_colour(reduced)
         thumb = thumbnail(small)
         if self.reported[Condition.OFFLINE] is not False:
             await self._report(Condition.OFFLINE, False, frame.mono, "frames arriving")
@@ -382,6 +390,7 @@ class CameraWorker:
                     frame.image,
                     ignore_cells=self._ignore_mask(frame.image.shape[1], frame.image.shape[0]),
                     region_thresholds=self.region_thresholds,
+                    reduced=reduced,
                 )
             except FrameError as e:  # a garbled frame from the decoder: skip it, keep going
                 self.frames_bad += 1
