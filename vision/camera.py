@@ -86,7 +86,8 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 def small_colour(image: np.ndarray) -> np.ndarray:
     """The frame at THUMB_SIZE, colour kept (one downscale serves change, freeze and
-    lighting checks)."""
+    lighting checks); ``image`` may be the detector's reduced frame (stretched: the
+    thumbnail's geometry is the frame's either way)."""
     out: np.ndarray = cv2.resize(image, THUMB_SIZE, interpolation=cv2.INTER_AREA)
     return out
 
@@ -195,6 +196,8 @@ class CameraWorker:
         # per class while active: [start mono, frames, frames with movement]
         self._steady: dict[VideoClass, list[float]] = {}
         self._ignore: np.ndarray | None = None
+        self._flame_cells: list[np.ndarray | None] | None = None
+        self.flame_note: str | None = None  # a flame grown past its expected-flame mask
         self.capture = Capture(
             cam.source,
             clock,
@@ -320,6 +323,7 @@ class CameraWorker:
             "frames_analysed": self.frames_analysed,
             "frames_skipped_unchanged": self.frames_skipped,
             "frames_bad": self.frames_bad,
+            "expected_flame": self.flame_note,
             "fire": None if r is None else round(r.fire, 3),
             "smoke": None if r is None else round(r.smoke, 3),
             "inference_ms": None if r is None else round(r.inference_ms, 2),
@@ -343,7 +347,14 @@ class CameraWorker:
     async def _on_frame(self, frame: Frame, now: float) -> None:
         self.frames_seen += 1
         self._last_frame_mono = frame.mono
-        small = small_colour(frame.image)
+        try:
+            # one cheap reduction serves the model input and the thumbnails
+            reduced = self.detector.reduce(frame.image)
+        except FrameError as e:  # a garbled frame from the decoder: skip it, keep going
+            self.frames_bad += 1
+            log.warning("camera %s: frame %d unusable: %s", self.cam.name, frame.seq, e)
+            return
+        small = small_colour(reduced)
         thumb = thumbnail(small)
         if self.reported[Condition.OFFLINE] is not False:
             await self._report(Condition.OFFLINE, False, frame.mono, "frames arriving")
@@ -382,6 +393,7 @@ class CameraWorker:
                     frame.image,
                     ignore_cells=self._ignore_mask(frame.image.shape[1], frame.image.shape[0]),
                     region_thresholds=self.region_thresholds,
+                    reduced=reduced,
                 )
             except FrameError as e:  # a garbled frame from the decoder: skip it, keep going
                 self.frames_bad += 1
@@ -394,6 +406,8 @@ class CameraWorker:
         raw = result
         result = self.judge(result, light)
         size = (frame.image.shape[1], frame.image.shape[0])
+        if self.cam.expected_flames:
+            result = self._expected_flames(result, size)
         if self._frame_area_px != size[0] * size[1]:
             self._frame_area_px = size[0] * size[1]
             small_px = int(self.cam.small_flame_max_frac * self._frame_area_px)
@@ -504,6 +518,46 @@ class CameraWorker:
             frame_size=result.frame_size,
             inference_ms=result.inference_ms,
         )
+
+    def _expected_flames(self, result: FrameResult, size: tuple[int, int]) -> FrameResult:
+        """Fire regions centred in an expected-flame polygon (a hob, a burner) are
+        dropped while at most that polygon's ``max_frac`` of the frame; a larger one
+        is kept, with a note (logged once per growth, shown in status)."""
+        if self._flame_cells is None:
+            mask_size = self.cam.resolution or size
+            self._flame_cells = [
+                ignore_cells([f.polygon], mask_size, self.detector.grid, min_cover=0.25)
+                for f in self.cam.expected_flames
+            ]
+        rows, cols = self.detector.grid
+        frame_px = size[0] * size[1]
+        keep = []
+        note = None
+        for r in result.regions:
+            if r.cls is VideoClass.FIRE:
+                cx = min(cols - 1, int((r.x + r.w / 2) * cols / size[0]))
+                cy = min(rows - 1, int((r.y + r.h / 2) * rows / size[1]))
+                flames = zip(self.cam.expected_flames, self._flame_cells, strict=True)
+                inside = [
+                    (i, f)
+                    for i, (f, cells) in enumerate(flames)
+                    if cells is not None and cells[cy, cx]
+                ]
+                if inside:
+                    limit = max(f.max_frac for _, f in inside)
+                    if r.area <= limit * frame_px:
+                        continue
+                    note = (
+                        f"fire region {r.area / frame_px:.1%} of the frame grew past expected "
+                        f"flame {inside[0][0]} (limit {limit:.1%}): counted"
+                    )
+            keep.append(r)
+        if note is not None and self.flame_note is None:
+            log.warning("camera %s: %s", self.cam.name, note)
+        self.flame_note = note
+        if len(keep) == len(result.regions):
+            return result
+        return dataclasses.replace(result, regions=tuple(keep))
 
     def _ignore_mask(self, width: int, height: int) -> np.ndarray | None:
         if not self.cam.masks:

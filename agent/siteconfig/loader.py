@@ -605,6 +605,20 @@ def _check_camera(
         report((*here, "source"), f"file {cam.source!r} not found")
     if cam.masks and cam.resolution is None:
         report((*here, "resolution"), "masks are in pixels: give the camera's resolution [w, h]")
+    if cam.expected_flames and cam.resolution is None:
+        report(
+            (*here, "resolution"),
+            "expected_flames polygons are in pixels: give the camera's resolution [w, h]",
+        )
+    if cam.resolution is not None:
+        w, h = cam.resolution
+        for fi, flame in enumerate(cam.expected_flames):
+            for pi, (x, y) in enumerate(flame.polygon):
+                if not (0 <= x <= w and 0 <= y <= h):
+                    report(
+                        (*here, "expected_flames", fi, "polygon", pi),
+                        f"corner ({x}, {y}) is outside the {w}x{h} frame",
+                    )
     if cam.resolution is not None:
         w, h = cam.resolution
         for mi, poly in enumerate(cam.masks):

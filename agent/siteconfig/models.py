@@ -245,6 +245,31 @@ Bus = Annotated[RtuBus | TcpBus | PanelBus, Field(discriminator="type")]
 Point2 = tuple[int, int]
 
 
+class ExpectedFlame(Strict):
+    """Where a camera sees flames that belong there (a kitchen's hobs, a lab's burners)."""
+
+    polygon: tuple[Point2, ...] = Field(
+        title="Where the flames are",
+        description="corners [x, y] in pixels at the camera's resolution (at least 3)",
+    )
+    max_frac: float = Field(
+        default=0.02,
+        gt=0,
+        le=0.5,
+        title="Largest expected flame",
+        description="a fire region centred inside the polygon and at most this fraction of "
+        "the frame is ignored; once larger it counts, with a note that it grew past its "
+        "expected-flame mask",
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _corners(cls, v: tuple[Point2, ...]) -> tuple[Point2, ...]:
+        if len(v) < 3:
+            raise ValueError(f"{len(v)} corners; a polygon needs at least 3")
+        return v
+
+
 class CameraConfig(Strict):
     name: Name
     zone: Name
@@ -268,6 +293,12 @@ class CameraConfig(Strict):
     )
     masks: tuple[tuple[Point2, ...], ...] = Field(
         default=(), description="ignore polygons, each a list of [x, y] pixel corners"
+    )
+    expected_flames: tuple[ExpectedFlame, ...] = Field(
+        default=(),
+        title="Expected flames",
+        description="polygons where flames belong (hobs, burners), each with a size limit: "
+        "a fire region inside stays ignored while under its limit",
     )
     # Video confirmation (vision/vote.py). Defaults suit the shipped model at 2 fps.
     fire_threshold: float | None = Field(

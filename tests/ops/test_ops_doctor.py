@@ -587,3 +587,29 @@ async def test_camera_load_for_the_configured_cameras(tmp_path: Path) -> None:
     fine = by["camera load"]
     assert fine.outcome is Outcome.PASS, fine
     assert "firenet.onnx" in fine.detail and "1 camera(s) at 2 frames/s" in fine.detail
+
+
+async def test_camera_load_counts_decoding_and_points_to_sub_streams(tmp_path: Path) -> None:
+    """Decoding is timed too: twelve 4K main streams analysed once a second are light
+    for the model but decoding them whole is not; the fix names the sub-stream.
+    Two 640x360 sub-streams fit."""
+
+    def cameras(n: int, res: str, scheme: str = "rtsp") -> str:
+        return "cameras:\n" + "".join(
+            f"  - {{name: cam-{i}, zone: kitchen, source: '{scheme}://192.0.2.10/{i}', "
+            f"detect_fps: 1, resolution: [{res}]}}\n"
+            for i in range(n)
+        )
+
+    path = write_site(tmp_path, extra=cameras(12, "3840, 2160"))
+    heavy = {r.check: r for r in await doctor.check_model(ctx_for(path))}["camera load"]
+    assert heavy.outcome is Outcome.FAIL, heavy
+    assert "decoding about" in heavy.detail and "3840x2160" in heavy.detail
+    assert "sub-stream" in heavy.fix
+
+    path = write_site(tmp_path, extra=cameras(2, "640, 360"))
+    light = {r.check: r for r in await doctor.check_model(ctx_for(path))}["camera load"]
+    assert light.outcome is Outcome.PASS, light
+    assert "640x360" in light.detail
+
+    assert doctor._time_decoding((640, 360))[1] < doctor._time_decoding((3840, 2160))[1]

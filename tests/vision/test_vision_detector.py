@@ -248,3 +248,32 @@ def test_inference_runs_one_at_a_time(det: Detector) -> None:
     finally:
         det.session = real
     assert most == 1
+
+
+FAST_PATH_MAX_CELL = 0.10  # bench/preprocess_diff.py: at most 0.078 on 478 held-back images
+FAST_PATH_MEAN_CELL = 0.005  # there: mean 0.0012
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (640, 480), (1920, 1080)])
+def test_fast_preprocessing_scores_stay_near_the_calibrated_ones(
+    det: Detector, size: tuple[int, int]
+) -> None:
+    """The camera's cheap reduction (INTER_LINEAR to twice the input, then a 2x
+    INTER_AREA) against the one full-frame INTER_AREA the model was calibrated with,
+    on real pictures stretched to camera frame sizes: cell probabilities within the
+    stated tolerance, and the same fire/smoke calls at the shipped thresholds."""
+    diffs = []
+    for name in sorted(p.name for p in FIXTURES.glob("*.jpg")):
+        frame = cv2.resize(img(name), size, interpolation=cv2.INTER_CUBIC)
+        exact = det.infer(det.preprocess_exact(frame))
+        fast = det.detect(frame).cells
+        reduced = det.reduce(frame)
+        assert reduced.shape == (det.input_size[1], det.input_size[0], 3)
+        assert np.array_equal(det.detect(frame, reduced=reduced).cells, fast)
+        diffs.append(np.abs(exact - fast))
+        for c, cls in enumerate((VideoClass.FIRE, VideoClass.SMOKE)):
+            thr = det.thresholds[cls]
+            assert (exact[c].max() >= thr) == (fast[c].max() >= thr), (name, cls)
+    d = np.stack(diffs)
+    assert d.max() <= FAST_PATH_MAX_CELL
+    assert d.mean() <= FAST_PATH_MEAN_CELL
