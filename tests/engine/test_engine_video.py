@@ -134,3 +134,56 @@ def test_camera_busy_while_either_class_is_active() -> None:
     fires = sim.fires("z")
     assert [(t, d.details["rule"]) for t, d in fires] == [(61.0, "video_only")]
     assert sim.of(DecisionType.FIRE_ALARM)[0][1].first_seen_mono == 1.0
+
+
+def test_generated_fires_confirm_once_detector_and_camera_are_both_there() -> None:
+    """Issue 15: where a zone's detector alarm and its camera's confirmed
+    detection coincide, the engine confirms at once. Over the generated fire
+    scenarios with both, the FIRE_ALARM comes within one tick of the later of
+    the two (or earlier, by another rule), except where the zone's schedule in
+    force says a camera's smoke does not confirm and the camera saw only smoke."""
+    from agent.events import Condition, StateChange, VideoDetection
+    from firmware_mocks.generator import FIRE_FAMILIES, generate
+    from firmware_mocks.timeline import MONO0, WALL0, replay, scenario_site
+
+    fams = ("fast-flaming", "slow-smoulder", "detector-offline")
+    items = [
+        (f, sc)
+        for f, sc in generate(15, 0, 12 * len(FIRE_FAMILIES))
+        if f in fams and any(e.camera is not None for e in sc.events)
+    ]
+    assert len(items) >= 10
+    site = scenario_site(items[0][1])
+    policies = {z.id: z.policy for z in site.config.zones}
+    tick_s = site.config.engine.tick_s
+    checked = 0
+    for _fam, sc in items:
+        first_det: dict[str, float] = {}
+        first_cam: dict[str, float] = {}
+        classes: set[VideoClass] = set()
+
+        def seen(obs: object, first_det=first_det, first_cam=first_cam, classes=classes) -> None:
+            if isinstance(obs, StateChange) and obs.active and obs.condition is Condition.ALARM:
+                first_det.setdefault(obs.zone, obs.mono - MONO0)
+            if isinstance(obs, VideoDetection) and obs.confirmed and obs.active:
+                first_cam.setdefault(obs.zone, obs.mono - MONO0)
+                classes.add(obs.cls)
+
+        r = replay(sc, observe=seen)
+        if sc.zone not in first_det or sc.zone not in first_cam:
+            continue
+        both = max(first_det[sc.zone], first_cam[sc.zone])
+        pol = policies[sc.zone].at(WALL0 + both)
+        if not pol.video_smoke_confirms and classes == {VideoClass.SMOKE}:
+            continue  # a meal schedule: smoke on camera is steam until it persists
+        t, d = next(
+            (t, d)
+            for t, d in r.decisions
+            if d.type is DecisionType.FIRE_ALARM and d.zone == sc.zone
+        )
+        assert t <= both + tick_s, (
+            f"{sc.name}: detector at {first_det[sc.zone]:.1f} s, camera at "
+            f"{first_cam[sc.zone]:.1f} s, fire alarm only at {t:.1f} s ({d.details['rule']})"
+        )
+        checked += 1
+    assert checked >= 5
