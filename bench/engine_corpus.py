@@ -13,7 +13,11 @@ Printed: nuisances forwarded as fire per 1,000 nuisance instances with a 95 %
 Wilson interval (target <= 1 with the scenario site's policies), per family;
 fires missed (target 0); first raw alarm -> forwarded alert, median / p95 /
 worst, where a camera covers the zone and where none does (targets: median
-<= 12 s with a camera; worst <= ceiling 90 s + one poll); every zone's first
+<= 12 s with a camera; worst <= ceiling 90 s + one poll), the camera-zone fires the
+camera saw split into those without any detector alarm (the camera alone, held
+``video_only_s`` or grown) and those with one, and the time from the moment a
+detector alarm and the camera's confirmed detection are both there (the issue's
+"confirm at once"); every zone's first
 "verifying" state after its first raw alarm (target <= 10 s); and the
 observations per second each decider sustains on one core.
 
@@ -117,6 +121,9 @@ class Outcome:
     rule: str = ""
     camera_saw: bool = False  # a camera of the zone reported the fire (confirmed vote)
     from_detector_s: float | None = None  # first detector alarm -> fire alarm (GB/T 45839)
+    # the later of the zone's first detector alarm and its camera's first confirmed
+    # detection -> fire alarm (negative: another rule forwarded it before both were there)
+    from_both_s: float | None = None
 
 
 def _outcome(
@@ -125,6 +132,7 @@ def _outcome(
     decisions: list[tuple[float, Decision]],
     first_raw: dict[str, float],
     first_detector: dict[str, float] | None = None,
+    first_camera: dict[str, float] | None = None,
 ) -> Outcome:
     fires = [
         (t, d)
@@ -145,6 +153,7 @@ def _outcome(
     t, d = mine[0]
     saw = any(e.camera is not None and e.video not in (None, "end") for e in sc.events)
     det = (first_detector or {}).get(sc.zone)
+    cam = (first_camera or {}).get(sc.zone)
     return Outcome(
         family,
         sc.truth,
@@ -156,6 +165,7 @@ def _outcome(
         rule=str(d.details.get("rule", "")),
         camera_saw=saw,
         from_detector_s=None if det is None else t - det,
+        from_both_s=None if det is None or cam is None else t - max(det, cam),
     )
 
 
@@ -165,6 +175,7 @@ def run_one(item: tuple[str, Scenario]) -> dict[str, Outcome]:
     passthrough = PassThrough(None)
     pt_decisions: list[tuple[float, Decision]] = []
     first_detector: dict[str, float] = {}
+    first_camera: dict[str, float] = {}
 
     def observe(obs: Observation) -> None:
         if (
@@ -174,13 +185,21 @@ def run_one(item: tuple[str, Scenario]) -> dict[str, Outcome]:
             and obs.kind not in ELECTRICAL
         ):
             first_detector.setdefault(obs.zone, obs.mono - MONO0)
+        if isinstance(obs, VideoDetection) and obs.confirmed and obs.active:
+            first_camera.setdefault(obs.zone, obs.mono - MONO0)
         for d in passthrough.feed(obs, obs.mono, obs.wall).decisions:
             pt_decisions.append((obs.mono - MONO0, d))
 
     for name, factory in DECIDERS.items():
         r = replay(sc, factory, observe=observe if name == "engine" else None)
+        mine = name == "engine"
         out[name] = _outcome(
-            family, sc, r.decisions, r.first_raw_alarm, first_detector if name == "engine" else None
+            family,
+            sc,
+            r.decisions,
+            r.first_raw_alarm,
+            first_detector if mine else None,
+            first_camera if mine else None,
         )
         if name == "engine":
             out["pass-through"] = _outcome(family, sc, pt_decisions, r.first_raw_alarm)
@@ -215,6 +234,10 @@ class Score:
     lat_cam_saw: list[float] = field(default_factory=list)
     lat_cam_det: list[float] = field(default_factory=list)  # from the first detector alarm
     lat_cam_saw_det: list[float] = field(default_factory=list)  # same, the camera saw it
+    lat_cam_alone: list[float] = field(default_factory=list)  # the camera saw it, no detector
+    lat_cam_with_det: list[float] = field(default_factory=list)  # the camera saw it, a detector too
+    lat_both: list[float] = field(default_factory=list)  # from detector and camera both there
+    both_earlier: int = 0  # forwarded by another rule before both were there
     lat_nocam: list[float] = field(default_factory=list)
     lat_family: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     worst: tuple[float, str] = (0.0, "")
@@ -243,6 +266,15 @@ def score(outcomes: list[tuple[str, Outcome]], camera_zones: set[str]) -> Score:
         (s.lat_cam if o.zone in camera_zones else s.lat_nocam).append(o.latency_s)
         if o.zone in camera_zones and o.camera_saw:
             s.lat_cam_saw.append(o.latency_s)
+            if o.from_detector_s is None:
+                s.lat_cam_alone.append(o.latency_s)
+            else:
+                s.lat_cam_with_det.append(o.latency_s)
+        if o.from_both_s is not None:
+            if o.from_both_s < 0:
+                s.both_earlier += 1
+            else:
+                s.lat_both.append(o.from_both_s)
         if o.zone in camera_zones and o.from_detector_s is not None:
             s.lat_cam_det.append(o.from_detector_s)
             if o.camera_saw:
@@ -355,9 +387,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}")
         print(f"    zone with a camera     {_lat(s.lat_cam)}")
         print(f"      the camera saw it    {_lat(s.lat_cam_saw)}")
+        if s.lat_cam_det:  # (only the engine's run records the detectors' alarms)
+            print(f"        no detector alarm  {_lat(s.lat_cam_alone)}")
+            print(f"        a detector too     {_lat(s.lat_cam_with_det)}")
         if s.lat_cam_det:
             print(f"      from 1st detector    {_lat(s.lat_cam_det)}")
             print(f"        the camera saw it  {_lat(s.lat_cam_saw_det)}")
+        if s.lat_both or s.both_earlier:
+            print(
+                f"      from detector+camera {_lat(s.lat_both)}; "
+                f"{s.both_earlier} forwarded before both were there"
+            )
         print(f"    zone without camera    {_lat(s.lat_nocam)}")
         print(
             f"    worst: {s.worst[0]:.1f} s ({s.worst[1]}); forwarded unverified (ceiling): {s.unverified}"

@@ -421,6 +421,7 @@ def replay(
         )
     camera_zone = {c.name: c.zone for c in site.config.cameras}
     panel_cfg = {p.name: p for p in site.config.panels()}
+    camera_classes: dict[str, dict[VideoClass, None]] = {}  # camera -> classes going
 
     seq = itertools.count()
     queue: list[tuple[float, int, str, Any]] = []
@@ -639,6 +640,15 @@ def replay(
             push(t + poll(sim, t), "poll", payload)
         elif what == "camera":
             cam, obs_kw = payload
+            if obs_kw.get("end"):
+                # "end": the camera's detection ended; a camera votes per class,
+                # so each class it has going ends (none going: a smoke END)
+                ending = camera_classes.pop(cam, None) or {VideoClass.SMOKE: None}
+                for cls in ending:
+                    feed(_camera_obs(cam, camera_zone[cam], t, {**obs_kw, "cls": cls}), t)
+                continue
+            if "spec" in obs_kw:
+                camera_classes.setdefault(cam, {})[obs_kw["spec"].cls] = None
             feed(_camera_obs(cam, camera_zone[cam], t, obs_kw), t)
         elif what == "panel":
             panel_line(payload, t)
@@ -679,7 +689,11 @@ def _camera_obs(cam: str, zone: str, t: float, kw: dict[str, Any]) -> Observatio
         )
     if kw.get("end"):
         return VideoDetection(
-            **common, cls=VideoClass.SMOKE, score=0.0, confirmed=True, active=False
+            **common,
+            cls=kw.get("cls", VideoClass.SMOKE),
+            score=0.0,
+            confirmed=True,
+            active=False,
         )
     spec: VideoSpec = kw["spec"]
     side = max(1, round(math.sqrt(kw["area"])))

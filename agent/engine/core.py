@@ -22,7 +22,9 @@ explains each and which nuisances they can and cannot hold back):
   (or whose detector went offline or faulty while in alarm) is forwarded
   marked unverified. A persisting alarm is never dropped.
 * A camera alone: a confirmed detection held ``video_only_s``, or whose region
-  grows to ``video_growth_ratio`` times its first area.
+  grows to ``video_growth_ratio`` times its first area; per camera and class
+  (a camera votes for fire and smoke apart: the end of one never ends or
+  restarts the other's hold, and growth is measured within one class).
 * One FIRE_ALARM per zone incident; the incident ends with a RESTORE after the
   zone has been quiet ``incident_clear_s``.
 * Electrical monitors: a reading over its setpoint for ``electrical_sustain_s``
@@ -174,15 +176,28 @@ class _Detector:
 
 
 @dataclass(slots=True)
+class _VideoTrack:
+    """One camera's ongoing confirmed detection of one class (fire or smoke)."""
+
+    since_mono: float  # its START: the camera-alone hold counts from here
+    first_area: int  # the region's area at START: growth is measured against it
+    max_area: int
+
+
+@dataclass(slots=True)
 class _Camera:
     name: str
     zone: str
-    active: bool = False
-    since_mono: float = 0.0
-    first_area: int = 0
-    max_area: int = 0
+    # the ongoing detections, per class: a camera's fire and smoke votes start
+    # and end on their own, so the end of one never ends (or restarts) the other
+    tracks: dict[VideoClass, _VideoTrack] = field(default_factory=dict)
     nuisance_total: int = 0
     nuisance_period: int = 0
+
+    @property
+    def active(self) -> bool:
+        """A detection of either class is ongoing."""
+        return bool(self.tracks)
 
 
 @dataclass(slots=True)
@@ -657,22 +672,26 @@ class Engine:
             cam = self._cameras[obs.source] = _Camera(obs.source, zone)
             self._zone_cameras.setdefault(zone, []).append(cam)
         area = _video_area(obs)
-        inc = self._incidents.get(zone)
+        track = cam.tracks.get(obs.cls)
         if not obs.active:
-            if cam.active and inc is not None:
+            # the END of one class: the other class's detection, if any, goes on
+            inc = self._incidents.get(zone)
+            if track is not None and inc is not None:
                 inc.add(_evidence(obs, f"video {obs.cls.value} ended"))
                 inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
-            cam.active = False
+            cam.tracks.pop(obs.cls, None)
             return
-        if not cam.active:
-            cam.active = True
-            cam.since_mono = obs.mono
-            cam.first_area = area
-            cam.max_area = area
-        cam.max_area = max(cam.max_area, area)
+        if track is None:
+            track = cam.tracks[obs.cls] = _VideoTrack(
+                since_mono=obs.mono, first_area=area, max_area=area
+            )
+        track.max_area = max(track.max_area, area)
         inc = self._incident(zone, obs)
         inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
         inc.cameras[obs.source] = None
+        # corroboration of a detector: a confirmed detection of either class in
+        # the zone during the incident (smoke only where the policy lets smoke
+        # confirm); the end of one class does not take back what it showed
         inc.video_seen = True
         if obs.cls is VideoClass.FIRE:
             inc.video_fire = True
@@ -1056,9 +1075,9 @@ class Engine:
                 f"(hard ceiling {pol.ceiling_s:g} s): {', '.join(names)}"
             )
         elif not has_detector and (cam_rule := self._video_only(cams, now, pol)) is not None:
-            rule, reason, cam = cam_rule
-            first_mono = cam.since_mono
-            first_wall = inc.first_wall + (cam.since_mono - inc.first_mono)
+            rule, reason, since = cam_rule
+            first_mono = since
+            first_wall = inc.first_wall + (since - inc.first_mono)
 
         if rule:
             inc.confirmed = True
@@ -1320,22 +1339,26 @@ class Engine:
 
     def _video_only(
         self, cams: list[_Camera], now: float, pol: ZonePolicy
-    ) -> tuple[str, str, _Camera] | None:
+    ) -> tuple[str, str, float] | None:
+        """A camera alone: one class's detection held ``video_only_s`` from its
+        own START, or its region grown ``video_growth_ratio`` x its own first
+        area. Returns the rule, the reason and that detection's START."""
         for c in cams:
-            if not c.active:
-                continue
-            if now - c.since_mono >= pol.video_only_s:
-                return (
-                    "video_only",
-                    f"camera {c.name} alone: fire/smoke confirmed for {now - c.since_mono:.0f} s",
-                    c,
-                )
-            if c.first_area > 0 and c.max_area >= pol.video_growth_ratio * c.first_area:
-                return (
-                    "video_growth",
-                    f"camera {c.name} alone: region grew {c.max_area / c.first_area:.1f}x",
-                    c,
-                )
+            for cls, t in c.tracks.items():
+                if now - t.since_mono >= pol.video_only_s:
+                    return (
+                        "video_only",
+                        f"camera {c.name} alone: {cls.value} confirmed for "
+                        f"{now - t.since_mono:.0f} s",
+                        t.since_mono,
+                    )
+                if t.first_area > 0 and t.max_area >= pol.video_growth_ratio * t.first_area:
+                    return (
+                        "video_growth",
+                        f"camera {c.name} alone: {cls.value} region grew "
+                        f"{t.max_area / t.first_area:.1f}x",
+                        t.since_mono,
+                    )
         return None
 
     def _close_nuisance(self, inc: _Incident, now: float, wall: float, out: EngineOutput) -> None:

@@ -140,6 +140,7 @@ class Sim:
         active: bool = True,
         confirmed: bool = True,
         snapshot: bytes | None = b"jpeg",
+        cls: VideoClass = VideoClass.SMOKE,
     ) -> EngineOutput:
         side = max(1, int(area**0.5))
         return self.feed(
@@ -148,11 +149,11 @@ class Sim:
                 zone=self.index.cameras.get(cam, "z"),
                 wall=WALL0 + t,
                 mono=t,
-                cls=VideoClass.SMOKE,
+                cls=cls,
                 score=0.8,
                 confirmed=confirmed,
                 active=active,
-                regions=(Region(x=0, y=0, w=side, h=area // side, score=0.8, cls=VideoClass.SMOKE),)
+                regions=(Region(x=0, y=0, w=side, h=area // side, score=0.8, cls=cls),)
                 if active
                 else (),
                 snapshot_jpeg=snapshot if active else None,
