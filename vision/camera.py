@@ -57,7 +57,7 @@ from agent.events import (
 )
 from agent.logs import redact_url
 from agent.siteconfig.models import CameraConfig
-from vision.capture import Capture, CaptureState, Frame
+from vision.capture import MAX_FRAME_SIZE, Capture, CaptureState, Frame
 from vision.change import ChangeMap
 from vision.detector import CLASSES, Detector, FrameError, FrameResult, cell_regions
 from vision.masks import ignore_cells
@@ -76,6 +76,15 @@ MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fres
 SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
 STEADY_MIN_MOVES = 3  # looks with movement in a region that make it not steady (noise: ~0)
 SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
+
+
+def configured_limit(resolution: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The frame-size limit of a camera: its configured ``resolution`` when it is
+    within the hard cap (vision.capture.MAX_FRAME_SIZE), else the cap (None)."""
+    if resolution is None:
+        return None
+    cap_w, cap_h = MAX_FRAME_SIZE
+    return resolution if resolution[0] * resolution[1] <= cap_w * cap_h else None
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -208,6 +217,9 @@ class CameraWorker:
             # each look and once more half-way, so a look finds a fresh picture (at
             # most half a period old); the rest are only grabbed
             decode_fps=DECODE_PER_LOOK * cam.detect_fps,
+            # the configured resolution is the limit (a camera switched to its main
+            # stream is a fault naming its size), never above the hard cap
+            max_size=configured_limit(cam.resolution),
         )
         # fault state as last reported (None: not reported yet)
         self.reported: dict[Condition, bool | None] = {

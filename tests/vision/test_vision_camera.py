@@ -124,6 +124,24 @@ async def test_file_that_ends_is_reported_stale_not_as_no_fire(
     assert w.frames_seen >= 3
 
 
+async def test_stream_larger_than_the_configured_resolution_is_a_fault_naming_its_size(
+    tmp_path: Path, detector: Detector
+) -> None:
+    """The configured resolution is the decode limit (issue 14): a camera set to
+    its 640x480 main stream where 320x240 was configured is OFFLINE with its size,
+    and no picture of it is analysed."""
+    path = write_video(
+        tmp_path / "big.avi", static_scene(FIXTURES / "normal_hotel_room.jpg", 20, (640, 480))
+    )
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    w = CameraWorker(camera(str(path), resolution=(320, 240)), detector, q, ScaledClock(SPEED))
+    seen = await collect(w, q, has_change(Condition.OFFLINE, True), timeout_s=10)
+    offline = [o for o in seen if isinstance(o, StateChange) and o.condition is Condition.OFFLINE]
+    assert offline and offline[-1].active, seen
+    assert "640x480" in offline[-1].detail, offline[-1].detail
+    assert w.frames_seen == 0
+
+
 async def test_frozen_picture_is_a_fault_and_clears_when_it_moves(
     tmp_path: Path, detector: Detector
 ) -> None:
