@@ -716,17 +716,10 @@ class Health:
             return False
         try:
             doc = self.snapshot(report, stopping=stopping)
-            write_json_atomic(self.status_file, doc)
         except (OSError, TypeError, ValueError) as e:
-            msg = f"{type(e).__name__}: {e}"
-            if msg != self._status_error:
-                log.warning("cannot write status file %s: %s", self.status_file, msg)
-                self._status_error = msg
+            log.warning("cannot build status file %s: %s", self.status_file, e)
             return False
-        if self._status_error:
-            log.info("status file %s written again", self.status_file)
-            self._status_error = ""
-        return True
+        return self._write_doc(doc)
 
     def queue_status(self, report: HealthReport | None = None, *, stopping: bool = False) -> None:
         """``write_status`` on the state folder's writer thread: a stalled disk
