@@ -64,6 +64,14 @@ class Footprint:
     rss_mb_mean: float
     rss_mb_max: float
     threads: int
+    # VmRSS = anonymous (heap, arenas, frames: what the code holds) + file-backed
+    # (mapped library pages). The file part depends on the page cache, not on
+    # firegate: on recent kernels a library written in large chunks (pip
+    # extracting a wheel) sits in large folios and is mapped a whole folio at a
+    # time, so the same code reads ~45 MB higher in a freshly installed venv.
+    # Compare commits on rss_anon_mb_max, or with the same venv.
+    rss_anon_mb_max: float
+    rss_file_mb_max: float
     cpu_percent_by_thread_group: dict[str, float]
 
 
@@ -99,15 +107,20 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
 
-def _status(pid: int) -> tuple[float, int]:
-    rss_kb, threads = 0, 0
+def _status(pid: int) -> tuple[float, int, float, float]:
+    """VmRSS (MB), threads, RssAnon (MB), RssFile (MB)."""
+    rss_kb, threads, anon_kb, file_kb = 0, 0, 0, 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss_kb = int(line.split()[1])
+            elif line.startswith("RssAnon:"):
+                anon_kb = int(line.split()[1])
+            elif line.startswith("RssFile:"):
+                file_kb = int(line.split()[1])
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
-    return rss_kb / 1024, threads
+    return rss_kb / 1024, threads, anon_kb / 1024, file_kb / 1024
 
 
 def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
@@ -115,11 +128,15 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
     t0, c0 = time.monotonic(), _cpu_ticks(pid)
     g0 = _thread_ticks(pid)
     rss: list[float] = []
+    anon: list[float] = []
+    file: list[float] = []
     threads = 0
     while time.monotonic() - t0 < seconds:
         time.sleep(interval_s)
-        mb, threads = _status(pid)
+        mb, threads, anon_mb, file_mb = _status(pid)
         rss.append(mb)
+        anon.append(anon_mb)
+        file.append(file_mb)
     dt, dc = time.monotonic() - t0, _cpu_ticks(pid) - c0
     g1 = _thread_ticks(pid)  # threads that ended during the window are not in it
     groups = {k: round(100.0 * (v - g0.get(k, 0)) / CLK_TCK / dt, 2) for k, v in sorted(g1.items())}
@@ -129,6 +146,8 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
         rss_mb_mean=round(sum(rss) / len(rss), 1),
         rss_mb_max=round(max(rss), 1),
         threads=threads,
+        rss_anon_mb_max=round(max(anon), 1),
+        rss_file_mb_max=round(max(file), 1),
         cpu_percent_by_thread_group=groups,
     )
 
@@ -365,6 +384,11 @@ def main() -> int:
     print(
         f"  agent:        CPU {agent.cpu_percent:.2f} % of one core over {agent.seconds:g} s; "
         f"RSS {agent.rss_mb_mean:.1f} MB mean, {agent.rss_mb_max:.1f} MB max; {agent.threads} threads"
+    )
+    print(
+        f"  RSS split:    {agent.rss_anon_mb_max:.1f} MB anonymous max (heap, frames), "
+        f"{agent.rss_file_mb_max:.1f} MB file-backed max (mapped libraries: depends on the "
+        "page cache, e.g. a fresh venv reads higher)"
     )
     print(
         "  by thread:    "
