@@ -11,32 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.agent_process import start_agent, wait_for_line
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(config: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(config)],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_agent(config)
 
 
 def _wait_for(proc: subprocess.Popen[str], text: str, timeout_s: float = 20) -> str:
-    assert proc.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if text in line:
-            return seen
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError(f"{text!r} not seen; stderr so far:\n{seen}")
+    return wait_for_line(proc, text, timeout_s)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

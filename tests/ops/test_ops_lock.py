@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from agent.commands.run import EXIT_ALREADY_RUNNING
+from tests.helpers.agent_process import start_agent, wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "firegate.service"
@@ -43,27 +44,11 @@ def _firegate(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[
 
 
 def _start(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(config)],
-        cwd=ROOT,
-        env=ENV,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_agent(config)
 
 
-def _wait_for(proc: subprocess.Popen[str], text: str, timeout_s: float = 30) -> None:
-    assert proc.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if text in line:
-            return
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError(f"{text!r} not seen; stderr so far:\n{seen}")
+def _wait_for(proc: subprocess.Popen[str], text: str, timeout_s: float = 30) -> str:
+    return wait_for_line(proc, text, timeout_s)
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
