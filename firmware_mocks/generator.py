@@ -32,7 +32,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from firmware_mocks.timeline import SCENARIO_DIR, Event, Expect, Scenario
+from firmware_mocks.timeline import SCENARIO_DIR, Event, Expect, Scenario, VideoSpec
 
 POLL_S = 1.0  # the scenario site's detectors are polled every second
 
@@ -81,6 +81,13 @@ def _trip(dev: str, at: float, dur: float, level: bool = True) -> list[Event]:
     return ev
 
 
+def _shift(e: Event, by: float) -> Event:
+    update: dict[str, Any] = {"at": round(e.at + by, 3)}
+    if isinstance(e.video, VideoSpec) and e.video.ignition is not None:
+        update["video"] = e.video.model_copy(update={"ignition": round(e.video.ignition + by, 3)})
+    return e.model_copy(update=update)
+
+
 def _scenario(
     name: str,
     truth: str,
@@ -93,7 +100,7 @@ def _scenario(
 ) -> Scenario:
     """A scenario with every event shifted by a random poll phase."""
     phase = rng.uniform(0.0, POLL_S)
-    shifted = tuple(e.model_copy(update={"at": round(e.at + phase, 3)}) for e in events)
+    shifted = tuple(_shift(e, phase) for e in events)
     end = max((e.at for e in shifted), default=0.0) + tail_s
     expect = (
         Expect(type="fire_alarm", zone=zone)
@@ -368,6 +375,29 @@ def _video(cam: str, at: float, until: float, cls: str, area: int, grow_to: int)
     )
 
 
+# the largest flame region a camera reports: a third of a 1280 x 720 view
+FLAME_VIEW_CAP = 300_000
+
+
+def _flames(cam: str, ignition: float, at: float, until: float, area: int) -> Event:
+    """Flames of a free-burning fire, first seen at ``at`` with ``area``
+    pixels, growing as the fire does (timeline's ``growth: flame``)."""
+    return _ev(
+        at,
+        camera=cam,
+        video={
+            "cls": "fire",
+            "score": 0.85,
+            "area": area,
+            "every_s": 2.0,
+            "until": until,
+            "grow_to": FLAME_VIEW_CAP,
+            "growth": "flame",
+            "ignition": ignition,
+        },
+    )
+
+
 def fast_flaming(rng: random.Random, i: int) -> Scenario:
     """A flaming fire (bin, curtain, sofa): the detector trips 5-40 s after
     ignition and stays; a camera, where there is one, sees flames 2-20 s
@@ -384,8 +414,7 @@ def fast_flaming(rng: random.Random, i: int) -> Scenario:
         ev.append(_ev(ign + rng.uniform(5, 40), device=dev, set=_alarm(dev, True)))
         if cam is not None and rng.random() < 0.85:  # sometimes the camera looks elsewhere
             v0 = ign + rng.uniform(2, 20)
-            area = rng.randint(800, 3000)
-            ev.append(_video(cam, v0, v0 + 300, "fire", area, area * rng.randint(4, 20)))
+            ev.append(_flames(cam, ign, v0, v0 + 300, rng.randint(800, 3000)))
         if zone == "kitchen":
             ev.append(
                 _ev(
@@ -497,15 +526,20 @@ def heat_only(rng: random.Random, i: int) -> Scenario:
 
 
 def camera_only(rng: random.Random, i: int) -> Scenario:
-    """A fire only a camera sees (gym, or a zone whose detector is far away):
-    flames or smoke held 30-300 s, growing or not."""
+    """A fire only a camera sees (gym, or a zone whose detector is far away),
+    held 30-300 s: smoke, growing 1-6x or not; or flames, seen 2-20 s after
+    ignition, either whole (growing as a free-burning fire does) or, one time
+    in three, partly hidden (behind shelving: the seen region stays 1-1.3x)."""
     cam, zone = rng.choice([("cam-gym", "gym"), ("cam-gym", "gym"), ("cam-storeroom", "storeroom")])
     t0 = rng.uniform(20, 60)
     area = rng.randint(1000, 4000)
-    grow = area * rng.uniform(1.0, 6.0)
-    ev = [
-        _video(cam, t0, t0 + rng.uniform(30, 300), rng.choice(["fire", "smoke"]), area, int(grow))
-    ]
+    until = t0 + rng.uniform(30, 300)
+    cls = rng.choice(["fire", "smoke"])
+    if cls == "fire" and rng.random() < 2 / 3:
+        ev = [_flames(cam, t0 - rng.uniform(2, 20), t0, until, area)]
+    else:
+        grow = area * (rng.uniform(1.0, 6.0) if cls == "smoke" else rng.uniform(1.0, 1.3))
+        ev = [_video(cam, t0, until, cls, area, int(grow))]
     return _scenario(f"gen-camera-only-{i}", "fire", zone, ev, rng, tail_s=150)
 
 

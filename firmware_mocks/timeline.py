@@ -88,7 +88,26 @@ class VideoSpec(Strict):
         default=None, gt=0, description="repeat as updates every this many seconds"
     )
     until: float | None = Field(default=None, description="last update at this scenario time")
-    grow_to: int | None = Field(default=None, ge=1, description="area at `until` (linear)")
+    grow_to: int | None = Field(
+        default=None,
+        ge=1,
+        description="linear growth: area at `until`; `growth: flame`: the largest area "
+        "(the flame fills the view)",
+    )
+    growth: Literal["linear", "flame"] = Field(
+        default="linear",
+        description="how the region grows: linearly from `area` to `grow_to`, or as a "
+        "free-burning flame: area proportional to (t - ignition)^1.8 from `area` at `at`",
+    )
+    ignition: float | None = Field(
+        default=None, ge=0, description="scenario time of ignition (`growth: flame`)"
+    )
+
+    @model_validator(mode="after")
+    def _flame_needs_ignition(self) -> VideoSpec:
+        if self.growth == "flame" and self.ignition is None:
+            raise ValueError("`growth: flame` needs `ignition` (scenario seconds)")
+        return self
 
 
 class Event(Strict):
@@ -673,9 +692,32 @@ def _expand_camera(ev: Event) -> Iterable[tuple[float, tuple[str, dict[str, Any]
     n = max(0, math.floor((v.until - ev.at) / v.every_s + 1e-9))
     for k in range(n + 1):
         t = ev.at + k * v.every_s
-        frac = 0.0 if n == 0 else k / n
-        area = round(v.area + ((v.grow_to or v.area) - v.area) * frac)
+        if v.growth == "flame":
+            assert v.ignition is not None
+            area = round(v.area * flame_growth(t - v.ignition, ev.at - v.ignition))
+            if v.grow_to is not None:
+                area = min(area, v.grow_to)
+        else:
+            frac = 0.0 if n == 0 else k / n
+            area = round(v.area + ((v.grow_to or v.area) - v.area) * frac)
         yield t, (ev.camera, {"spec": v, "area": area})
+
+
+# A free-burning fire spreads over its fuel at a roughly constant speed, so
+# its burning area and heat release grow as t^2 (the "t-squared" fire of NFPA
+# 72 / BS 7974); the flame's height grows as Q^0.4 (Heskestad), so the flame
+# seen by a camera (width x height) grows about as t * t^0.8 = t^1.8. Its
+# growth relative to the first sighting therefore depends only on how long
+# after ignition the camera first sees it, whatever the fire's growth class.
+FLAME_AREA_EXPONENT = 1.8
+
+
+def flame_growth(age_s: float, first_seen_age_s: float) -> float:
+    """The flame's seen area at ``age_s`` after ignition relative to its area
+    when first seen, ``first_seen_age_s`` after ignition."""
+    if first_seen_age_s <= 0:
+        return 1.0
+    return max(1.0, age_s / first_seen_age_s) ** FLAME_AREA_EXPONENT
 
 
 def _camera_obs(cam: str, zone: str, t: float, kw: dict[str, Any]) -> Observation:

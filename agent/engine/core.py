@@ -1074,7 +1074,9 @@ class Engine:
                 f"alarm persisting {now - inc.first_mono:.0f} s without confirmation "
                 f"(hard ceiling {pol.ceiling_s:g} s): {', '.join(names)}"
             )
-        elif not has_detector and (cam_rule := self._video_only(cams, now, pol)) is not None:
+        elif (cam_rule := self._video_only(cams, now, pol, base)) is not None:
+            # a camera alone confirms whether or not a detector is in alarm too:
+            # a detector's alarm never makes a fire slower to confirm than none
             rule, reason, since = cam_rule
             first_mono = since
             first_wall = inc.first_wall + (since - inc.first_mono)
@@ -1162,6 +1164,13 @@ class Engine:
         """In words, the rule an unconfirmed incident now waits on, and its
         latest deadline (seconds after the first alarm)."""
         if not inc.alarm_onsets:
+            smoke_only = all(cls is VideoClass.SMOKE for c in cams for cls in c.tracks)
+            if smoke_only and not pol.video_smoke_confirms:
+                return (
+                    "camera alone, smoke (does not confirm at this hour): a growing region, "
+                    f"else ceiling {base.ceiling_s:g} s",
+                    base.ceiling_s,
+                )
             return (
                 f"camera alone: held {pol.video_only_s:g} s or a growing region",
                 pol.video_only_s,
@@ -1338,18 +1347,28 @@ class Engine:
         return None
 
     def _video_only(
-        self, cams: list[_Camera], now: float, pol: ZonePolicy
+        self, cams: list[_Camera], now: float, pol: ZonePolicy, base: ZonePolicy
     ) -> tuple[str, str, float] | None:
         """A camera alone: one class's detection held ``video_only_s`` from its
         own START, or its region grown ``video_growth_ratio`` x its own first
-        area. Returns the rule, the reason and that detection's START."""
+        area. Where smoke does not confirm (``video_smoke_confirms: false``,
+        e.g. a kitchen's meal schedule) smoke is held to the zone's ceiling
+        instead and its growth does not count, as a detector's alarm would be.
+        Returns the rule, the reason and that detection's START."""
         for c in cams:
             for cls, t in c.tracks.items():
-                if now - t.since_mono >= pol.video_only_s:
+                smoke_held = cls is VideoClass.SMOKE and not pol.video_smoke_confirms
+                hold = base.ceiling_s if smoke_held else pol.video_only_s
+                if now - t.since_mono >= hold:
                     return (
                         "video_only",
                         f"camera {c.name} alone: {cls.value} confirmed for "
-                        f"{now - t.since_mono:.0f} s",
+                        f"{now - t.since_mono:.0f} s"
+                        + (
+                            " (smoke does not confirm at this hour: held to the ceiling)"
+                            if smoke_held
+                            else ""
+                        ),
                         t.since_mono,
                     )
                 if t.first_area > 0 and t.max_area >= pol.video_growth_ratio * t.first_area:

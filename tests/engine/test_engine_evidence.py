@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.engine import Engine
-from agent.events import Condition, DeviceKind
+from agent.events import Condition, DeviceKind, VideoClass
 from agent.siteconfig import ZonePolicy
 from bench.engine_rules_v1 import Engine as EngineV1
 from tests.engine.engine_sim import WALL0, Sim, site
@@ -204,3 +204,57 @@ def test_analog_level_that_jumps_is_steam_not_a_smoulder() -> None:
     sim.alarm(100.2, "a1")
     sim.until(101)
     assert not sim.fires()
+
+
+def test_camera_smoke_alone_waits_like_a_detector_where_smoke_does_not_confirm() -> None:
+    """During a schedule with ``video_smoke_confirms: false`` (breakfast steam
+    looks like smoke), the camera's smoke alone is held to the ceiling, as the
+    same smoke with the kitchen detector in alarm is; it is not forwarded after
+    the camera-alone 20 s. Before, the camera alone was forwarded at 20 s while
+    camera plus detector waited 90 s."""
+    sim = Sim(site(schedules=[EVENING]))
+    for k in range(45):  # smoke, steady, an update every 2 s from 10 s to 98 s
+        sim.video(10 + 2 * k, cls=VideoClass.SMOKE, area=2000)
+    sim.until(99)
+    assert not sim.fires()
+    sim.video(100, cls=VideoClass.SMOKE, area=2000)
+    sim.until(101)
+    ((t, d),) = sim.fires()
+    assert t == pytest.approx(100) and d.details["rule"] == "video_only"
+    assert "held to the ceiling" in d.reason
+    # outside the schedule the same smoke is forwarded by the 20 s hold
+    day = Sim(site())
+    for k in range(20):
+        day.video(10 + 2 * k, cls=VideoClass.SMOKE, area=2000)
+    day.until(40)
+    ((t, _d),) = day.fires()
+    assert t == pytest.approx(30)
+
+
+def test_a_detector_alarm_never_makes_the_camera_slower() -> None:
+    """A zone whose camera does not confirm detectors (``video_confirms:
+    false``): flames held 20 s by the camera alone are forwarded at the
+    camera's hold whether or not the zone's detector is in alarm too. Before,
+    the detector's alarm took the camera-alone rule away and the fire waited for
+    the detector's persistence (45 s)."""
+    times = []
+    for with_detector in (False, True):
+        sim = Sim(site(video_confirms=False, verification=False))
+        if with_detector:
+            sim.alarm(8, "s2")
+        for k in range(30):
+            sim.video(10 + 2 * k, cls=VideoClass.FIRE, area=1500)
+        sim.until(120)
+        ((t, d),) = sim.fires()
+        times.append((t, d.details["rule"]))
+    assert times == [(30.0, "video_only"), (30.0, "video_only")]
+
+
+def test_growing_flames_confirm_at_once_where_smoke_does_not() -> None:
+    """The schedule holds smoke, not flames: a camera's fire region that grows
+    1.5x is forwarded by growth, detector or not."""
+    sim = Sim(site(schedules=[EVENING]))
+    for k, area in enumerate((1000, 1300, 1700, 2300)):
+        sim.video(10 + 2 * k, cls=VideoClass.FIRE, area=area)
+    ((t, d),) = sim.fires()
+    assert t == pytest.approx(14) and d.details["rule"] == "video_growth"

@@ -126,3 +126,34 @@ def test_ramp_of_a_state_is_refused() -> None:
     )
     with pytest.raises(ScenarioError, match="use `set`, not `ramp`"):
         Timeline(sc, scenario_site(sc))
+
+
+def test_flame_growth_follows_the_fire_not_a_line() -> None:
+    """`growth: flame`: the region grows as (t - ignition)^1.8 from its first
+    sighting, up to `grow_to`; a flame spec without its ignition is refused."""
+    from firmware_mocks.timeline import FLAME_AREA_EXPONENT, Event, _expand_camera
+
+    ev = Event.model_validate(
+        {
+            "at": 10.0,
+            "camera": "cam-kitchen",
+            "video": {
+                "cls": "fire",
+                "area": 1000,
+                "every_s": 5.0,
+                "until": 40.0,
+                "grow_to": 20_000,
+                "growth": "flame",
+                "ignition": 5.0,
+            },
+        }
+    )
+    areas = [kw["area"] for _t, (_cam, kw) in _expand_camera(ev)]
+    # seen 5 s after ignition: twice as old at 15 s -> 2^1.8 x; capped at 20,000
+    assert areas[0] == 1000
+    assert areas[1] == round(1000 * 2**FLAME_AREA_EXPONENT)
+    assert areas[-1] == 20_000 and areas == sorted(areas)
+    with pytest.raises(ValueError, match="ignition"):
+        Event.model_validate(
+            {"at": 1.0, "camera": "c", "video": {"cls": "fire", "growth": "flame"}}
+        )

@@ -149,7 +149,7 @@ def test_generated_fires_confirm_once_detector_and_camera_are_both_there() -> No
     fams = ("fast-flaming", "slow-smoulder", "detector-offline")
     items = [
         (f, sc)
-        for f, sc in generate(15, 0, 12 * len(FIRE_FAMILIES))
+        for f, sc in generate(15, 0, 20 * len(FIRE_FAMILIES))
         if f in fams and any(e.camera is not None for e in sc.events)
     ]
     assert len(items) >= 10
