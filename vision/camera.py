@@ -39,6 +39,8 @@ import asyncio
 import dataclasses
 import logging
 import math
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,8 @@ DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's deco
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
 SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
 STEADY_MIN_MOVES = 3  # looks with movement in a region that make it not steady (noise: ~0)
+# the save at stop waits at most this long: a stalled disk never holds a stop
+SCENE_STOP_SAVE_S = 2.0
 SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
 
 
@@ -197,6 +201,7 @@ class CameraWorker:
             self.scene, self.scene_note = open_scene(cam, detector, scene_file)
             log.info("camera %s: scene %s", cam.name, self.scene_note)
         self._scene_saved_mono = clock.monotonic()
+        self._scene_saving: threading.Event | None = None
         self._scene_checked_mono = clock.monotonic()
         self._scene_mtime = self._file_mtime()
         self._scene_learned_mono: float | None = None
@@ -265,11 +270,57 @@ class CameraWorker:
                     self._scene_checked_mono = now
                     self._adopt_scene_file()
                 if self._scene_dirty and now - self._scene_saved_mono >= SCENE_SAVE_S:
-                    await asyncio.to_thread(self.save_scene)
+                    self._scene_saved_mono = now
+                    self._save_scene_in_thread()  # never waited for: the disk may stall
                 self.progress_mono = now
         finally:
             self.capture.stop()
-            self.save_scene()
+            await self._save_scene_at_stop()
+
+    def _save_scene_in_thread(self) -> threading.Event | None:
+        """Save the scene in a daemon thread of its own (not the loop's executor,
+        whose threads the interpreter joins at exit: a save stuck on a stalled
+        disk would then hold the process). None if a save is still running."""
+        if self._scene_saving is not None and not self._scene_saving.is_set():
+            log.warning(
+                "camera %s: the last scene save has not finished (stalled disk?); "
+                "not starting another",
+                self.name,
+            )
+            return None
+        done = threading.Event()
+        self._scene_saving = done
+
+        def work() -> None:
+            try:
+                self.save_scene()
+            except Exception:
+                log.exception("camera %s: saving the scene failed", self.name)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"scene-save-{self.name}", daemon=True).start()
+        return done
+
+    async def _save_scene_at_stop(self) -> None:
+        """The last save, at stop: waited for at most ``SCENE_STOP_SAVE_S``. The
+        file is replaced atomically, so a save cut short leaves the last one."""
+        if self.scene is None or self.scene_file is None or not self._scene_dirty:
+            return
+        done = self._save_scene_in_thread()
+        if done is None:
+            return
+        deadline = time.monotonic() + SCENE_STOP_SAVE_S  # real seconds: a real disk
+        while not done.is_set():
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "camera %s: the scene's save did not finish within %g s (stalled "
+                    "disk?); stopping without it (the last saved scene stays)",
+                    self.name,
+                    SCENE_STOP_SAVE_S,
+                )
+                return
+            await asyncio.sleep(0.05)
 
     def _file_mtime(self) -> int | None:
         try:

@@ -304,3 +304,54 @@ async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
     # smoke detection of the same camera ending resets its fire hold; reported.)
     areas = [sum(r.area for r in o.regions) for o in fire]
     assert max(areas) >= 1.5 * areas[0], areas
+
+
+async def test_a_stalled_disk_during_the_scene_save_never_holds_the_stop(
+    tmp_path: Path,
+    detector: Detector,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last save at stop runs off the event loop and is waited for at most
+    SCENE_STOP_SAVE_S: a disk that stalls in the save (injected at the file
+    write, tmpfs cannot be frozen) leaves the stop prompt, the last scene file
+    in place, and a WARNING that says so."""
+    import threading as th
+
+    from vision import camera as camera_mod
+
+    room = ft.load(FIXTURES / "normal_white_room.jpg")
+    scene_file = tmp_path / "state" / "scenes" / "cam1.npz"
+    commissioned(detector, still(room, 2, 5), scene_file)
+    before = scene_file.read_bytes()
+    stall = th.Event()
+    real_save = SceneModel.save
+
+    def stalled_save(self: SceneModel, path: Path) -> None:
+        stall.wait(30)  # the disk does not answer
+        real_save(self, path)
+
+    monkeypatch.setattr(SceneModel, "save", stalled_save)
+    rng = np.random.default_rng(4)
+    frames = [ft.noisy(ft.person(room, 40 + (i * 13) % 560), rng) for i in range(int(20 * FPS))]
+    clip = ft.write_clip(tmp_path / "day.avi", frames, FPS)
+    cam = camera(clip, scene_learn_frames=40, min_change_grey=50.0)
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    w = CameraWorker(cam, detector, q, ScaledClock(SPEED), scene_file=scene_file)
+    task = asyncio.create_task(w.run())
+    for _ in range(200):  # until it learned something (20 s at most)
+        if w._scene_dirty:
+            break
+        await asyncio.sleep(0.1)
+    assert w._scene_dirty, w.status()
+    caplog.set_level(logging.WARNING)
+    t0 = time.monotonic()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    stopped_s = time.monotonic() - t0
+    try:
+        assert stopped_s < camera_mod.SCENE_STOP_SAVE_S + 1.5, f"the stop took {stopped_s:.1f} s"
+        assert "did not finish" in caplog.text
+        assert scene_file.read_bytes() == before  # the last saved scene stays
+    finally:
+        stall.set()
