@@ -119,19 +119,39 @@ def test_status_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("delay_s", [0.1, 0.2, 0.3, 0.45, 0.6])
 def test_ctrl_c_while_run_starts_is_quiet(tmp_path: Path, delay_s: float) -> None:
-    """Ctrl-C in the first half second of `run` (still loading): no traceback."""
+    """Ctrl-C in the first half second of `run` (still loading): no traceback.
+
+    The delay counts from the moment the interpreter has started and hands over
+    to firegate's code (a byte on a pipe, then `python -m agent` as runpy does
+    it): a Ctrl-C during the interpreter's own start-up (site, the venv's path
+    hooks), before any of firegate's code runs, gets Python's own traceback,
+    which no program can prevent. On a loaded machine that start-up alone can
+    take longer than 0.1 s, which made this test flaky when the delay counted
+    from the fork."""
     config = tmp_path / "site.yaml"
     config.write_text(
         "site: {site_id: s, gateway_id: g}\nzones: [{id: hall}]\n"
         f"storage: {{state_dir: {tmp_path}/state}}\n"
     )
+    ready_r, ready_w = os.pipe()
+    launch = (
+        f"import os, runpy, sys; os.write({ready_w}, b'x'); os.close({ready_w}); "
+        f"sys.argv = ['agent', 'run', '--config', {str(config)!r}]; "
+        "runpy.run_module('agent', run_name='__main__', alter_sys=True)"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        [sys.executable, "-c", launch],
         cwd=ROOT,
         env=ENV,
         stderr=subprocess.PIPE,
         text=True,
+        pass_fds=(ready_w,),
     )
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"x", "the interpreter did not start"
+    finally:
+        os.close(ready_r)
     time.sleep(delay_s)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=30)[1]
