@@ -323,6 +323,9 @@ class Engine:
         self._zone_temps: dict[str, list[str]] = {}
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
+        # OFFLINE faults carried over a restart, by source: the device's first
+        # answer (any state or reading from it) ends them at once, not the grace
+        self._carried_offline: dict[str, _Fault] = {}
         self._offline_sources: set[str] = set()
         self._episode_ids: dict[tuple[str, ...], str] = {}  # open episode -> its decision id
         self._dirty_sources: set[str] = set()  # detectors reporting dirty / service required
@@ -356,6 +359,8 @@ class Engine:
         if zone is None:
             self.counters["unknown_source"] += 1
             return out
+        if self._carried_offline and isinstance(obs, StateChange | Reading):
+            self._answers(obs, now_mono, now_wall, out)
         if isinstance(obs, StateChange):
             self._on_state(obs, zone, now_mono, now_wall, out)
         elif isinstance(obs, Reading):
@@ -850,6 +855,19 @@ class Engine:
 
     # ------------------------------------------------------------------ faults
 
+    def _answers(
+        self, obs: StateChange | Reading, now: float, wall: float, out: EngineOutput
+    ) -> None:
+        """A device whose OFFLINE was carried over a restart says something: it
+        answers, so that fault is cleared from now (its RESTORE follows after
+        ``fault_restore_s``), not presumed cleared at the end of the grace."""
+        if isinstance(obs, StateChange) and obs.condition is Condition.OFFLINE and obs.active:
+            return  # still offline
+        f = self._carried_offline.pop(obs.source, None)
+        if f is not None and not f.active and f.since_mono > obs.mono:
+            f.since_mono = obs.mono
+            self._evaluate_fault(f, now, wall, out)
+
     def _on_fault_edge(
         self, obs: StateChange, zone: str, now: float, wall: float, out: EngineOutput
     ) -> None:
@@ -865,6 +883,12 @@ class Engine:
             else:
                 self._dirty_sources.discard(obs.source)
         if obs.active == f.active:
+            if not obs.active and f.reported and f.since_mono > obs.mono:
+                # a fault carried over a restart, presumed cleared at the end of its
+                # grace: the device says now that it is clear (a driver re-reports
+                # every state when a device first answers), so it is cleared now
+                f.since_mono = obs.mono
+                self._evaluate_fault(f, now, wall, out)
             return
         f.active = obs.active
         f.since_mono = obs.mono
@@ -1845,7 +1869,7 @@ class Engine:
                 continue
             # presumed cleared from the end of the grace on (see the docstring);
             # a re-report before then makes it active again, already reported
-            self._faults[(source, point, condition)] = _Fault(
+            carried = self._faults[(source, point, condition)] = _Fault(
                 source,
                 point,
                 fzone,
@@ -1857,6 +1881,8 @@ class Engine:
                 reported=True,
                 reported_intermittent=intermittent,
             )
+            if condition is Condition.OFFLINE:
+                self._carried_offline[source] = carried
         if version != 1:
             shift = _carry_shift(doc, now_mono, now_wall)
             if shift is not None:

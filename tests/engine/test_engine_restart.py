@@ -11,6 +11,7 @@ import pytest
 
 from agent.clock import ScaledClock
 from agent.engine import Engine, EngineRunner
+from agent.engine.core import RESTART_FAULT_GRACE_S
 from agent.engine.runner import EPISODES_FILE, INCIDENTS_FILE
 from agent.events import Condition, DecisionType, DeviceKind, StateChange
 from tests.engine.engine_sim import WALL0, Sim, site
@@ -374,3 +375,28 @@ async def test_flickering_detector_does_not_rewrite_the_file_at_every_edge(
 
 
 _FIELDS = ("source", "zone", "wall", "mono", "kind", "condition")
+
+
+def test_offline_fault_carried_over_ends_at_the_devices_first_answer() -> None:
+    """A detector OFFLINE (reported) before the stop answers again after the
+    start: its first answer (here the driver's whole state at first answer,
+    alarm quiet) clears the carried fault then, and its RESTORE comes
+    ``fault_restore_s`` later, not at the end of the restart's grace (slowest
+    detection x 1.5 + 5 s). A device that says nothing is still presumed
+    cleared only at the end of the grace."""
+    a = Sim(site())
+    a.state(5, "s2", Condition.OFFLINE, detail="no reply")
+    a.state(5, "n1", Condition.OFFLINE, detail="no reply")
+    a.until(60)
+    faults = {d.devices[0]: d for _, d in a.of(DecisionType.FAULT)}
+    assert set(faults) == {"s2", "n1"}
+    b, _ = _restarted(_snapshot_json(a), 70.0)
+    b.alarm(71, "s2", active=False)  # s2 answers at its first poll; n1 never says a thing
+    b.until(70 + 200)
+    restores = {d.devices[0]: (t, d) for t, d in b.of(DecisionType.RESTORE)}
+    restore_s = b.index.policies["z"].fault_restore_s
+    t, d = restores["s2"]
+    assert t <= 71 + restore_s + 1, t
+    assert d.details["of_id"] == faults["s2"].id
+    t_n1, _ = restores["n1"]
+    assert t_n1 > 70 + RESTART_FAULT_GRACE_S, t_n1  # presumed, at the end of the grace
