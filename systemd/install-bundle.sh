@@ -108,7 +108,25 @@ field() { "$PYTHON" -c 'import json,sys; print(json.load(open("bundle.json"))[sy
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found: the gateway needs Python $(sed -n 's/.*"python": "\([0-9.]*\)".*/\1/p' bundle.json) (Debian 12: apt-get install python3 python3-venv from the install media)"
 WANT_ARCH="$(field arch)"; WANT_PY="$(field python)"; VERSION="$(field version)"
 HAVE_PY="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-[ "$(uname -m)" = "$WANT_ARCH" ] || die "this bundle is for $WANT_ARCH, this gateway is $(uname -m): use the $(uname -m) bundle"
+# The CPU the wheels must fit is the interpreter's, not the kernel's: a 32-bit
+# system on a 64-bit kernel (Raspberry Pi OS 32-bit on a Pi 4/5) says aarch64 in
+# uname -m, but its Python is armv7l and pip would refuse every aarch64 wheel.
+# (pip's own rule: a 32-bit interpreter on a 64-bit kernel is the 32-bit CPU.)
+HAVE_ARCH="$("$PYTHON" -c 'import platform, struct
+m = platform.machine()
+if struct.calcsize("P") == 4:
+    m = {"aarch64": "armv7l", "arm64": "armv7l", "x86_64": "i686", "amd64": "i686"}.get(m, m)
+print(m)')"
+if [ "$HAVE_ARCH" != "$WANT_ARCH" ]; then
+    case "$HAVE_ARCH" in
+        x86_64|aarch64) hint="use the $HAVE_ARCH bundle" ;;
+        *) hint="firegate makes no bundle for $HAVE_ARCH: install the 64-bit system (Debian 12 amd64 or arm64, Raspberry Pi OS 64-bit)" ;;
+    esac
+    if [ "$(uname -m)" = "$WANT_ARCH" ]; then
+        die "this bundle is for $WANT_ARCH; this gateway's kernel is $WANT_ARCH, but its system ($PYTHON) is 32-bit $HAVE_ARCH: $hint; nothing was changed"
+    fi
+    die "this bundle is for $WANT_ARCH, this gateway is $HAVE_ARCH: $hint; nothing was changed"
+fi
 [ "$HAVE_PY" = "$WANT_PY" ] || die "this bundle's wheels are for Python $WANT_PY, $PYTHON is $HAVE_PY: give --python python$WANT_PY, or use a bundle made with --python-version $HAVE_PY"
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || die "$PYTHON cannot create virtual environments (Debian: install python3-venv)"
 echo "bundle: firegate $VERSION for $WANT_ARCH, Python $WANT_PY: OK"
