@@ -57,6 +57,7 @@ from agent.events import (
 )
 from agent.siteconfig import LoadedSite
 from bench.engine_rules_v1 import Engine as EngineV1
+from firmware_mocks import generator
 from firmware_mocks.generator import FIRE_FAMILIES, NUISANCE_FAMILIES, POLL_S, generate
 from firmware_mocks.timeline import MONO0, WALL0, Scenario, replay, scenario_site
 
@@ -329,7 +330,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also replay the engine with the site's zone schedules removed",
     )
+    ap.add_argument(
+        "--linear-flames",
+        action="store_true",
+        help="flames grow linearly 4-20x over 300 s (the corpus' model before 2026-12-06) "
+        "instead of as a free-burning fire, (t - ignition)^1.8",
+    )
     args = ap.parse_args(argv)
+    if args.linear_flames:
+        generator.FLAME_GROWTH = False
     if args.no_schedules:
         DECIDERS["engine-no-schedules"] = engine_without_schedules
 

@@ -379,9 +379,17 @@ def _video(cam: str, at: float, until: float, cls: str, area: int, grow_to: int)
 FLAME_VIEW_CAP = 300_000
 
 
+# False: flames grow linearly 4-20x over 300 s, the model before 2026-12-06
+# (bench/engine_corpus.py --linear-flames, to show what the growth model changes)
+FLAME_GROWTH = True
+
+
 def _flames(cam: str, ignition: float, at: float, until: float, area: int) -> Event:
     """Flames of a free-burning fire, first seen at ``at`` with ``area``
     pixels, growing as the fire does (timeline's ``growth: flame``)."""
+    if not FLAME_GROWTH:
+        grow = area * random.Random(f"{cam}{at}").randint(4, 20)
+        return _video(cam, at, at + 300, "fire", area, grow)
     return _ev(
         at,
         camera=cam,
