@@ -12,4 +12,8 @@ if ! command -v mosquitto >/dev/null 2>&1 && ! [ -x /usr/sbin/mosquitto ]; then
         exit 1
     fi
 fi
-exec python -m pytest "$@"
+# Most tests wait on real I/O (ptys, brokers, agents as child processes), so two
+# processes finish the suite sooner even on two cores. A test file runs whole in
+# one process (its module fixtures, e.g. the e2e run or the bundle, are built
+# once). FIREGATE_TEST_JOBS=0 runs everything in this process.
+exec python -m pytest -n "${FIREGATE_TEST_JOBS:-2}" --dist loadfile "$@"
