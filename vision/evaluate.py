@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from agent.events import VideoClass
-from vision.data import DEFAULT_ROOT, SPLITS, all_samples, featureless, load_image
+from vision.data import (
+    DEFAULT_ROOT,
+    SCHEMES,
+    SPLITS,
+    all_samples,
+    featureless,
+    load_image,
+    scheme_of,
+)
 from vision.detector import DEFAULT_MODEL, Detector
 from vision.metrics import precision_recall, roc_auc, threshold_at_fpr
 
@@ -43,7 +51,7 @@ def calibrate(
     bare wall or a black night is a camera problem, never smoke or fire.
     Written to the model's .json by training."""
     det = Detector.load(model, threads=2)
-    samples = [s for s in all_samples(root) if s.split == "val"]
+    samples = [s for s in all_samples(root, scheme_of(model)) if s.split == "val"]
     scores, labels = [], []
     for s in samples:
         img = load_image(s.path)
@@ -102,9 +110,11 @@ def write_thresholds(model: Path, thresholds: dict[str, float], max_fpr: float =
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def evaluate(model: Path | None, root: Path, split: str) -> dict[str, Any]:
+def evaluate(
+    model: Path | None, root: Path, split: str, scheme: str | None = None
+) -> dict[str, Any]:
     det = Detector.load(model, threads=2)
-    samples = [s for s in all_samples(root) if s.split == split]
+    samples = [s for s in all_samples(root, scheme or scheme_of(model)) if s.split == split]
     scores = np.zeros((len(samples), 2), np.float64)
     for i, s in enumerate(samples):
         img = load_image(s.path)
@@ -174,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     p.add_argument("--data", type=Path, default=DEFAULT_ROOT)
     p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default=None,
+        help="split scheme (vision/data.py; default: the one the model was trained with)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument(
         "--calibrate",
@@ -192,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         thr = calibrate(path, args.data, args.max_fpr)
         write_thresholds(path, thr, args.max_fpr)
         print(f"{path.with_suffix('.json')}: operating points {thr}")
-    res = evaluate(args.model, args.data, args.split)
+    res = evaluate(args.model, args.data, args.split, args.scheme)
     if args.json:
         json.dump(res, sys.stdout, indent=2)
         print()

@@ -3,7 +3,10 @@ of a room filmed by a fixed camera (sensor noise), with the things that happen
 in a room (lights switched off and on, sunlight, a person walking, a preset
 move). Flames are not pasted in: the shipped model scores a frame by its whole
 context, and a flame cut from a fire photo and pasted into a room scores about
-0 (tried 2026-12-05); fire footage comes from real fire photos filmed whole.
+0 (tried 2026-12-05; bench/indoor_set.py's "pasted" rows: 4 of 48 held-back
+flames pasted into held-back rooms reach its fire threshold, and a model
+trained on such composites, vision/composite.py, finds 8 of 48); fire footage
+comes from real fire photos filmed whole.
 
 Not used by the agent. Pure numpy/OpenCV; every function takes a seeded
 ``numpy.random.Generator`` so that a clip is the same on every run.

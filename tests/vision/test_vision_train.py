@@ -15,7 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vision.train import LITE0_FROZEN_BLOCKS, FireLite, build_model  # noqa: E402
+from vision.data import Sample  # noqa: E402
+from vision.train import LITE0_FROZEN_BLOCKS, FireLite, build_model, cell_targets  # noqa: E402
 
 
 def _fake_checkpoint(path: Path) -> dict[str, Any]:
@@ -81,3 +82,25 @@ def test_both_networks_give_a_grid_of_probabilities(arch: str) -> None:
 def test_unknown_architecture_is_named() -> None:
     with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
         build_model("resnet")
+
+
+def test_unknown_boxes_are_ignored_cells_not_negatives() -> None:
+    """A composite's pasted flame: fire cells under its box, smoke unknown there
+    (the patch may hold smoke) and absent elsewhere."""
+    box = (0.25, 0.25, 0.5, 0.5)  # cx, cy, w, h: the top-left quarter
+    s = Sample(
+        Path("x.jpg"),
+        "composite",
+        "g",
+        "train",
+        1,
+        0,
+        ((0, *box),),
+        has_boxes=True,
+        unknown=((1, *box),),
+    )
+    t = cell_targets(s, (0, 0, 256, 256), 256, 14, flip=False)
+    assert (t[0, :7, :7] == 1).all() and (t[0, 8:, 8:] == 0).all()
+    assert (t[1, :7, :7] == -1).all() and (t[1, 8:, :] == 0).all() and (t[1, :, 8:] == 0).all()
+    plain = Sample(Path("x.jpg"), "cctv", "g", "train", 1, 0, ((0, *box),), has_boxes=True)
+    assert (cell_targets(plain, (0, 0, 256, 256), 256, 14, flip=False)[1] == 0).all()
