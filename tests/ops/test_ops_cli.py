@@ -134,7 +134,11 @@ def test_ctrl_c_while_run_starts_is_quiet(tmp_path: Path, delay_s: float) -> Non
         f"storage: {{state_dir: {tmp_path}/state}}\n"
     )
     ready_r, ready_w = os.pipe()
+    # a test process may ignore SIGINT (pytest-xdist's workers do), and an
+    # ignored signal stays ignored in a child: the child takes Ctrl-C as a
+    # terminal's process would
     launch = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
         f"import os, runpy, sys; os.write({ready_w}, b'x'); os.close({ready_w}); "
         f"sys.argv = ['agent', 'run', '--config', {str(config)!r}]; "
         "runpy.run_module('agent', run_name='__main__', alter_sys=True)"
