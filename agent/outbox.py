@@ -82,6 +82,7 @@ SALVAGE_PROBE = 200_000  # rows looked up one by one past a damaged page, at mos
 SALVAGE_MISSES = 5_000  # without max(seq): stop after this many absent rows in a row
 SNAPSHOT = "snapshot"  # Pending.part of a decision that was sent and awaits only its snapshot
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
+DELETE_CHUNK = 500  # ids per DELETE statement (SQLite's variable limit is 32766, or 999)
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
 _SQLITE_IOERR = 10
@@ -133,6 +134,10 @@ class Pending:
     has_snapshot: bool
     decision_sent: bool  # the decision itself was PUBACKed; only the snapshot is left
     durable: bool = True  # False: held in memory because the disk refused it
+    # The stored JSON text that ``payload`` was parsed from (compact, as stored):
+    # the uplink splices its wire form from it instead of encoding ``payload``
+    # again for every publish. Empty: not known, encode ``payload``.
+    raw: str = field(default="", repr=False, compare=False)
 
     @property
     def own(self) -> bool:
@@ -293,7 +298,7 @@ class Outbox:
         try:
             # shield: once handed to the thread the write completes even if the
             # caller is cancelled or stops waiting for a stalled disk.
-            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+            await _wait_shielded(fut, self.write_timeout_s)
         except TimeoutError:
             fut.add_done_callback(_log_failure)
             self._report_stall()
@@ -323,7 +328,7 @@ class Outbox:
             return self._peek_limbo(*args)
         fut = self._submit_guarded(self._peek_thread, *args)
         try:
-            got = await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+            got = await _wait_shielded(fut, self.write_timeout_s)
         except TimeoutError:
             self._report_stall()
             return self._peek_limbo(*args)
@@ -350,7 +355,7 @@ class Outbox:
             fut.add_done_callback(_log_failure)
             return
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+            await _wait_shielded(fut, self.write_timeout_s)
         except TimeoutError:
             fut.add_done_callback(_log_failure)
             self._report_stall()
@@ -380,7 +385,7 @@ class Outbox:
         self._closed = True
         fut = asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), CLOSE_TIMEOUT_S)
+            await _wait_shielded(fut, CLOSE_TIMEOUT_S)
         except TimeoutError:
             log.error(
                 "outbox %s: the disk did not answer for %.0f s at the stop",
@@ -586,6 +591,7 @@ class Outbox:
                     r.snapshot is not None,
                     r.id in sent,
                     durable=False,
+                    raw=r.payload.decode(),
                 )
                 for r in rows
             )
@@ -1151,6 +1157,7 @@ class Outbox:
                         r.snapshot is not None,
                         r.id in self._memory_sent,
                         durable=False,
+                        raw=r.payload.decode(),
                     )
                     for r in self._memory
                     if r.id not in skip
@@ -1191,7 +1198,10 @@ class Outbox:
         for id_, prio, type_, payload, has_snap, sent in cur:
             if id_ in skip:
                 continue
-            out.append(Pending(id_, prio, type_, json.loads(payload), bool(has_snap), bool(sent)))
+            raw = payload.decode() if isinstance(payload, bytes) else str(payload)
+            out.append(
+                Pending(id_, prio, type_, json.loads(raw), bool(has_snap), bool(sent), raw=raw)
+            )
             if len(out) >= limit:
                 break
         return out
@@ -1245,12 +1255,15 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             removed: list[tuple[str, int]] = []
             try:
-                for id_ in ids:
-                    got = db.execute(
-                        "DELETE FROM outbox WHERE id = ? RETURNING type, bytes", (id_,)
-                    ).fetchone()
-                    if got is not None:
-                        removed.append((got[0], -got[1]))
+                # one statement per chunk, one commit for the whole group of
+                # PUBACKed ids (not one per decision: that cost the drain its speed)
+                for i in range(0, len(ids), DELETE_CHUNK):
+                    chunk = ids[i : i + DELETE_CHUNK]
+                    removed += db.execute(
+                        f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))}) "
+                        "RETURNING type, -bytes",
+                        chunk,
+                    ).fetchall()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
@@ -1592,6 +1605,21 @@ def _read_spill(path: Path) -> tuple[list[_Row], set[str]]:
 def _blob(value: Any) -> bytes:
     """A payload as bytes, whether SQLite gives it back as BLOB or TEXT."""
     return value.encode() if isinstance(value, str) else bytes(value)
+
+
+async def _wait_shielded(fut: asyncio.Future[T], timeout_s: float) -> T:
+    """``fut``'s result, or TimeoutError after ``timeout_s``; the thread's work goes
+    on either way (shielded).
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns the result instead of
+    raising CancelledError when the caller is cancelled in the loop iteration
+    where the result lands (CPython gh-86296). An uplink's drain cancelled by
+    a dropped connection then went on with the link gone, its TaskGroup
+    waited for it forever, and the uplink stayed "connected" for good and
+    could not be stopped (tests/uplink/test_outbox_cancel.py).
+    """
+    async with asyncio.timeout(timeout_s):
+        return await asyncio.shield(fut)
 
 
 def _log_failure(fut: Any) -> None:

@@ -282,6 +282,47 @@ def decision_payload(
     return out
 
 
+# Keys decision_payload adds to the stored dict: a stored payload that holds one
+# of them already is encoded the long way (a dict keeps one value per key).
+_WIRE_KEYS = ("schema", "site_id", "gateway_id", "priority", "sent_at", "evidence_topic")
+
+
+def wire_payload(
+    p: Pending, *, site_id: str, gateway_id: str, sent_wall: float, topics: Topics
+) -> str:
+    """``redact(json.dumps(decision_payload(p.payload, ...)))``, the text published
+    for ``p``, built without decoding and encoding the stored payload again.
+
+    The outbox stores ``Decision.to_dict()`` as compact JSON (``p.raw``); its
+    wire form is that object with ``schema`` in front and the per-send keys
+    behind it, in decision_payload's order, so the stored text is spliced in
+    between (tests/uplink/test_uplink_wire.py checks that both give the same
+    text). Redacting the pieces or the whole is the same: no secret pattern
+    of agent.logs crosses a JSON string's quotes.
+    """
+    raw = p.raw
+    if len(raw) < 3 or raw[0] != "{" or raw[-1] != "}" or any(f'"{k}":' in raw for k in _WIRE_KEYS):
+        body = decision_payload(
+            p.payload,
+            site_id=site_id,
+            gateway_id=gateway_id,
+            sent_wall=sent_wall,
+            topics=topics,
+        )
+        return redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+    tail = {
+        "site_id": site_id,
+        "gateway_id": gateway_id,
+        "priority": PRIORITY[DecisionType(p.payload["type"])],
+        "sent_at": iso(sent_wall),
+        "evidence_topic": topics.evidence(p.payload["id"])
+        if p.payload.get("has_snapshot")
+        else None,
+    }
+    more = json.dumps(tail, separators=(",", ":"), ensure_ascii=False)
+    return redact(f'{{"schema":{PAYLOAD_SCHEMA},{raw[1:-1]},{more[1:]}')
+
+
 class UplinkConfigError(Exception):
     """The uplink's own settings cannot be used (password file, certificate files)."""
 
@@ -394,6 +435,10 @@ class Uplink:
             try:
                 client = self._client()
                 async with client:
+                    # aiomqtt waits for the CONNACK with asyncio.wait_for, which on
+                    # Python 3.11 drops a cancellation that lands with the CONNACK
+                    # (CPython gh-86296): a stop asked for meanwhile is honoured here
+                    reraise_if_cancelled()
                     connected_mono = self.clock.monotonic()
                     await self._session(client)
             except asyncio.CancelledError:
@@ -683,6 +728,7 @@ class Uplink:
 
     async def _heartbeat(self, client: AckedClient) -> None:
         while True:
+            reraise_if_cancelled()  # one a library swallowed (see _drain)
             if STATUS_KIND in self._refused:
                 await self._publish_online(client)
             ob = self.outbox.status()
@@ -742,6 +788,11 @@ class Uplink:
         relay = asyncio.create_task(relay_stored())
         try:
             while True:
+                # A cancellation (the connection dropped, or a stop) that a
+                # library's asyncio.wait_for swallowed (Python 3.11, CPython
+                # gh-86296) is honoured at the next turn: a drain that went on
+                # would keep its TaskGroup, and the uplink, "connected" for good.
+                reraise_if_cancelled()
                 self.progress_mono = self.clock.monotonic()
                 wake.clear()
                 for id_, task in list(inflight.items()):
@@ -830,8 +881,8 @@ class Uplink:
         try:
             if not p.decision_sent:
                 kind = f"decision/{p.type}"
-                body = decision_payload(
-                    p.payload,
+                wire = wire_payload(
+                    p,
                     site_id=site.site_id,
                     gateway_id=site.gateway_id,
                     sent_wall=self.clock.wall(),
@@ -843,7 +894,7 @@ class Uplink:
                 try:
                     await client.publish_acked(
                         topic,
-                        redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False)),
+                        wire,
                         timeout_s=timeout_s,
                         retain=retain,
                     )
