@@ -36,8 +36,8 @@ import aiomqtt  # noqa: E402
 from agent.clock import SystemClock  # noqa: E402
 from agent.events import Decision, DecisionType  # noqa: E402
 from agent.mqtt import PROTOCOLS  # noqa: E402
-from agent.siteconfig.models import MqttVersion  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
+from agent.siteconfig.models import MqttVersion  # noqa: E402
 from agent.uplink import Topics, Uplink, decision_payload  # noqa: E402
 from firmware_mocks.broker import free_port  # noqa: E402
 from tests.uplink.uplink_support import (  # noqa: E402
@@ -153,13 +153,12 @@ async def main(port, topic):
         loop = asyncio.get_running_loop()
         ask = loop.run_in_executor(None, sys.stdin.readline)
         msgs = aiter(c.messages)
+        nxt = asyncio.ensure_future(anext(msgs))
         while True:
-            nxt = asyncio.ensure_future(anext(msgs))
-            done, _ = await asyncio.wait({nxt, ask}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt in done:
+            await asyncio.wait({nxt, ask}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt.done():  # (never cancelled: that would end the generator)
                 seen.add(json.loads(nxt.result().payload)["id"])
-            else:
-                nxt.cancel()
+                nxt = asyncio.ensure_future(anext(msgs))
             if ask.done():
                 if not ask.result():
                     return
