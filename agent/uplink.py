@@ -837,6 +837,12 @@ class Uplink:
                         continue
                     start(p)
                     free -= 1
+                if free <= 0:
+                    # The window is full: a PUBACK, or a publish's own timeout
+                    # (publish_timeout_s), ends a delivery and wakes this loop;
+                    # no timer to arm and cancel per PUBACK while a backlog drains.
+                    await wake.wait()
+                    continue
                 try:
                     async with asyncio.timeout(self._idle_wait_s(free) / self.clock.speed):
                         await wake.wait()
