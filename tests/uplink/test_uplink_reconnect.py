@@ -75,12 +75,20 @@ async def test_a_broker_restart_does_not_bring_every_gateway_back_at_once(
         again = sum(1 for t in returned.values() if t < 3.0)
         # expected 30 * 3 / 40 ~ 2; all 30 within ~1 s on the old schedule
         assert again <= 10, f"{again} of 30 gateways back within 3 s of the restart"
-        stuck = [
-            i
-            for i, (u, b) in enumerate(zip(uplinks, before, strict=True))
-            if u.connects == b and u.state == "connected"
-        ]
-        assert not stuck, f"gateways {stuck} still 'connected' on the link the restart cut"
+
+        def stuck() -> list[int]:
+            return [
+                i
+                for i, (u, b) in enumerate(zip(uplinks, before, strict=True))
+                if u.connects == b and u.state == "connected"
+            ]
+
+        # every gateway noticed the cut (under load that took longer than the
+        # 3 s above in 3 of 23 runs, for all 30 at once); a stuck one never does
+        until = time.monotonic() + 12.0
+        while stuck() and time.monotonic() < until:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert not stuck(), f"gateways {stuck()} still 'connected' on the link the restart cut"
     finally:
         for t in tasks:
             t.cancel()
