@@ -82,6 +82,8 @@ SALVAGE_PROBE = 200_000  # rows looked up one by one past a damaged page, at mos
 SALVAGE_MISSES = 5_000  # without max(seq): stop after this many absent rows in a row
 SNAPSHOT = "snapshot"  # Pending.part of a decision that was sent and awaits only its snapshot
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
+ACK_GROUP_S = 0.01  # PUBACKed ids gathered this long into one delete commit (group commit)
+DELETE_CHUNK = 500  # ids per DELETE statement (SQLite's variable limit is 32766, or 999)
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
 _SQLITE_IOERR = 10
@@ -133,6 +135,10 @@ class Pending:
     has_snapshot: bool
     decision_sent: bool  # the decision itself was PUBACKed; only the snapshot is left
     durable: bool = True  # False: held in memory because the disk refused it
+    # The stored JSON text that ``payload`` was parsed from (compact, as stored):
+    # the uplink splices its wire form from it instead of encoding ``payload``
+    # again for every publish. Empty: not known, encode ``payload``.
+    raw: str = field(default="", repr=False, compare=False)
 
     @property
     def own(self) -> bool:
@@ -238,7 +244,8 @@ class Outbox:
         self._memory: list[_Row] = []  # rows the disk refused, in arrival order
         self._memory_sent: set[str] = set()  # their decision_sent flag
         self._lock = threading.Lock()  # guards _to_delete, _delete_scheduled, _deleting
-        self._to_delete: list[str] = []
+        self._to_delete: list[tuple[int, str]] = []  # (ack number, id), acked order
+        self._acks = 0  # acks so far: a delete job takes only those acked before it was queued
         self._delete_scheduled = False
         self._deleting: set[str] = set()  # acked, delete not yet committed: never handed out
         self._cap_active = False
@@ -293,7 +300,7 @@ class Outbox:
         try:
             # shield: once handed to the thread the write completes even if the
             # caller is cancelled or stops waiting for a stalled disk.
-            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+            await _wait_shielded(fut, self.write_timeout_s)
         except TimeoutError:
             fut.add_done_callback(_log_failure)
             self._report_stall()
@@ -323,7 +330,7 @@ class Outbox:
             return self._peek_limbo(*args)
         fut = self._submit_guarded(self._peek_thread, *args)
         try:
-            got = await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+            got = await _wait_shielded(fut, self.write_timeout_s)
         except TimeoutError:
             self._report_stall()
             return self._peek_limbo(*args)
@@ -350,28 +357,50 @@ class Outbox:
             fut.add_done_callback(_log_failure)
             return
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_s)
+            await _wait_shielded(fut, self.write_timeout_s)
         except TimeoutError:
             fut.add_done_callback(_log_failure)
             self._report_stall()
 
     def acked(self, decision_id: str) -> None:
-        """Everything of this decision was PUBACKed: delete it (batched, in order).
+        """Everything of this decision was PUBACKed: delete it.
 
         Returns at once; the id is never handed out again by ``next_batch``.
+        Group commit: the ids PUBACKed within ``ACK_GROUP_S`` of the first go
+        to the outbox thread as one job, one DELETE and one commit (a commit
+        per few PUBACKs, and the outbox thread's share of the GIL, halved a
+        backlog's drain); the job queues behind what was handed to the thread
+        before it, so a decision is stored before its delete runs. Only ids
+        whose PUBACK came are ever in a group; a kill -9 (or a disk that
+        fails) before its commit means those decisions are sent again (same
+        ids), never lost.
         """
         with self._lock:
             self._deleting.add(decision_id)
-            self._to_delete.append(decision_id)
+            self._acks += 1
+            self._to_delete.append((self._acks, decision_id))
             if self._delete_scheduled:
                 return
             self._delete_scheduled = True
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, self._delete_thread)
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        loop.call_later(ACK_GROUP_S, self._submit_deletes)
+
+    def _submit_deletes(self) -> None:
+        if self._closed:
+            return  # close() deleted them
+        loop = self._loop
+        assert loop is not None
+        with self._lock:
+            self._delete_scheduled = False  # acks from now on start a new group
+            upto = self._acks
+        fut = loop.run_in_executor(self._executor, self._delete_thread, upto)
         fut.add_done_callback(_log_failure)
 
     async def flush(self) -> None:
-        """Wait until every operation handed to the outbox so far is done."""
-        await self._call(lambda: None)
+        """Wait until every operation handed to the outbox so far is done, the
+        deletes of every decision acked so far included."""
+        await self._call(self._delete_thread, self._acks)
 
     async def close(self) -> None:
         """Finish pending work and close the database."""
@@ -380,7 +409,7 @@ class Outbox:
         self._closed = True
         fut = asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), CLOSE_TIMEOUT_S)
+            await _wait_shielded(fut, CLOSE_TIMEOUT_S)
         except TimeoutError:
             log.error(
                 "outbox %s: the disk did not answer for %.0f s at the stop",
@@ -586,6 +615,7 @@ class Outbox:
                     r.snapshot is not None,
                     r.id in sent,
                     durable=False,
+                    raw=r.payload.decode(),
                 )
                 for r in rows
             )
@@ -1151,6 +1181,7 @@ class Outbox:
                         r.snapshot is not None,
                         r.id in self._memory_sent,
                         durable=False,
+                        raw=r.payload.decode(),
                     )
                     for r in self._memory
                     if r.id not in skip
@@ -1191,7 +1222,10 @@ class Outbox:
         for id_, prio, type_, payload, has_snap, sent in cur:
             if id_ in skip:
                 continue
-            out.append(Pending(id_, prio, type_, json.loads(payload), bool(has_snap), bool(sent)))
+            raw = payload.decode() if isinstance(payload, bytes) else str(payload)
+            out.append(
+                Pending(id_, prio, type_, json.loads(raw), bool(has_snap), bool(sent), raw=raw)
+            )
             if len(out) >= limit:
                 break
         return out
@@ -1221,10 +1255,20 @@ class Outbox:
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
 
-    def _delete_thread(self) -> None:
+    def _delete_thread(self, upto: int | None = None) -> None:
+        """Delete the ids acked up to ack number ``upto`` (None: all), i.e. those
+        acked before this job was queued: each one's store job (queued before
+        it could be handed out and acked) has run. A later ack may belong to
+        a decision sent from memory whose store job is queued behind this
+        one; deleting it now would let that store bring it back."""
         with self._lock:
-            ids, self._to_delete = self._to_delete, []
-            self._delete_scheduled = False
+            n = len(self._to_delete)
+            if upto is not None:
+                n = next((k for k, (a, _) in enumerate(self._to_delete) if a > upto), n)
+            ids = [i for _, i in self._to_delete[:n]]
+            del self._to_delete[:n]
+        if not ids:
+            return
         try:
             self._guarded(self._delete_ids, ids)
         finally:
@@ -1242,20 +1286,24 @@ class Outbox:
         self._hook("delete")
         db.execute("PRAGMA synchronous=NORMAL")
         try:
-            db.execute("BEGIN IMMEDIATE")
+            # One statement per chunk, one commit for the whole group of PUBACKed
+            # ids (not one per decision: that cost the drain its speed). A group
+            # of one chunk is a single statement, its own transaction: each call
+            # into SQLite gives up the GIL and takes it back from the uplink's
+            # thread, so fewer calls keep the drain's thread running.
             removed: list[tuple[str, int]] = []
-            try:
-                for id_ in ids:
-                    got = db.execute(
-                        "DELETE FROM outbox WHERE id = ? RETURNING type, bytes", (id_,)
-                    ).fetchone()
-                    if got is not None:
-                        removed.append((got[0], -got[1]))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
-                    db.execute("ROLLBACK")
-                raise
+            if len(ids) <= DELETE_CHUNK:
+                removed = self._delete_chunk(db, ids)
+            else:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for i in range(0, len(ids), DELETE_CHUNK):
+                        removed += self._delete_chunk(db, ids[i : i + DELETE_CHUNK])
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                        db.execute("ROLLBACK")
+                    raise
         except sqlite3.DatabaseError as e:
             if _is_corrupt(e):
                 raise
@@ -1280,6 +1328,14 @@ class Outbox:
             self._insert(self._cap_restore_row(), sync_full=True)
             self.changed_threadsafe()
 
+    @staticmethod
+    def _delete_chunk(db: sqlite3.Connection, ids: list[str]) -> list[tuple[str, int]]:
+        """Delete ``ids`` (at most DELETE_CHUNK); (type, -bytes) of each row deleted."""
+        return db.execute(
+            f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))}) RETURNING type, -bytes",
+            ids,
+        ).fetchall()
+
     def changed_threadsafe(self) -> None:
         """Wake the uplink from the outbox thread (a row it did not submit appeared)."""
         loop = self._loop
@@ -1289,6 +1345,10 @@ class Outbox:
     _loop: asyncio.AbstractEventLoop | None = None
 
     def _close_thread(self) -> None:
+        try:
+            self._delete_thread()  # a group of acked ids still waiting for its commit
+        except Exception as e:  # (they are sent again after the restart)
+            log.warning("outbox: delivered decisions not deleted at the stop: %s", e)
         if self._db is not None:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1592,6 +1652,21 @@ def _read_spill(path: Path) -> tuple[list[_Row], set[str]]:
 def _blob(value: Any) -> bytes:
     """A payload as bytes, whether SQLite gives it back as BLOB or TEXT."""
     return value.encode() if isinstance(value, str) else bytes(value)
+
+
+async def _wait_shielded(fut: asyncio.Future[T], timeout_s: float) -> T:
+    """``fut``'s result, or TimeoutError after ``timeout_s``; the thread's work goes
+    on either way (shielded).
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns the result instead of
+    raising CancelledError when the caller is cancelled in the loop iteration
+    where the result lands (CPython gh-86296). An uplink's drain cancelled by
+    a dropped connection then went on with the link gone, its TaskGroup
+    waited for it forever, and the uplink stayed "connected" for good and
+    could not be stopped (tests/uplink/test_outbox_cancel.py).
+    """
+    async with asyncio.timeout(timeout_s):
+        return await asyncio.shield(fut)
 
 
 def _log_failure(fut: Any) -> None:

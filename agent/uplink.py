@@ -282,6 +282,47 @@ def decision_payload(
     return out
 
 
+# Keys decision_payload adds to the stored dict: a stored payload that holds one
+# of them already is encoded the long way (a dict keeps one value per key).
+_WIRE_KEYS = ("schema", "site_id", "gateway_id", "priority", "sent_at", "evidence_topic")
+
+
+def wire_payload(
+    p: Pending, *, site_id: str, gateway_id: str, sent_wall: float, topics: Topics
+) -> str:
+    """``redact(json.dumps(decision_payload(p.payload, ...)))``, the text published
+    for ``p``, built without decoding and encoding the stored payload again.
+
+    The outbox stores ``Decision.to_dict()`` as compact JSON (``p.raw``); its
+    wire form is that object with ``schema`` in front and the per-send keys
+    behind it, in decision_payload's order, so the stored text is spliced in
+    between (tests/uplink/test_uplink_wire.py checks that both give the same
+    text). Redacting the pieces or the whole is the same: no secret pattern
+    of agent.logs crosses a JSON string's quotes.
+    """
+    raw = p.raw
+    if len(raw) < 3 or raw[0] != "{" or raw[-1] != "}" or any(f'"{k}":' in raw for k in _WIRE_KEYS):
+        body = decision_payload(
+            p.payload,
+            site_id=site_id,
+            gateway_id=gateway_id,
+            sent_wall=sent_wall,
+            topics=topics,
+        )
+        return redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+    tail = {
+        "site_id": site_id,
+        "gateway_id": gateway_id,
+        "priority": PRIORITY[DecisionType(p.payload["type"])],
+        "sent_at": iso(sent_wall),
+        "evidence_topic": topics.evidence(p.payload["id"])
+        if p.payload.get("has_snapshot")
+        else None,
+    }
+    more = json.dumps(tail, separators=(",", ":"), ensure_ascii=False)
+    return redact(f'{{"schema":{PAYLOAD_SCHEMA},{raw[1:-1]},{more[1:]}')
+
+
 class UplinkConfigError(Exception):
     """The uplink's own settings cannot be used (password file, certificate files)."""
 
@@ -328,7 +369,9 @@ class Uplink:
         self._released = False  # a refused kind was accepted again: the drain looks again
         self.resent_after_timeout = 0
         self.last_puback_wall: float | None = None
-        self._latency_s: deque[float] = deque(maxlen=256)  # stored -> PUBACK
+        # (confirmed_at text, PUBACK wall time) of the last deliveries: parsed
+        # only when status() asks (a parse per PUBACK cost the drain ~10 us each)
+        self._latency_s: deque[tuple[str, float]] = deque(maxlen=256)
         self._fault_reported: str | None = None
         self._request_tasks: set[asyncio.Task[None]] = set()
         self.downlink = Downlink(clock, on_request)
@@ -336,7 +379,7 @@ class Uplink:
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
-        lat = sorted(self._latency_s)
+        lat = sorted(x for c, at in self._latency_s if (x := _age_s(c, at)) is not None)
         now = self.clock.monotonic()
         return {
             "state": self.state,
@@ -394,6 +437,10 @@ class Uplink:
             try:
                 client = self._client()
                 async with client:
+                    # aiomqtt waits for the CONNACK with asyncio.wait_for, which on
+                    # Python 3.11 drops a cancellation that lands with the CONNACK
+                    # (CPython gh-86296): a stop asked for meanwhile is honoured here
+                    reraise_if_cancelled()
                     connected_mono = self.clock.monotonic()
                     await self._session(client)
             except asyncio.CancelledError:
@@ -683,6 +730,7 @@ class Uplink:
 
     async def _heartbeat(self, client: AckedClient) -> None:
         while True:
+            reraise_if_cancelled()  # one a library swallowed (see _drain)
             if STATUS_KIND in self._refused:
                 await self._publish_online(client)
             ob = self.outbox.status()
@@ -742,6 +790,11 @@ class Uplink:
         relay = asyncio.create_task(relay_stored())
         try:
             while True:
+                # A cancellation (the connection dropped, or a stop) that a
+                # library's asyncio.wait_for swallowed (Python 3.11, CPython
+                # gh-86296) is honoured at the next turn: a drain that went on
+                # would keep its TaskGroup, and the uplink, "connected" for good.
+                reraise_if_cancelled()
                 self.progress_mono = self.clock.monotonic()
                 wake.clear()
                 for id_, task in list(inflight.items()):
@@ -784,6 +837,12 @@ class Uplink:
                         continue
                     start(p)
                     free -= 1
+                if free <= 0:
+                    # The window is full: a PUBACK, or a publish's own timeout
+                    # (publish_timeout_s), ends a delivery and wakes this loop;
+                    # no timer to arm and cancel per PUBACK while a backlog drains.
+                    await wake.wait()
+                    continue
                 try:
                     async with asyncio.timeout(self._idle_wait_s(free) / self.clock.speed):
                         await wake.wait()
@@ -830,8 +889,8 @@ class Uplink:
         try:
             if not p.decision_sent:
                 kind = f"decision/{p.type}"
-                body = decision_payload(
-                    p.payload,
+                wire = wire_payload(
+                    p,
                     site_id=site.site_id,
                     gateway_id=site.gateway_id,
                     sent_wall=self.clock.wall(),
@@ -843,7 +902,7 @@ class Uplink:
                 try:
                     await client.publish_acked(
                         topic,
-                        redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False)),
+                        wire,
                         timeout_s=timeout_s,
                         retain=retain,
                     )
@@ -887,7 +946,7 @@ class Uplink:
         if p.type == DecisionType.FIRE_ALARM:
             log.info("uplink: fire alarm %s zone %s delivered (PUBACK)", p.id, p.payload["zone"])
         if isinstance(confirmed, str):
-            self._latency_s.append(max(0.0, now - _parse_iso(confirmed)))
+            self._latency_s.append((confirmed, now))
 
     # ---------------------------------------------------------- refused topics
 
@@ -1051,6 +1110,14 @@ class _LinkErrors(logging.Handler):
 def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _age_s(confirmed: str, at_wall: float) -> float | None:
+    """Seconds from ``confirmed`` (ISO text) to ``at_wall``; None if unreadable."""
+    try:
+        return max(0.0, at_wall - _parse_iso(confirmed))
+    except ValueError:
+        return None
 
 
 def _parse_iso(text: str) -> float:

@@ -493,7 +493,11 @@ class UplinkConfig(Strict):
         "reconnect_max_s. A stored fire alarm does not wait for it",
     )
     reconnect_max_s: float = Field(
-        default=60.0, gt=0, le=3600, description="longest delay between reconnect attempts"
+        default=40.0,
+        gt=0,
+        le=3600,
+        description="longest delay between reconnect attempts; every gateway is back "
+        "within this long of the broker's return (plus its connect), whatever the outage",
     )
     inflight_max: int = Field(
         default=16, ge=1, le=100, description="decisions published and awaiting PUBACK at once"

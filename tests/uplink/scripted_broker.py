@@ -54,12 +54,29 @@ class ScriptedBroker:
     (0, 1: granted QoS; 0x80 and up: refused)."""
 
     suback: Callable[[str, int], int]
+    # PUBACKs of QoS 1 publishes whose topic this accepts are held back until
+    # release() (the client waits for them, as for a slow broker)
+    hold: Callable[[str], bool] = lambda _topic: False
     port: int = 0
     published: list[tuple[str, bytes]] = field(default_factory=list)
     subscribes: list[tuple[str, int]] = field(default_factory=list)  # (topic, code sent)
     _server: asyncio.Server | None = None
     _writer: asyncio.StreamWriter | None = None
     _v5: bool = False
+    held: list[tuple[bytes, str, bytes]] = field(
+        default_factory=list
+    )  # (packet id, topic, payload)
+
+    async def release(self, which: Callable[[str, bytes], bool]) -> list[bytes]:
+        """Send the held PUBACKs of the publishes ``which(topic, payload)`` picks;
+        returns their payloads."""
+        assert self._writer is not None
+        out = [h for h in self.held if which(h[1], h[2])]
+        self.held = [h for h in self.held if h not in out]
+        for pid, _, _ in out:
+            self._writer.write(_packet(0x40, pid))
+        await self._writer.drain()
+        return [p for _, _, p in out]
 
     async def __aenter__(self) -> ScriptedBroker:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -125,6 +142,9 @@ class ScriptedBroker:
             if self._v5:
                 i = _skip_varint(body, i)
             self.published.append((topic, body[i:]))
+            if qos and self.hold(topic):
+                self.held.append((pid, topic, body[i:]))
+                return b""
             return _packet(0x40, pid) if qos else b""
         if kind == 12:  # PINGREQ
             return _packet(0xD0, b"")
