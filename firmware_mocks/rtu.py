@@ -167,10 +167,14 @@ class SimRtuBus:
                 buf.clear()
             self._send_due()
             if master >= 0 and master in ready:
-                try:
-                    data = os.read(master, 4096)
-                except OSError:
-                    data = b""
+                # under the lock, and only if vanish() has not closed it since the
+                # select: its number may already be another file of the process
+                # (a test's config, read empty after this thread took its bytes)
+                with self._lock:
+                    try:
+                        data = os.read(master, 4096) if self.port.master == master else b""
+                    except OSError:
+                        data = b""
                 if data:
                     if self.echo:  # the master hears its own bytes first, as they arrive
                         with self._lock:
