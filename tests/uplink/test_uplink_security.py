@@ -77,7 +77,11 @@ async def test_mutual_tls_delivers(
     )
     d = decision(DecisionType.FIRE_ALARM, 1)
     await outbox.submit(d)
-    await run_for(up, lambda: any(x["id"] == d.id for x in c.decisions()))
+    # the PUBACKed row is deleted in the outbox's next group commit (~10 ms later)
+    await run_for(
+        up,
+        lambda: any(x["id"] == d.id for x in c.decisions()) and outbox.status()["rows"] == 0,
+    )
     assert outbox.status()["rows"] == 0
     ctask.cancel()
     await asyncio.gather(ctask, return_exceptions=True)
