@@ -102,15 +102,7 @@ def day(room: np.ndarray, seed: int) -> list[np.ndarray]:
 
 
 def flicker(image: np.ndarray, seconds: float, rng: np.random.Generator) -> list[np.ndarray]:
-    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
-    flame = (r > 170) & (r > b + 50)
-    out = []
-    for _ in range(int(seconds * FPS)):
-        f = image.astype(np.float32)
-        lick = np.roll(flame, -int(rng.integers(0, 6)), axis=0)
-        f[lick] = f[lick] * rng.uniform(0.55, 1.0) + 40 * rng.uniform(0, 1)
-        out.append(ft.noisy(np.clip(f, 0, 255).astype(np.uint8), rng))
-    return out
+    return ft.flicker(image, int(seconds * FPS), rng)
 
 
 @dataclass

@@ -82,6 +82,20 @@ def zoom(img: np.ndarray, centre: tuple[float, float], factor: float) -> np.ndar
     return out
 
 
+def flicker(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``frames`` frames in which the flame-coloured pixels flicker (brightness, a
+    small upward lick), as flames do; sensor noise on every frame."""
+    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
+    flame = (r > 170) & (r > b + 50)
+    out = []
+    for _ in range(frames):
+        f = image.astype(np.float32)
+        lick = np.roll(flame, -int(rng.integers(0, 6)), axis=0)
+        f[lick] = f[lick] * rng.uniform(0.55, 1.0) + 40 * rng.uniform(0, 1)
+        out.append(noisy(np.clip(f, 0, 255).astype(np.uint8), rng))
+    return out
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     """An MJPG .avi (decoded again by OpenCV/FFmpeg in the camera)."""
     h, w = frames[0].shape[:2]

@@ -62,16 +62,7 @@ def lights_on(room: np.ndarray, seconds: float, seed: int = 1) -> list[np.ndarra
 
 def flicker(image: np.ndarray, seconds: float, seed: int) -> list[np.ndarray]:
     """Flame-coloured pixels flicker (brightness, a small upward lick), as flames do."""
-    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
-    flame = (r > 170) & (r > b + 50)
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(int(seconds * FPS)):
-        f = image.astype(np.float32)
-        lick = np.roll(flame, -int(rng.integers(0, 6)), axis=0)
-        f[lick] = f[lick] * rng.uniform(0.55, 1.0) + 40 * rng.uniform(0, 1)
-        out.append(ft.noisy(np.clip(f, 0, 255).astype(np.uint8), rng))
-    return out
+    return ft.flicker(image, int(seconds * FPS), np.random.default_rng(seed))
 
 
 def commissioned(detector: Detector, frames: list[np.ndarray], path: Path | None) -> SceneModel:
