@@ -43,6 +43,7 @@ explains each and which nuisances they can and cannot hold back):
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -323,9 +324,9 @@ class Engine:
         self._zone_temps: dict[str, list[str]] = {}
         self._electrical: dict[str, _Electrical] = {}
         self._faults: dict[tuple[str, str, Condition], _Fault] = {}
-        # OFFLINE faults carried over a restart, by source: the device's first
-        # answer (any state or reading from it) ends them at once, not the grace
-        self._carried_offline: dict[str, _Fault] = {}
+        # until then, faults carried over a restart may still be presumed cleared
+        # ahead (restore: now + the grace); no lookup per observation after it
+        self._carry_until_mono = -math.inf
         self._offline_sources: set[str] = set()
         self._episode_ids: dict[tuple[str, ...], str] = {}  # open episode -> its decision id
         self._dirty_sources: set[str] = set()  # detectors reporting dirty / service required
@@ -359,7 +360,7 @@ class Engine:
         if zone is None:
             self.counters["unknown_source"] += 1
             return out
-        if self._carried_offline and isinstance(obs, StateChange | Reading):
+        if obs.mono < self._carry_until_mono and isinstance(obs, StateChange | Reading):
             self._answers(obs, now_mono, now_wall, out)
         if isinstance(obs, StateChange):
             self._on_state(obs, zone, now_mono, now_wall, out)
@@ -858,14 +859,22 @@ class Engine:
     def _answers(
         self, obs: StateChange | Reading, now: float, wall: float, out: EngineOutput
     ) -> None:
-        """A device whose OFFLINE was carried over a restart says something: it
-        answers, so that fault is cleared from now (its RESTORE follows after
-        ``fault_restore_s``), not presumed cleared at the end of the grace."""
+        """A device that says anything (a state or a reading) answers: an OFFLINE
+        of it carried over a restart is cleared from now (its RESTORE follows
+        after ``fault_restore_s``), not presumed cleared at the end of the grace."""
         if isinstance(obs, StateChange) and obs.condition is Condition.OFFLINE and obs.active:
             return  # still offline
-        f = self._carried_offline.pop(obs.source, None)
-        if f is not None and not f.active and f.since_mono > obs.mono:
-            f.since_mono = obs.mono
+        f = self._faults.get((obs.source, "", Condition.OFFLINE))
+        if f is not None:
+            self._clear_carried(f, obs.mono, now, wall, out)
+
+    def _clear_carried(
+        self, f: _Fault, mono: float, now: float, wall: float, out: EngineOutput
+    ) -> None:
+        """A fault carried over a restart is presumed cleared at the end of its
+        grace (``since_mono`` ahead); its source says at ``mono`` that it is clear."""
+        if not f.active and f.reported and f.since_mono > mono:
+            f.since_mono = mono
             self._evaluate_fault(f, now, wall, out)
 
     def _on_fault_edge(
@@ -883,12 +892,8 @@ class Engine:
             else:
                 self._dirty_sources.discard(obs.source)
         if obs.active == f.active:
-            if not obs.active and f.reported and f.since_mono > obs.mono:
-                # a fault carried over a restart, presumed cleared at the end of its
-                # grace: the device says now that it is clear (a driver re-reports
-                # every state when a device first answers), so it is cleared now
-                f.since_mono = obs.mono
-                self._evaluate_fault(f, now, wall, out)
+            if not obs.active:  # a driver re-reports every state at a first answer
+                self._clear_carried(f, obs.mono, now, wall, out)
             return
         f.active = obs.active
         f.since_mono = obs.mono
@@ -1869,7 +1874,8 @@ class Engine:
                 continue
             # presumed cleared from the end of the grace on (see the docstring);
             # a re-report before then makes it active again, already reported
-            carried = self._faults[(source, point, condition)] = _Fault(
+            self._carry_until_mono = max(self._carry_until_mono, now_mono + fault_grace_s)
+            self._faults[(source, point, condition)] = _Fault(
                 source,
                 point,
                 fzone,
@@ -1881,8 +1887,6 @@ class Engine:
                 reported=True,
                 reported_intermittent=intermittent,
             )
-            if condition is Condition.OFFLINE:
-                self._carried_offline[source] = carried
         if version != 1:
             shift = _carry_shift(doc, now_mono, now_wall)
             if shift is not None:
