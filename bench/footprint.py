@@ -209,12 +209,12 @@ def simulated_buses(n: int, wire_time: bool) -> Iterator[list[str]]:
             b.stop()
 
 
-def make_video(path: Path, seconds: float, fps: float) -> Path:
-    """A 1280x720 mp4v clip with moving content (a still image would decode unrealistically cheaply)."""
+def make_video(path: Path, seconds: float, fps: float, size: tuple[int, int] = (1280, 720)) -> Path:
+    """A mp4v clip of ``size`` with moving content (a still image would decode unrealistically cheaply)."""
     import cv2
     import numpy as np
 
-    w, h = 1280, 720
+    w, h = size
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     if not out.isOpened():
         raise SystemExit("OpenCV cannot write mp4v video here; give --video FILE")
@@ -223,9 +223,12 @@ def make_video(path: Path, seconds: float, fps: float) -> Path:
     base = cv2.resize(base, (w, h), interpolation=cv2.INTER_LINEAR)
     for i in range(int(seconds * fps)):
         frame = np.roll(base, i * 4, axis=1)
-        x = (i * 13) % (w - 200)
-        cv2.rectangle(frame, (x, 200), (x + 200, 400), (0, 80 + i % 150, 255), -1)
-        cv2.putText(frame, f"{i}", (50, 650), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 4)
+        # scaled from the 1280x720 clip's geometry (that default is unchanged)
+        x = (i * 13) % (w - w * 200 // 1280)
+        y0, y1, side = h * 200 // 720, h * 400 // 720, w * 200 // 1280
+        cv2.rectangle(frame, (x, y0), (x + side, y1), (0, 80 + i % 150, 255), -1)
+        org = (w * 50 // 1280, h * 650 // 720)
+        cv2.putText(frame, f"{i}", org, cv2.FONT_HERSHEY_SIMPLEX, 3 * h / 720, (255, 255, 255), 4)
         out.write(frame)
     out.release()
     return path
@@ -307,6 +310,11 @@ def main() -> int:
         "--video-fps", type=float, default=25.0, help="frame rate of the generated clip (25)"
     )
     p.add_argument(
+        "--video-size",
+        default="1280x720",
+        help="size of the generated clip, WxH (1280x720, a main stream; 640x360: a sub-stream)",
+    )
+    p.add_argument(
         "--no-unit-env",
         action="store_true",
         help="do not apply systemd/firegate.service's Environment= to the agent",
@@ -314,6 +322,12 @@ def main() -> int:
     p.add_argument("--profile", type=Path, help="also run the agent under cProfile into FILE")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args()
+    try:
+        size = [int(v) for v in args.video_size.lower().split("x")]
+        if len(size) != 2 or min(size) < 16:
+            raise ValueError
+    except ValueError:
+        p.error(f"--video-size {args.video_size!r}: give WxH, e.g. 640x360")
 
     with (
         tempfile.TemporaryDirectory(prefix="firegate-bench-") as tmp,
@@ -327,10 +341,13 @@ def main() -> int:
         if args.scenario == "cameras4" and video is None and args.config is None:
             t0 = time.monotonic()
             video = make_video(
-                Path(tmp) / "clip.mp4", args.warmup_s + args.seconds + 15, args.video_fps
+                Path(tmp) / "clip.mp4",
+                args.warmup_s + args.seconds + 15,
+                args.video_fps,
+                (size[0], size[1]),
             )
             print(
-                f"  (generated {video.stat().st_size // 1024} KB 1280x720 mp4v clip at "
+                f"  (generated {video.stat().st_size // 1024} KB {args.video_size} mp4v clip at "
                 f"{args.video_fps:g} fps in {time.monotonic() - t0:.1f} s)",
                 file=sys.stderr,
             )
@@ -343,7 +360,11 @@ def main() -> int:
             if args.scenario != "idle":
                 label += f" ({'9600 baud wire time' if args.wire_time else 'no wire time'})"
             if args.scenario == "cameras4":
-                label += f", video {args.video_fps:g} fps" if args.video is None else f", {video}"
+                label += (
+                    (f", video {args.video_size} {args.video_fps:g} fps")
+                    if args.video is None
+                    else f", {video}"
+                )
         floor = measure(
             [sys.executable, "-c", "import time; time.sleep(1e6)"],
             1.0,
