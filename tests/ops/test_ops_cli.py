@@ -156,9 +156,14 @@ def test_ctrl_c_while_run_starts_is_quiet(tmp_path: Path, delay_s: float) -> Non
         assert os.read(ready_r, 1) == b"x", "the interpreter did not start"
     finally:
         os.close(ready_r)
-    time.sleep(delay_s)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=30)[1]
+    try:
+        time.sleep(delay_s)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=30)[1]
+    except BaseException:
+        proc.kill()  # a child that did not stop on Ctrl-C outlives no test
+        proc.communicate()
+        raise
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     # 0: stopped cleanly; 130 or -SIGINT: ended by Ctrl-C (a shell shows 130 for both)
     assert proc.returncode in (0, cli.EXIT_INTERRUPTED, -signal.SIGINT), err
