@@ -29,7 +29,7 @@ from agent.events import (
 )
 from agent.health import METRICS, Health
 from agent.health import attach as attach_health
-from agent.outbox import Outbox
+from agent.outbox import Outbox, SavedState
 from agent.siteconfig import LoadedSite
 from agent.siteconfig.models import PanelBus
 from agent.supervisor import Part, Supervisor
@@ -119,6 +119,21 @@ class CountingSink:
     async def submit(self, decision: Decision) -> None:
         METRICS.decisions.inc(type=decision.type.value)
         await self.inner.submit(decision)
+
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None:
+        """The inner sink's batch (one transaction with ``state``), or one by one."""
+        for d in decisions:
+            METRICS.decisions.inc(type=d.type.value)
+        batch = getattr(self.inner, "submit_batch", None)
+        if batch is not None:
+            await batch(decisions, state)
+            return
+        for d in decisions:
+            await self.inner.submit(d)
+
+    async def saved_state(self, name: str) -> SavedState | None:
+        read = getattr(self.inner, "saved_state", None)
+        return await read(name) if read is not None else None
 
 
 @dataclass

@@ -106,6 +106,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     own INTEGER NOT NULL DEFAULT 0    -- 1: about the gateway itself (zone _gateway)
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox(priority, seq);
+CREATE TABLE IF NOT EXISTS saved_state (
+    name TEXT PRIMARY KEY,            -- whose state, e.g. "episodes" (agent.engine.runner)
+    seq INTEGER NOT NULL,             -- the saver's own counter: the higher is the newer
+    body BLOB NOT NULL
+);
 """
 # Added to version 1 without a version change (an older agent ignores it).
 _OWN_COLUMN = "ALTER TABLE outbox ADD COLUMN own INTEGER NOT NULL DEFAULT 0"
@@ -150,6 +155,17 @@ class Pending:
         """What is left to send: the decision (its type, e.g. ``fire_alarm``) or,
         once the decision was PUBACKed, its snapshot (``SNAPSHOT``)."""
         return SNAPSHOT if self.decision_sent else self.type
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """State stored in the same transaction as a batch of decisions
+    (:meth:`Outbox.submit_batch`): whoever restarts finds it exactly as it was
+    when those decisions were stored, never older and never newer."""
+
+    name: str
+    seq: int  # the saver's counter; a lower one never overwrites a higher one
+    body: bytes
 
 
 @dataclass
@@ -281,17 +297,33 @@ class Outbox:
         """Store ``decision``; returns once it is durable (see module docstring)."""
         if self._closed:
             raise OutboxError("outbox is closed")
-        row = _row_of(decision, self.clock.wall())
-        await self._store(row)
+        await self._store([_row_of(decision, self.clock.wall())])
 
-    async def _store(self, row: _Row) -> None:
-        """Hand ``row`` to the thread; wait for it unless the disk is stalled."""
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None:
+        """Store ``decisions`` and ``state`` in one transaction: after a kill or a
+        power cut either all of them are stored and ``state`` with them, or none
+        of them and the state saved before (:meth:`saved_state`). Returns as
+        :meth:`submit` does. When the disk refuses the write the decisions are
+        held in memory as with :meth:`submit`, and ``state`` is not stored."""
+        if self._closed:
+            raise OutboxError("outbox is closed")
+        wall = self.clock.wall()
+        await self._store([_row_of(d, wall) for d in decisions], state)
+
+    async def saved_state(self, name: str) -> SavedState | None:
+        """The state last stored under ``name`` with a batch, or None (none
+        stored, or the database cannot be read)."""
+        return await self._call(self._saved_state_thread, name)
+
+    async def _store(self, rows: list[_Row], state: SavedState | None = None) -> None:
+        """Hand ``rows`` to the thread; wait for them unless the disk is stalled."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         with self._lock:
-            self._limbo[row.id] = row
+            for row in rows:
+                self._limbo[row.id] = row
         self._bound_limbo()
-        fut = loop.run_in_executor(self._executor, self._store_limbo_thread, row)
+        fut = loop.run_in_executor(self._executor, self._store_limbo_thread, rows, state)
         if self._stalled():  # a write is stuck already: sent from memory, stored later
             fut.add_done_callback(_log_failure)
             self._report_stall()
@@ -477,7 +509,7 @@ class Outbox:
             log.error("outbox: cannot read %s (%s); its decisions are lost", path, e)
             return
         for row in rows:
-            self._store_thread(row)
+            self._store_thread([row])
             if row.id in sent:
                 self._mark_sent_thread(row.id)
         with contextlib.suppress(OSError):
@@ -558,7 +590,7 @@ class Outbox:
         with self._lock:
             self._limbo[row.id] = row
         assert self._loop is not None
-        fut = self._loop.run_in_executor(self._executor, self._store_limbo_thread, row)
+        fut = self._loop.run_in_executor(self._executor, self._store_limbo_thread, [row], None)
         fut.add_done_callback(_log_failure)
         self.changed.set()
 
@@ -583,19 +615,22 @@ class Outbox:
             worst.id,
         )
 
-    def _store_limbo_thread(self, row: _Row) -> None:
+    def _store_limbo_thread(self, rows: list[_Row], state: SavedState | None) -> None:
         with self._lock:
-            if row.id in self._limbo_dropped:
-                self._limbo_dropped.discard(row.id)
-                return
-        self._guarded(self._store_thread, row)
-        with self._lock:
-            sent = row.id in self._limbo_sent
-            self._limbo_sent.discard(row.id)
-        if sent:
-            self._mark_sent_thread(row.id)
-        with self._lock:
-            self._limbo.pop(row.id, None)
+            dropped = {r.id for r in rows} & self._limbo_dropped
+            self._limbo_dropped -= dropped
+        kept = [r for r in rows if r.id not in dropped]
+        if not kept and state is None:
+            return
+        self._guarded(self._store_thread, kept, state)
+        for row in kept:
+            with self._lock:
+                sent = row.id in self._limbo_sent
+                self._limbo_sent.discard(row.id)
+            if sent:
+                self._mark_sent_thread(row.id)
+            with self._lock:
+                self._limbo.pop(row.id, None)
 
     def _peek_limbo(
         self, limit: int, skip: set[str], held: frozenset[str], only: str | None
@@ -830,22 +865,25 @@ class Outbox:
 
     # ------------------------------------------------------------- thread bodies
 
-    def _store_thread(self, row: _Row) -> None:
+    def _store_thread(self, rows: list[_Row], state: SavedState | None = None) -> None:
         if self._db is None:
             assert self._open_error is not None
-            self._write_failed(row, self._open_error)
+            for row in rows:
+                self._write_failed(row, self._open_error)
             return
         if self._memory:
             self._retry_memory()
         if self._memory:  # disk still refusing: keep order, stay in memory
-            self._hold_in_memory(row, "earlier writes still failing")
+            for row in rows:
+                self._hold_in_memory(row, "earlier writes still failing")
             return
         try:
-            self._insert(row, sync_full=True)
+            self._insert_rows(rows, sync_full=True, state=state)
         except sqlite3.DatabaseError as e:
             if _is_corrupt(e):
                 raise  # _guarded recovers and retries the whole store
-            self._write_failed(row, e)
+            for row in rows:
+                self._write_failed(row, e)
             return
         self._writes_work_again()
 
@@ -965,26 +1003,43 @@ class Outbox:
 
     def _insert(self, row: _Row, *, sync_full: bool) -> None:
         """One transaction: evict to make room if needed, then insert ``row``."""
+        self._insert_rows([row], sync_full=sync_full)
+
+    def _insert_rows(
+        self, rows: list[_Row], *, sync_full: bool, state: SavedState | None = None
+    ) -> None:
+        """One transaction: each of ``rows`` as ``_insert`` stores one (evicting
+        to make room if needed), and ``state`` unless a newer one is stored."""
         db = self._db
         assert db is not None
         self._hook("insert")
         if not sync_full:
             db.execute("PRAGMA synchronous=NORMAL")
         self._tx_inserted, self._tx_removed = [], []
+        counts = dataclasses.replace(self._counts, by_type=dict(self._counts.by_type))
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                stored = self._insert_in_tx(db, row)
+                for row in rows:
+                    # each row's cap check sees the rows stored before it in this transaction
+                    for type_, nbytes, n in self._insert_in_tx(db, row):
+                        self._counts.add(type_, nbytes, n)
+                if state is not None:
+                    db.execute(
+                        "INSERT INTO saved_state (name, seq, body) VALUES (?, ?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq, "
+                        "body = excluded.body WHERE excluded.seq > saved_state.seq",
+                        (state.name, state.seq, state.body),
+                    )
                 db.execute("COMMIT")
             except BaseException:
+                self._counts = counts
                 if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
                     db.execute("ROLLBACK")
                 raise
         finally:
             if not sync_full:
                 db.execute("PRAGMA synchronous=FULL")
-        for type_, nbytes, n in stored:
-            self._counts.add(type_, nbytes, n)
         self.journal.stored(self._tx_inserted)
         if self._tx_removed:
             self.journal.removed(self._tx_removed)
@@ -1229,6 +1284,19 @@ class Outbox:
             if len(out) >= limit:
                 break
         return out
+
+    def _saved_state_thread(self, name: str) -> SavedState | None:
+        if not self._ensure_open():
+            return None
+        assert self._db is not None
+        try:
+            got = self._db.execute(
+                "SELECT seq, body FROM saved_state WHERE name = ?", (name,)
+            ).fetchone()
+        except sqlite3.DatabaseError as e:
+            log.warning("outbox %s: cannot read the saved %s state: %s", self.path, name, e)
+            return None
+        return SavedState(name, int(got[0]), _blob(got[1])) if got else None
 
     def _snapshot_thread(self, decision_id: str) -> bytes | None:
         for r in self._memory:

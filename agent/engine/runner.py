@@ -19,7 +19,12 @@ detector's trust record are saved in ``<state_dir>/episodes.json`` with the
 ids of their decisions whenever that set changes (and when a fire incident's
 last detector goes quiet; how an alarm being confirmed went on since, and the
 trust records, at most every ``DETAIL_SAVE_S``), after the decisions are in
-the outbox;
+the outbox. Where the sink stores batches (the outbox, ``submit_batch``), the
+same state also goes into the outbox in the transaction that stores the
+decisions it reflects, so a kill or a power cut can never leave decisions
+stored and the state that knows them unsaved (which reopened an episode the
+centre had under a new id); at a restart the newer of the two (``saved_seq``)
+is used;
 a restarted runner hands it back to the engine (``Engine.restore``), so an
 episode still active is not forwarded again under a new id and one that
 ended meanwhile gets its RESTORE. Every file write (this one, the nuisance
@@ -51,6 +56,7 @@ from agent.events import (
     Observation,
     gateway_decision,
 )
+from agent.outbox import SavedState
 from agent.siteconfig import LoadedSite
 
 log = logging.getLogger(__name__)
@@ -69,12 +75,22 @@ DISK_STALL_FAULT_S = 10.0  # a state-folder write running this long is a FAULT
 # such details are saved at most this often (an SD card's wear); an episode,
 # or an alarm being confirmed, that opens or ends is saved at once.
 DETAIL_SAVE_S = 10.0
+STATE_NAME = "episodes"  # the runner's state in the outbox (Outbox.saved_state)
 
 
 class DecisionSinkLike(Protocol):
     """Same shape as agent.app.DecisionSink (not imported: app imports the engine)."""
 
     async def submit(self, decision: Decision) -> None: ...
+
+
+class BatchSinkLike(DecisionSinkLike, Protocol):
+    """A sink that stores decisions and the runner's state in one transaction
+    (agent.outbox.Outbox.submit_batch, and the sinks that wrap an outbox)."""
+
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None: ...
+
+    async def saved_state(self, name: str) -> SavedState | None: ...
 
 
 class EngineRunner:
@@ -126,6 +142,8 @@ class EngineRunner:
         self._details_due_mono = float("-inf")
         self._episodes_error = ""
         self._disk_stalled = False
+        self._saved_seq = 0  # counts every state saved (file or outbox): the higher is newer
+        self._batch_key = ""  # the state last stored in the outbox with decisions
 
     @classmethod
     def for_site(
@@ -222,6 +240,16 @@ class EngineRunner:
         legacy = self._state_dir / INCIDENTS_FILE
         spare = self._runtime_dir / EPISODES_FILE if self._runtime_dir else None
         doc = await self._read_off_loop(lambda: _read_json(path, legacy, spare), path)
+        stored = await self._outbox_state()
+        if stored is not None and (doc is None or "version" not in doc or _seq(stored) > _seq(doc)):
+            log.info(
+                "open alarms and faults taken from the outbox (saved with the last decisions, "
+                "newer than %s)",
+                path,
+            )
+            doc = stored
+        if doc is not None:
+            self._saved_seq = max(self._saved_seq, _seq(doc))
         if not doc:
             return
         now, wall = self.clock.monotonic(), self.clock.wall()
@@ -246,12 +274,35 @@ class EngineRunner:
         )
         self._handle(out)
 
+    async def _outbox_state(self) -> dict[str, Any] | None:
+        """The state stored with the last decisions in the outbox, if the sink keeps one."""
+        read = getattr(self.sink, "saved_state", None)
+        if read is None:
+            return None
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                got: SavedState | None = await read(STATE_NAME)
+        except TimeoutError:
+            log.error("reading the outbox's saved state took more than %.0f s", READ_TIMEOUT_S)
+            return None
+        if got is None:
+            return None
+        try:
+            doc = json.loads(got.body)
+        except ValueError as e:
+            log.error("the outbox's saved state is damaged (%s); skipped", e)
+            return None
+        return doc if isinstance(doc, dict) else None
+
     def _save_episodes(self, *, force: bool = False) -> None:
         if self._state_dir is None or self.writer is None or self._pending:
             return  # not before every decision it reflects is in the outbox
         now = self.clock.monotonic()
         snap = self.engine.snapshot(now, self.clock.wall())
         key, coarse = _episodes_key(snap), _episodes_key(snap, details=False)
+        if key == self._batch_key and not force:
+            self._episodes_key = key  # stored with its decisions already: no file write
+            return
         if key == self._episodes_key and not force:
             return
         if coarse == self._episodes_coarse and now < self._details_due_mono and not force:
@@ -259,7 +310,8 @@ class EngineRunner:
         self._episodes_key, self._episodes_coarse = key, coarse
         self._details_due_mono = now + DETAIL_SAVE_S
         path = self._state_dir / EPISODES_FILE
-        data = json.dumps(snap, separators=(",", ":")).encode()
+        self._saved_seq += 1
+        data = json.dumps({**snap, "saved_seq": self._saved_seq}, separators=(",", ":")).encode()
 
         spare = self._runtime_dir / EPISODES_FILE if self._runtime_dir else None
 
@@ -363,6 +415,9 @@ class EngineRunner:
     async def _flush(self) -> None:
         if self._pending and self.clock.monotonic() < self._retry_after_mono:
             return
+        if self._pending and self._state_dir is not None and hasattr(self.sink, "submit_batch"):
+            await self._flush_batch(self.sink)  # type: ignore[arg-type]
+            return
         while self._pending:
             d = self._pending[0]
             try:
@@ -381,6 +436,37 @@ class EngineRunner:
                 )
                 return
             self._pending.popleft()
+
+    async def _flush_batch(self, sink: BatchSinkLike) -> None:
+        """Every pending decision in one transaction, with the state that knows
+        them (unless the outbox holds that state already)."""
+        batch = list(self._pending)
+        snap = self.engine.snapshot(self.clock.monotonic(), self.clock.wall())
+        key = _episodes_key(snap)
+        state = None
+        if key != self._batch_key:
+            seq = self._saved_seq + 1
+            body = json.dumps({**snap, "saved_seq": seq}, separators=(",", ":")).encode()
+            state = SavedState(STATE_NAME, seq, body)
+        try:
+            await sink.submit_batch(batch, state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._sink_errors += 1
+            self._retry_after_mono = self.clock.monotonic() + SINK_RETRY_S
+            log.error(
+                "decision sink refused %d decision(s) (%s); kept, retrying in %.0f s",
+                len(batch),
+                e,
+                SINK_RETRY_S,
+            )
+            return
+        for _ in batch:
+            self._pending.popleft()
+        if state is not None:
+            self._saved_seq = max(self._saved_seq, state.seq)
+            self._batch_key = key
 
     def status(self) -> dict[str, Any]:
         st = self.engine.status()
@@ -424,7 +510,15 @@ def _read_json(path: Path, legacy: Path, spare: Path | None) -> dict[str, Any] |
         docs.append(doc)
     if len(docs) <= 1:
         return docs[0] if docs else None
-    return max(docs, key=lambda d: float(d.get("wall", 0.0) or 0.0))
+    return max(docs, key=lambda d: (_seq(d), float(d.get("wall", 0.0) or 0.0)))
+
+
+def _seq(doc: dict[str, Any]) -> int:
+    """A saved state's ``saved_seq`` (-1 for one saved before it existed)."""
+    try:
+        return int(doc.get("saved_seq", -1))
+    except (TypeError, ValueError):
+        return -1
 
 
 def _keep_in_ram(spare: Path | None, data: bytes) -> bool:

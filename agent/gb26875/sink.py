@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.events import Decision, DecisionType, Evidence
-from agent.outbox import Outbox
+from agent.outbox import Outbox, SavedState
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,20 @@ class BothOutboxes:
         await asyncio.gather(self.mqtt.submit(decision), self.gb.submit(decision))
         if journalled:
             await self._done(decision.id)
+
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None:
+        """As ``submit`` for each, in one transaction per outbox; ``state`` goes
+        with the MQTT outbox's (the runner reads it back from there)."""
+        journalled = [await self._put(d) for d in decisions]
+        await asyncio.gather(
+            self.mqtt.submit_batch(decisions, state), self.gb.submit_batch(decisions, None)
+        )
+        for d, put in zip(decisions, journalled, strict=True):
+            if put:
+                await self._done(d.id)
+
+    async def saved_state(self, name: str) -> SavedState | None:
+        return await self.mqtt.saved_state(name)
 
     async def recover(self) -> int:
         """Store in both outboxes what the journal still holds; how many."""

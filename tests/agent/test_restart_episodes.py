@@ -401,3 +401,45 @@ async def test_restart_during_confirmation_keeps_the_ceiling(tmp_path: Path, how
     confirmed = list(of("zone_state", "confirmed").values())
     assert [c["details"].get("of_id") for c in confirmed] == [verifying["id"]]
     assert "Traceback" not in log, log[-3000:]
+
+
+async def test_kill_after_the_outbox_commit_before_the_state_file_opens_nothing_again(
+    tmp_path: Path,
+) -> None:
+    """A kill -9 (or a power cut) after a FIRE_ALARM is committed to the outbox
+    but before episodes.json is written: the restarted agent must know the
+    incident from the outbox's own transaction, not open it again under a new
+    id (seen once in the kill -9 restart loop before the state went into the
+    outbox)."""
+    from agent.outbox import Outbox
+
+    state = tmp_path / "state"
+    (state / EPISODES_FILE).mkdir(parents=True)  # the file is never written: the kill came first
+    clock = ScaledClock(SPEED)
+    first = Outbox(state / "outbox.db", 1000, 10_000_000, clock=clock, spill_dir=None)
+    a = Agent(state, clock)
+    a.runner.sink = a.sink = first  # type: ignore[assignment]
+    a.put(call_point, True)
+    await a.until(lambda s: a.runner.engine.counters["observations"] >= 1)
+    async with asyncio.timeout(5):
+        while a.runner._pending or not a.runner.engine.status()["open_incidents"]:  # noqa: ASYNC110 - polls the runner
+            await asyncio.sleep(0.01)
+    # the disk as the kill left it: the outbox's files, no episodes.json
+    again = tmp_path / "after-kill"
+    again.mkdir()
+    for f in state.iterdir():
+        if f.is_file():
+            shutil.copy2(f, again / f.name)
+    await a.stop()
+    await first.close()
+
+    second = Outbox(again / "outbox.db", 1000, 10_000_000, clock=clock, spill_dir=None)
+    b = Agent(again, clock)
+    b.runner.sink = second  # type: ignore[assignment]
+    b.put(call_point, True)  # the call point's first report after the restart: still in alarm
+    await b.until(lambda s: b.runner.engine.counters["observations"] >= 1)
+    await asyncio.sleep(300 / SPEED)
+    await b.stop()
+    rows = [p.type for p in await second.next_batch(100)]
+    await second.close()
+    assert rows.count(DecisionType.FIRE_ALARM.value) == 1, rows

@@ -268,3 +268,45 @@ def test_outbox_from_config(tmp_path: Path) -> None:
     ob = outbox_from_config(StorageConfig(state_dir=tmp_path, outbox_max_rows=500, outbox_max_mb=2))
     assert ob.path == tmp_path / "outbox.db"
     assert (ob.max_rows, ob.max_bytes) == (500, 2 * 1024 * 1024)
+
+
+async def test_batch_and_its_state_are_one_transaction(tmp_path: Path) -> None:
+    """submit_batch: the decisions and the saver's state are stored together or
+    not at all; a state with a lower counter never replaces a newer one; the
+    cap counts every row of the batch."""
+    from agent.outbox import SavedState
+
+    ob = Outbox(tmp_path / "ob.db", 4, 10**8)
+    first = [decision(DecisionType.FIRE_ALARM, 0), decision(DecisionType.FAULT, 1)]
+    await ob.submit_batch(first, SavedState("episodes", 2, b"two"))
+    restore = decision(DecisionType.RESTORE, 2)
+    await ob.submit_batch([restore], SavedState("episodes", 1, b"one"))
+    got = await ob.saved_state("episodes")
+    assert got is not None and (got.seq, got.body) == (2, b"two")  # the older did not win
+    assert await ob.saved_state("other") is None
+
+    # a write the disk refuses: neither the rows nor the state reach the file
+    def refuse(kind: str) -> None:
+        if kind == "insert":
+            raise sqlite3.OperationalError("disk I/O error")
+
+    ob.io_hook = refuse
+    await ob.submit_batch(
+        [decision(DecisionType.FAULT, 3), decision(DecisionType.FAULT, 4)],
+        SavedState("episodes", 3, b"three"),
+    )
+    ob.io_hook = None
+    await ob.close()
+
+    again = Outbox(tmp_path / "ob.db", 4, 10**8)
+    stored = await again.saved_state("episodes")
+    assert stored is not None and stored.body == b"two"
+    assert sorted(p.id for p in await again.next_batch(100)) == sorted(
+        [first[0].id, first[1].id, restore.id]
+    )
+    # a batch past the cap: the cap sees the rows before it in the same batch
+    await again.submit_batch(
+        [decision(DecisionType.STATS, n) for n in range(10, 13)], SavedState("episodes", 4, b"4")
+    )
+    assert again.status()["rows"] <= 4 + 1  # the cap (plus its own FAULT, stored past it)
+    await again.close()
