@@ -120,16 +120,17 @@ class CountingSink:
         METRICS.decisions.inc(type=decision.type.value)
         await self.inner.submit(decision)
 
-    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None:
-        """The inner sink's batch (one transaction with ``state``), or one by one."""
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> bool:
+        """The inner sink's batch (one transaction with ``state``), or one by one
+        (False: ``state`` was not stored)."""
         for d in decisions:
             METRICS.decisions.inc(type=d.type.value)
         batch = getattr(self.inner, "submit_batch", None)
         if batch is not None:
-            await batch(decisions, state)
-            return
+            return bool(await batch(decisions, state))
         for d in decisions:
             await self.inner.submit(d)
+        return False
 
     async def saved_state(self, name: str) -> SavedState | None:
         read = getattr(self.inner, "saved_state", None)

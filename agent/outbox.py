@@ -299,24 +299,27 @@ class Outbox:
             raise OutboxError("outbox is closed")
         await self._store([_row_of(decision, self.clock.wall())])
 
-    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None:
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> bool:
         """Store ``decisions`` and ``state`` in one transaction: after a kill or a
         power cut either all of them are stored and ``state`` with them, or none
         of them and the state saved before (:meth:`saved_state`). Returns as
-        :meth:`submit` does. When the disk refuses the write the decisions are
-        held in memory as with :meth:`submit`, and ``state`` is not stored."""
+        :meth:`submit` does: True when that transaction was committed, False
+        when the disk refused it (the decisions are held in memory as with
+        :meth:`submit`, ``state`` is not stored) or had not answered in time
+        (stalled: they are sent from memory and stored when it answers)."""
         if self._closed:
             raise OutboxError("outbox is closed")
         wall = self.clock.wall()
-        await self._store([_row_of(d, wall) for d in decisions], state)
+        return await self._store([_row_of(d, wall) for d in decisions], state)
 
     async def saved_state(self, name: str) -> SavedState | None:
         """The state last stored under ``name`` with a batch, or None (none
         stored, or the database cannot be read)."""
         return await self._call(self._saved_state_thread, name)
 
-    async def _store(self, rows: list[_Row], state: SavedState | None = None) -> None:
-        """Hand ``rows`` to the thread; wait for them unless the disk is stalled."""
+    async def _store(self, rows: list[_Row], state: SavedState | None = None) -> bool:
+        """Hand ``rows`` to the thread; wait for them unless the disk is stalled.
+        True: committed to the file before this returned."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         with self._lock:
@@ -328,17 +331,19 @@ class Outbox:
             fut.add_done_callback(_log_failure)
             self._report_stall()
             self.changed.set()
-            return
+            return False
+        committed = False
         try:
             # shield: once handed to the thread the write completes even if the
             # caller is cancelled or stops waiting for a stalled disk.
-            await _wait_shielded(fut, self.write_timeout_s)
+            committed = await _wait_shielded(fut, self.write_timeout_s)
         except TimeoutError:
             fut.add_done_callback(_log_failure)
             self._report_stall()
         else:
             self._stall_over()
         self.changed.set()
+        return committed
 
     async def next_batch(
         self,
@@ -615,14 +620,14 @@ class Outbox:
             worst.id,
         )
 
-    def _store_limbo_thread(self, rows: list[_Row], state: SavedState | None) -> None:
+    def _store_limbo_thread(self, rows: list[_Row], state: SavedState | None) -> bool:
         with self._lock:
             dropped = {r.id for r in rows} & self._limbo_dropped
             self._limbo_dropped -= dropped
         kept = [r for r in rows if r.id not in dropped]
         if not kept and state is None:
-            return
-        self._guarded(self._store_thread, kept, state)
+            return False
+        committed = self._guarded(self._store_thread, kept, state)
         for row in kept:
             with self._lock:
                 sent = row.id in self._limbo_sent
@@ -631,6 +636,7 @@ class Outbox:
                 self._mark_sent_thread(row.id)
             with self._lock:
                 self._limbo.pop(row.id, None)
+        return committed
 
     def _peek_limbo(
         self, limit: int, skip: set[str], held: frozenset[str], only: str | None
@@ -865,18 +871,19 @@ class Outbox:
 
     # ------------------------------------------------------------- thread bodies
 
-    def _store_thread(self, rows: list[_Row], state: SavedState | None = None) -> None:
+    def _store_thread(self, rows: list[_Row], state: SavedState | None = None) -> bool:
+        """True: ``rows`` and ``state`` committed; False: held in memory."""
         if self._db is None:
             assert self._open_error is not None
             for row in rows:
                 self._write_failed(row, self._open_error)
-            return
+            return False
         if self._memory:
             self._retry_memory()
         if self._memory:  # disk still refusing: keep order, stay in memory
             for row in rows:
                 self._hold_in_memory(row, "earlier writes still failing")
-            return
+            return False
         try:
             self._insert_rows(rows, sync_full=True, state=state)
         except sqlite3.DatabaseError as e:
@@ -884,8 +891,9 @@ class Outbox:
                 raise  # _guarded recovers and retries the whole store
             for row in rows:
                 self._write_failed(row, e)
-            return
+            return False
         self._writes_work_again()
+        return True
 
     def _writes_work_again(self) -> None:
         if not self._write_failing or self._memory:

@@ -88,7 +88,7 @@ class BatchSinkLike(DecisionSinkLike, Protocol):
     """A sink that stores decisions and the runner's state in one transaction
     (agent.outbox.Outbox.submit_batch, and the sinks that wrap an outbox)."""
 
-    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None: ...
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> bool: ...
 
     async def saved_state(self, name: str) -> SavedState | None: ...
 
@@ -449,7 +449,7 @@ class EngineRunner:
             body = json.dumps({**snap, "saved_seq": seq}, separators=(",", ":")).encode()
             state = SavedState(STATE_NAME, seq, body)
         try:
-            await sink.submit_batch(batch, state)
+            stored = await sink.submit_batch(batch, state)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -466,7 +466,9 @@ class EngineRunner:
             self._pending.popleft()
         if state is not None:
             self._saved_seq = max(self._saved_seq, state.seq)
-            self._batch_key = key
+            # not stored (no outbox behind the sink, a refusing or stalled disk):
+            # episodes.json is written as before
+            self._batch_key = key if stored else ""
 
     def status(self) -> dict[str, Any]:
         st = self.engine.status()

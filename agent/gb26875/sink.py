@@ -166,16 +166,18 @@ class BothOutboxes:
         if journalled:
             await self._done(decision.id)
 
-    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> None:
+    async def submit_batch(self, decisions: list[Decision], state: SavedState | None) -> bool:
         """As ``submit`` for each, in one transaction per outbox; ``state`` goes
-        with the MQTT outbox's (the runner reads it back from there)."""
+        with the MQTT outbox's (the runner reads it back from there): True
+        when that one committed it."""
         journalled = [await self._put(d) for d in decisions]
-        await asyncio.gather(
+        stored, _ = await asyncio.gather(
             self.mqtt.submit_batch(decisions, state), self.gb.submit_batch(decisions, None)
         )
         for d, put in zip(decisions, journalled, strict=True):
             if put:
                 await self._done(d.id)
+        return stored
 
     async def saved_state(self, name: str) -> SavedState | None:
         return await self.mqtt.saved_state(name)

@@ -443,3 +443,23 @@ async def test_kill_after_the_outbox_commit_before_the_state_file_opens_nothing_
     rows = [p.type for p in await second.next_batch(100)]
     await second.close()
     assert rows.count(DecisionType.FIRE_ALARM.value) == 1, rows
+
+
+async def test_state_the_sink_did_not_store_goes_to_the_file(tmp_path: Path) -> None:
+    """A batch sink that could not store the state (no outbox behind it, a disk
+    refusing it) returns False: episodes.json is written as before."""
+
+    class NoStateSink(Sink):
+        async def submit_batch(self, decisions: list[Decision], state: Any) -> bool:
+            self.decisions.extend(decisions)
+            return False
+
+    clock = ScaledClock(SPEED)
+    a = Agent(tmp_path / "state", clock)
+    a.runner.sink = a.sink = NoStateSink()
+    a.put(call_point, True)
+    await a.until(lambda s: bool(s.of(DecisionType.FIRE_ALARM)))
+    await a.idle()
+    saved = (tmp_path / "state" / EPISODES_FILE).read_text()
+    await a.stop()
+    assert a.sink.of(DecisionType.FIRE_ALARM)[0].id in saved
