@@ -1078,6 +1078,12 @@ class Engine:
         elif has_detector and (rise := self._heat_rise(zone, inc)) is not None:
             rule = "heat_rise"
             reason = f"detector alarm corroborated by a {rise[1]:.1f} C rise at {rise[0]}"
+        elif has_detector and (hot := self._heat_climbing(answering, now, base)) is not None:
+            rule = "heat_climb"
+            reason = (
+                f"heat detector {hot[0]} in alarm {base.heat_climb_s:g} s while its temperature "
+                f"kept climbing {hot[1]:g} -> {hot[2]:g} C (a growing fire, not a heating test)"
+            )
         elif has_detector and (shape := self._climbing(answering, now, pol)) is not None:
             rule = "signal_shape"
             reason = (
@@ -1254,6 +1260,39 @@ class Engine:
         if state == "verifying":
             inc.state_id = d.id
         self._emit(out, d)
+
+    def _heat_climbing(
+        self, alarming: list[_Detector], now: float, pol: ZonePolicy
+    ) -> tuple[str, float, float] | None:
+        """A heat detector in alarm for ``heat_climb_s`` whose own temperature rose
+        at ``heat_climb_c_per_min`` or faster over that time, in each half of it:
+        the fire under it is still growing. A heating test's alarm ends when the
+        gun comes off, seconds after the alarm; a hot-air blast cools at once.
+        (Its own temperature is not a second witness of its alarm, so it does
+        not count as ``heat_rise``: what counts here is that it goes on.)"""
+        span = pol.heat_climb_s
+        if span <= 0:
+            return None
+        for d in alarming:
+            if d.kind is not DeviceKind.HEAT or now - d.alarm_since_mono < span:
+                continue
+            start = now - span
+            for tkey in self._temps:
+                if tkey.split(":", 1)[0] != d.source:
+                    continue
+                hist = self._temps[tkey]
+                before = [(t, v) for t, v in hist if t <= start]
+                window = before[-1:] + [(t, v) for t, v in hist if t > start]
+                if len(window) < 3 or window[-1][0] - window[0][0] < 0.5 * span:
+                    continue
+                (t0, v0), (t1, v1) = window[0], window[-1]
+                mid = window[len(window) // 2][1]
+                if (v1 - v0) * 60 / (t1 - t0) < pol.heat_climb_c_per_min:
+                    continue
+                if mid <= v0 or v1 <= mid:
+                    continue  # a jump, then flat (or falling): not still climbing
+                return d.key, round(v0, 1), round(v1, 1)
+        return None
 
     def _climbing(
         self, alarming: list[_Detector], now: float, pol: ZonePolicy

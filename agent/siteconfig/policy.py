@@ -164,6 +164,22 @@ class ZonePolicy(Strict):
     heat_rise_window_s: float = Field(
         default=120.0, gt=0, le=3600, description="the rise counts within this window"
     )
+    heat_climb_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=120,
+        description="a heat detector in alarm this long whose own temperature kept climbing "
+        "at heat_climb_c_per_min or faster all that time is a growing fire, not a heating "
+        "test (the heat gun comes off at the alarm): its alarm confirms (rule heat_climb); "
+        "0: off (the alarm then waits for persistence like any detector)",
+    )
+    heat_climb_c_per_min: float = Field(
+        default=8.0,
+        gt=0,
+        le=100,
+        description="the climb, C per minute, over heat_climb_s (a rate-of-rise heat "
+        "detector responds from about 8 C a minute: UL 521's 15 F)",
+    )
     electrical_sustain_s: float = Field(
         default=10.0,
         gt=0,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.engine import Engine
-from agent.events import Condition, DeviceKind, VideoClass
+from agent.events import Condition, DeviceKind, Quantity, VideoClass
 from agent.siteconfig import ZonePolicy
 from bench.engine_rules_v1 import Engine as EngineV1
 from tests.engine.engine_sim import WALL0, Sim, site
@@ -258,3 +258,48 @@ def test_growing_flames_confirm_at_once_where_smoke_does_not() -> None:
         sim.video(10 + 2 * k, cls=VideoClass.FIRE, area=area)
     ((t, d),) = sim.fires()
     assert t == pytest.approx(14) and d.details["rule"] == "video_growth"
+
+
+def _heat(sim: Sim, t0: float, t1: float, c0: float, rate_c_min: float) -> None:
+    """h1's temperature every second from t0 to t1, climbing at rate_c_min."""
+    t = t0
+    while t <= t1:
+        sim.reading(t, "h1", c0 + (t - t0) * rate_c_min / 60, Quantity.TEMPERATURE_C, point="t")
+        t += 1.0
+
+
+def test_heat_detector_whose_fire_keeps_growing_confirms_in_seconds() -> None:
+    """A clean-burning fire (fat, alcohol) trips only the heat detector; its
+    temperature keeps climbing: confirmed heat_climb_s after the alarm, not
+    after persistence (45 s). Fails on the rule chain before: persistence."""
+    sim = Sim()
+    _heat(sim, 0, 29, 22, 60)  # 60 C a minute: 57 C at 35 s
+    sim.alarm(35, "h1")
+    _heat(sim, 30, 120, 52, 60)
+    sim.until(120)
+    ((t, d),) = sim.fires()
+    assert d.details["rule"] == "heat_climb" and t == pytest.approx(45, abs=1)
+
+
+def test_heating_test_with_the_gun_held_on_is_not_a_climb() -> None:
+    """The gun held 8 s past the alarm, then the detector cools: held back."""
+    sim = Sim()
+    _heat(sim, 0, 20, 22, 150)
+    sim.alarm(20, "h1")
+    _heat(sim, 21, 28, 72, 150)
+    sim.alarm(28, "h1", active=False)
+    _heat(sim, 29, 200, 90, -20)
+    sim.until(200)
+    assert not sim.fires()
+
+
+def test_heat_alarm_at_a_steady_temperature_waits_for_persistence() -> None:
+    """In alarm with its temperature flat (no growing fire under it): no
+    heat_climb; the continuous alarm confirms at persistence_s, as before."""
+    sim = Sim()
+    _heat(sim, 0, 9, 60, 0)
+    sim.alarm(10, "h1")
+    _heat(sim, 11, 120, 60, 0)
+    sim.until(120)
+    ((t, d),) = sim.fires()
+    assert d.details["rule"] == "persistence" and t == pytest.approx(55, abs=1)
