@@ -34,7 +34,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     det = Detector.load(threads=1)
     thr = np.array([det.thresholds[c] for c in det.thresholds])
-    samples = [s for s in all_samples(args.data) if s.split in ("val", "test")][:: args.every]
+    samples = [s for s in all_samples(args.data, "v1") if s.split in ("val", "test")][:: args.every]
     print(f"{len(samples)} held-back images, shipped thresholds fire/smoke {thr.round(3)}")
     for size in ((1280, 720), (640, 480), (1920, 1080)):
         cell_d, img_d, flips, t_old, t_new = [], [], 0, [], []

@@ -40,6 +40,9 @@ VAL_BLANKS = 24  # as in training: featureless frames among the validation negat
 FLOOR_BLANKS = 100  # featureless frames no operating point may flag (the first 24 are VAL_BLANKS)
 
 
+ROOMS_MAX_SHARE = 0.02  # scheme v3: ordinary rooms flagged as fire or smoke, at most
+
+
 def calibrate(
     model: Path | None, root: Path = DEFAULT_ROOT, max_fpr: float = 0.05
 ) -> dict[str, float]:
@@ -49,9 +52,27 @@ def calibrate(
     most ``max_fpr`` of the negatives, with and without the featureless frames,
     and above every one of ``FLOOR_BLANKS`` featureless frames: a covered lens, a
     bare wall or a black night is a camera problem, never smoke or fire.
+
+    A model trained with split scheme v3 (vision/data.py) is calibrated by the
+    rule of 2026-12-06 (issue 16; the model card's "rule v3"), of which the above
+    are lower bounds:
+
+    * smoke negatives are only images whose smoke label can be trusted: cair
+      photos, and CCTV frames of clips with no smoke box and no unlabelled
+      ("default", fog-machine) frame; a clip's unboxed frames beside its boxed
+      smoke or fog are often the same smoke or fog unboxed;
+    * the floor also holds exactly flat frames of every grey level;
+    * the pair of thresholds flags at most ``ROOMS_MAX_SHARE`` of the validation
+      split's ordinary indoor rooms (vision/indoor.py ``VAL_ORDINARY_INDOOR``)
+      as fire *or* smoke; among the pairs that do, the one that finds the most
+      validation fires, then the most smoke, then the lowest thresholds.
+
     Written to the model's .json by training."""
+    from vision.indoor import VAL_ORDINARY_INDOOR
+
+    scheme = scheme_of(model)
     det = Detector.load(model, threads=2)
-    samples = [s for s in all_samples(root, scheme_of(model)) if s.split == "val"]
+    samples = [s for s in all_samples(root, scheme) if s.split == "val"]
     scores, labels = [], []
     for s in samples:
         img = load_image(s.path)
@@ -60,6 +81,11 @@ def calibrate(
         r = det.detect(img)
         scores.append((r.fire, r.smoke))
         labels.append((s.fire, s.smoke))
+    if scheme == "v3":
+        hazy = {s.group for s in samples if s.source == "cctv" and (s.smoke == 1 or s.smoke == -1)}
+        for i, s in enumerate(samples):
+            if s.source == "cctv" and s.group in hazy and s.smoke == 0:
+                labels[i] = (s.fire, -1)
     rng = np.random.default_rng(1234)
     floor = []
     for i in range(FLOOR_BLANKS):
@@ -68,6 +94,10 @@ def calibrate(
         if i < VAL_BLANKS:
             scores.append((r.fire, r.smoke))
             labels.append((0, 0))
+    if scheme == "v3":
+        for v in range(0, 256, 5):
+            r = det.detect(np.full((480, 640, 3), v, np.uint8))
+            floor.append((r.fire, r.smoke))
     sc, lab = np.array(scores), np.array(labels)
     highest_blank = np.array(floor).max(axis=0)
     real = np.arange(len(sc)) < len(samples)
@@ -79,7 +109,52 @@ def calibrate(
         out[name] = operating_point(
             lab[keep, c], sc[keep, c], real[keep], float(highest_blank[c]), max_fpr
         )
-    return out
+    if scheme != "v3":
+        return out
+    rooms = np.array(
+        [
+            s.group == f"cair/normal_images/{s.path.name}" and s.path.name in VAL_ORDINARY_INDOOR
+            for s in samples
+        ]
+    )
+    n = len(samples)
+    fire, smoke = room_points(
+        sc[:n][rooms],
+        sc[:n][lab[:n, 0] == 1, 0],
+        sc[:n][lab[:n, 1] == 1, 1],
+        (out["fire"], out["smoke"]),
+        ROOMS_MAX_SHARE,
+    )
+    return {"fire": fire, "smoke": smoke}
+
+
+def room_points(
+    rooms: np.ndarray,
+    fires: np.ndarray,
+    smokes: np.ndarray,
+    lower: tuple[float, float],
+    max_share: float,
+) -> tuple[float, float]:
+    """Fire and smoke thresholds, each at or above its ``lower`` bound, that flag at
+    most ``max_share`` of the ordinary ``rooms`` (scores (N, 2)) as fire or smoke;
+    of those pairs, the one that finds the most ``fires``, then the most ``smokes``
+    (positive images' scores), then the lowest thresholds."""
+    allowed = int(np.floor(max_share * len(rooms) + 1e-9))
+    cands = []
+    for c in (0, 1):
+        above = rooms[rooms[:, c] >= lower[c], c] if len(rooms) else np.array([])
+        cands.append(sorted({lower[c], *(float(np.nextafter(v, np.inf)) for v in above)}))
+    best: tuple[tuple[int, int, float, float], tuple[float, float]] | None = None
+    for tf in cands[0]:
+        for ts in cands[1]:
+            hit = int(((rooms[:, 0] >= tf) | (rooms[:, 1] >= ts)).sum()) if len(rooms) else 0
+            if hit > allowed:
+                continue
+            key = (int((fires >= tf).sum()), int((smokes >= ts).sum()), -tf, -ts)
+            if best is None or key > best[0]:
+                best = (key, (tf, ts))
+    assert best is not None  # the highest candidates flag no room
+    return best[1]
 
 
 def operating_point(
@@ -98,6 +173,13 @@ def operating_point(
 def write_thresholds(model: Path, thresholds: dict[str, float], max_fpr: float = 0.05) -> None:
     meta_path = model.with_suffix(".json")
     meta = json.loads(meta_path.read_text())
+    rooms = (
+        f"; rule v3: smoke negatives only where smoke labels are trusted, flat frames in the "
+        f"floor, and at most {ROOMS_MAX_SHARE * 100:g} % of the validation split's ordinary "
+        "rooms flagged as fire or smoke (vision.evaluate.calibrate)"
+        if meta.get("split_scheme") == "v3"
+        else ""
+    )
     meta.pop("thresholds_val_fpr5", None)  # the name of the 5 %-only rule, before 2026-11
     meta["thresholds_val"] = thresholds
     meta["operating_max_fpr"] = max_fpr
@@ -105,7 +187,7 @@ def write_thresholds(model: Path, thresholds: dict[str, float], max_fpr: float =
         f"lowest thresholds flagging at most {max_fpr * 100:g} % of the validation split's "
         "negative images "
         f"(with and without {VAL_BLANKS} featureless frames), scored through vision.detector, "
-        f"and above every one of {FLOOR_BLANKS} featureless frames"
+        f"and above every one of {FLOOR_BLANKS} featureless frames{rooms}"
     )
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 

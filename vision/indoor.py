@@ -24,11 +24,31 @@ Groups:
 * ``INDOOR_CCTV_GROUPS``: held-back CCTV clips / frame blocks filmed indoors
   (their frames keep the dataset's box labels: fire, smoke, or neither).
 * ``OUTDOOR_CCTV_GROUPS``: the other held-back CCTV groups (for completeness).
-* ``TRAIN_INDOOR``: indoor rooms of the *training* split of normal_images, the
-  backgrounds of composite training images (vision/composite.py).
+* ``TRAIN_INDOOR``: indoor rooms of v2's training pool (its train and val
+  splits) of normal_images, the backgrounds of composite training images
+  (vision/composite.py; only those a scheme puts in "train" are used).
+
+Split scheme "v3" (2026-12-06, vision/data.py) holds back a *fresh* indoor set
+out of v2's training pool, because the set above has been looked at (two
+candidates were scored on it). Chosen by file name and by looking at the
+pictures, never by a model's score:
+
+* ordinary rooms: ``TRAIN_INDOOR`` split three ways by a salted hash of the
+  name (``v3_room_part``): about 35 % held back, 30 % validation (enough rooms
+  to place a 2 % operating point), 35 % training;
+* ``POOL_INDOOR_FIRE_PHOTOS``: the fire_images of v2's training pool that show a
+  fire inside a room (26, by eye), half of them held back by a salted hash
+  (``v3_fire_photo_held``);
+* ``FRESH_INDOOR_CCTV_GROUPS``: whole indoor CCTV clips of v2's training pool
+  with fire (a burning room, an office, a shop, a lobby), held back whole. The
+  car-park camera clips (fire2_mp4, img_block13) stay in training: their
+  sibling fire1_mp4 is in the old held-back set; img_block4 stays (too dark to
+  tell indoor from outdoor).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 # normal_images, ordinary indoor scenes (held back)
 ORDINARY_INDOOR = frozenset(
@@ -359,3 +379,66 @@ TRAIN_INDOOR = frozenset(
         "y5IQiH.jpg",
     }
 )
+
+
+# fire_images of v2's training pool showing a fire inside a room (by eye, 2026-12-06):
+# half are held back by split scheme v3 (``v3_fire_photo_held``), half stay in training
+POOL_INDOOR_FIRE_PHOTOS = frozenset(
+    {
+        "10-9-15-2-400.jpg",
+        "11_10_19-mjs_ft_hotel-fire_19183862.jpg",
+        "1d797f4e7f3a3ba45ac26472b19afa0e.jpg",
+        "201307-restroom-fire-safety-fire1.jpg",
+        "32313rwev.jpg",
+        "4174776173_e8c26989cc_z.jpg",
+        "913_0.jpg",
+        "92983122.jpg",
+        "Bedroom-fire-test-2-mins-1024x553.jpg",
+        "Christmas-Tree-Fire-Safety.jpg",
+        "FIR_LKC_ART_01_Detectingfire_bedroomfire.jpg",
+        "Fire-in-a-room.jpg",
+        "How-to-Set-a-Living-Room-on-Fire-with-VFX-in-4K.Still002.jpg",
+        "Living_Room_Camp_Fire.jpg",
+        "christmas_tree_fire.jpg",
+        "f53d6194d2a38227e8ccbf91b42656c8.jpg",
+        "girl-on-fire-01.jpg",
+        "hqdefault.jpg",
+        "image1609390x.jpg",
+        "images.jpg",
+        "incendie-noel.jpg",
+        "office-fire_650_022415022412.jpg",
+        "pic1.jpg",
+        "room-fire.jpg",
+        "tree-fire.jpg",
+        "your-room1.jpg",
+    }
+)
+
+# indoor CCTV clips with fire in v2's training pool, held back whole by scheme v3:
+# a burning room (img_block3), an office (img_block9), a shop (img_block31), a lobby
+# (test2_mp4, v2's validation fire clip)
+FRESH_INDOOR_CCTV_GROUPS = frozenset({"img_block3", "img_block9", "img_block31", "test2_mp4"})
+
+V3_HELD_ROOMS = 0.35  # share of TRAIN_INDOOR held back by v3
+V3_VAL_ROOMS = 0.30  # share of TRAIN_INDOOR in v3's validation
+
+
+def _salted(key: str) -> float:
+    return int(hashlib.sha1(f"v3:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def v3_room_part(name: str) -> str:
+    """Where split scheme v3 puts a room of ``TRAIN_INDOOR``: "test", "val" or "train"."""
+    h = _salted(f"cair/normal_images/{name}")
+    return "test" if h < V3_HELD_ROOMS else "val" if h < V3_HELD_ROOMS + V3_VAL_ROOMS else "train"
+
+
+def v3_fire_photo_held(name: str) -> bool:
+    """Whether split scheme v3 holds back a photo of ``POOL_INDOOR_FIRE_PHOTOS``."""
+    return _salted(f"cair/fire_images/{name}") < 0.5
+
+
+# the fresh held-back indoor set of split scheme v3 (derived from the lists above)
+FRESH_ORDINARY_INDOOR = frozenset(n for n in TRAIN_INDOOR if v3_room_part(n) == "test")
+VAL_ORDINARY_INDOOR = frozenset(n for n in TRAIN_INDOOR if v3_room_part(n) == "val")
+FRESH_INDOOR_FIRE_PHOTOS = frozenset(n for n in POOL_INDOOR_FIRE_PHOTOS if v3_fire_photo_held(n))

@@ -14,7 +14,10 @@ Since 2026-12-05 (issue 16) training uses split scheme v2 (vision/data.py: the
 held-back indoor set of vision/indoor.py is never seen) and replaces a share of
 the draws by composites, flame or smoke pasted into a training room, and turns
 training rooms pale (vision/composite.py); ``--scheme v1 --composite-share 0``
-is the recipe of the shipped model.
+is the recipe of the shipped model. ``--scheme v3`` (2026-12-06) also holds back
+a fresh indoor set and sets the operating points on validation rooms
+(``vision.evaluate.calibrate``'s rule v3); it stays opt-in, because that set
+costs the training split its indoor fire video (the model card, C3).
 
 Two architectures (``--arch``): ``firenet``, trained from scratch (the
 shipped model), and ``lite0``, the first eight blocks of EfficientNet-Lite0 with
@@ -726,8 +729,9 @@ def main(argv: list[str] | None = None) -> int:
         "--scheme",
         choices=SCHEMES,
         default=DEFAULT_SCHEME,
-        help="split scheme (vision/data.py): v2 holds back the indoor set and the "
-        "bench footage; v1 is the shipped model's of 2026-11-29",
+        help="split scheme (vision/data.py): v3 also holds back a fresh indoor set and "
+        "calibrates on validation rooms; v2 holds back the old indoor set and the bench "
+        "footage; v1 is the shipped model's of 2026-11-29",
     )
     p.add_argument(
         "--composite-share",

@@ -1,4 +1,4 @@
-"""Composite training images and split scheme v2 (issue 16).
+"""Composite training images and split schemes v2 and v3 (issue 16).
 
 The composites are tested on small generated pictures (a dark frame with an
 orange flame box and a grey smoke box, a plain room), so the test needs no
@@ -19,11 +19,15 @@ from vision.composite import Composer, pale
 from vision.data import DEFAULT_ROOT, Sample, all_samples
 from vision.indoor import (
     CONTROLLED_FLAMES,
+    FRESH_INDOOR_CCTV_GROUPS,
+    FRESH_INDOOR_FIRE_PHOTOS,
+    FRESH_ORDINARY_INDOOR,
     INDOOR_CCTV_GROUPS,
     INDOOR_FIRE_PHOTOS,
     ORDINARY_INDOOR,
     OUTDOOR_CCTV_GROUPS,
     TRAIN_INDOOR,
+    VAL_ORDINARY_INDOOR,
 )
 
 N = 128
@@ -135,4 +139,38 @@ def test_v2_splits_by_group_and_validates_on_fire_and_smoke_video() -> None:
     assert any(s.fire == 1 and s.group.endswith("_mp4") for s in val)
     assert any(s.smoke == 1 and s.group.endswith("_mp4") for s in val)
     with pytest.raises(ValueError, match="unknown split scheme"):
-        all_samples(DEFAULT_ROOT, "v3")
+        all_samples(DEFAULT_ROOT, "v9")
+
+
+@needs_data
+def test_v3_keeps_v2s_held_back_and_holds_back_a_fresh_indoor_set() -> None:
+    v2 = all_samples(DEFAULT_ROOT, "v2")
+    v3 = all_samples(DEFAULT_ROOT, "v3")
+    assert [s.path for s in v2] == [s.path for s in v3]
+    fresh = []
+    for a, b in zip(v2, v3, strict=True):
+        if a.split == "test":
+            assert b.split == "test", a.path  # the old set stays held back
+        elif b.split == "test":
+            fresh.append(b)
+    split_of: dict[str, set[str]] = {}
+    for s in v3:
+        split_of.setdefault(s.group, set()).add(s.split)
+    assert all(len(v) == 1 for v in split_of.values()), "a group straddles two splits"
+    groups = {s.group for s in fresh}
+    assert groups >= {f"cair/normal_images/{n}" for n in FRESH_ORDINARY_INDOOR}
+    assert groups >= {f"cair/fire_images/{n}" for n in FRESH_INDOOR_FIRE_PHOTOS}
+    assert groups >= FRESH_INDOOR_CCTV_GROUPS
+    # the fresh set is enough for the targets to mean something: 2 % of the rooms is one
+    # room, and 0.90 recall allows a handful of misses
+    assert len([s for s in fresh if s.fire == 0 and s.source == "cair"]) >= 50
+    assert len([s for s in fresh if s.fire == 1]) >= 50
+    # validation holds rooms enough to place a 2 % point, and fire and smoke video
+    val = [s for s in v3 if s.split == "val"]
+    val_rooms = [s for s in val if s.group == f"cair/normal_images/{s.path.name}"]
+    assert len({s.path.name for s in val_rooms} & VAL_ORDINARY_INDOOR) >= 50
+    assert any(s.fire == 1 and s.source == "cctv" for s in val)
+    assert any(s.smoke == 1 and s.group.endswith("_mp4") for s in val)
+    # the composites still have training rooms
+    train_rooms = {s.path.name for s in v3 if s.split == "train" and s.fire == 0}
+    assert len(train_rooms & TRAIN_INDOOR) >= 50

@@ -86,3 +86,19 @@ def test_operating_point_holds_the_share_for_the_real_images_alone() -> None:
     real = np.array([True] * 25 + [False] * 20)
     thr = operating_point(y, s, real, blank_max=0.0, max_fpr=0.05)
     assert (s[:25][y[:25] == 0] >= thr).sum() == 1
+
+
+def test_room_points_flag_at_most_the_share_of_rooms_as_fire_or_smoke() -> None:
+    from vision.evaluate import room_points
+
+    # 50 ordinary rooms, 2 %: at most one may be flagged, as fire or as smoke
+    rooms = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.1]] + [[0.05, 0.05]] * 47)
+    fires = np.array([0.95, 0.85, 0.5])
+    smokes = np.array([0.9, 0.7])
+    tf, ts = room_points(rooms, fires, smokes, (0.3, 0.2), 0.02)
+    assert int(((rooms[:, 0] >= tf) | (rooms[:, 1] >= ts)).sum()) <= 1
+    # the fire room is the one let through: it keeps every fire, smoke loses one
+    assert tf == 0.3 and 0.8 < ts < 0.9
+    # never below the lower bounds (the 4 % rule and the featureless floor)
+    tf, ts = room_points(rooms[3:], fires, smokes, (0.6, 0.95), 0.02)
+    assert (tf, ts) == (0.6, 0.95)
