@@ -32,7 +32,7 @@ the simulated replay of the compressed scenario gives exactly the decisions of
 the full one, shifted, which the planning asserts. A case ends ``MARGIN_S``
 after the point where the engine's decision is due: a fire, its FIRE_ALARM in
 the simulated replay; a nuisance, the zone's ceiling (90 s) after its first raw
-alarm, so that a wrong forward would be seen; never within ``GUARD_S`` of a
+alarm, so that a wrong forward would be seen; never within ``guard_s`` of a
 decision of the replay, which real time might put on either side of the end.
 
 The zones' schedules (kitchen at meal times, changing room after PE) are given
@@ -45,6 +45,7 @@ All cases run at once, each with its own broker, buses and agent (about 2 min).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
@@ -57,7 +58,7 @@ from typing import Any
 
 import pytest
 
-from agent.events import DecisionType
+from agent.events import Decision, DecisionType
 from agent.siteconfig import LoadedSite, load_site
 from agent.siteconfig.models import TcpBus
 from agent.siteconfig.policy import DAYS
@@ -102,9 +103,26 @@ SUB_POLL = {"glitch"}
 LEAD_S = 4.0  # kept before the first event
 LOOK_BACK_S = 120.0  # the engine's longest look back at a value (heat_rise_window_s)
 MARGIN_S = 8.0  # after the decision is due: a poll, a tick, the real agent's drift
-GUARD_S = 6.0  # no decision of the replay this close to the end (> MAX_SIM_DRIFT_S)
 MAX_DELIVERY_S = 2.0  # decision taken -> received by the subscriber
-MAX_SIM_DRIFT_S = 5.0  # real decision time vs the same scenario in simulated time
+# real decision time vs the same scenario in simulated time: as test_e2e_scenarios.py
+MAX_SIM_DRIFT_S = 5.0
+# ... except where the replay's model of the bus is coarser than the driver:
+DRIFT_S = {
+    # the replay reports a silent device at its offline_after-th missed poll; the
+    # driver spends timeout_s x (1 + retries) on each, polling the bus's other
+    # devices in between (seen: 4.6 s later, load 6 on 2 cores); a fault may take 100 s
+    DecisionType.FAULT: 10.0,
+    # a monitor polled every 2 s: the crossing of its setpoint and the end of its
+    # sustain time are each seen up to a poll apart (seen: 3.2 s)
+    DecisionType.ELECTRICAL_PREALARM: 7.0,
+    DecisionType.RESTORE: 7.0,
+}
+
+
+def guard_s(d: Decision) -> float:
+    """No decision of the replay this close to a case's end: real time may put it
+    on either side."""
+    return DRIFT_S.get(d.type, MAX_SIM_DRIFT_S) + 1.0
 
 
 @functools.cache
@@ -231,8 +249,8 @@ def plan(family: str) -> Case:
     else:
         anchor = first_raw if first_raw is not None else min(e.at for e in sc.events)
         end = anchor - cut + policy.ceiling_s + MARGIN_S
-    while near := [t for t, _d in decisions if abs(t - end) <= GUARD_S]:
-        end = max(near) + GUARD_S + 0.5
+    while near := [t + guard_s(d) for t, d in decisions if abs(t - end) <= guard_s(d)]:
+        end = max(near) + 0.5
 
     short = start_at(sc, site, cut).model_copy(update={"duration_s": end})
     # the cut changed nothing the engine sees: the same decisions, at the same times
@@ -291,8 +309,9 @@ class Runner:
 
     def stop(self) -> None:
         if self.thread.is_alive():
-            for t in self.tasks:
-                self.loop.call_soon_threadsafe(t.cancel)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: all done
+                for t in self.tasks:
+                    self.loop.call_soon_threadsafe(t.cancel)
             self.thread.join(30)
         kill_leftovers()
 
@@ -352,5 +371,5 @@ def test_family_end_to_end(runner: Runner, family: str) -> None:
     if family in SUB_POLL and (not real or not sim):
         return  # one saw the glitch, the other did not: both held it back (checked above)
     assert pairs_real == pairs_sim, summary
-    for (tr, _), (ts, _) in zip(real, sim, strict=True):
-        assert abs(tr - ts) <= MAX_SIM_DRIFT_S, summary
+    for (tr, d), (ts, _) in zip(real, sim, strict=True):
+        assert abs(tr - ts) <= DRIFT_S.get(d.type, MAX_SIM_DRIFT_S), summary
