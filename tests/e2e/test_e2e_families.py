@@ -39,7 +39,9 @@ The zones' schedules (kitchen at meal times, changing room after PE) are given
 to the agent as in force at every hour: the corpus's clock (WALL0, a Friday
 08:00) is inside them, the real clock may not be.
 
-All cases run at once, each with its own broker, buses and agent (about 2 min).
+All 16 cases run at once, each with its own broker, buses and agent: 145-150 s
+on 2 cores shared with other work, the longest case (132 s of scenario time)
+plus start-up.
 """
 
 from __future__ import annotations
@@ -108,12 +110,14 @@ MAX_DELIVERY_S = 2.0  # decision taken -> received by the subscriber
 MAX_SIM_DRIFT_S = 5.0
 # ... except where the replay's model of the bus is coarser than the driver:
 DRIFT_S = {
-    # the replay reports a silent device at its offline_after-th missed poll; the
-    # driver spends timeout_s x (1 + retries) on each, polling the bus's other
-    # devices in between (seen: 4.6 s later, load 6 on 2 cores); a fault may take 100 s
+    # the replay reports a silent device at its offline_after-th missed poll, a poll
+    # period apart; the driver waits out the timeout, a retry and the link's watch
+    # for a late reply before each next poll (drivers/bus.py), which the replay does
+    # not model (seen: 4.5-4.6 s later in every run, load 2-6 on 2 cores); a fault
+    # may take 100 s (GB/T 45839)
     DecisionType.FAULT: 10.0,
     # a monitor polled every 2 s: the crossing of its setpoint and the end of its
-    # sustain time are each seen up to a poll apart (seen: 3.2 s)
+    # sustain time are each seen up to a poll apart (seen: 3.2 s in every run)
     DecisionType.ELECTRICAL_PREALARM: 7.0,
     DecisionType.RESTORE: 7.0,
 }
