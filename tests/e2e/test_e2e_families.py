@@ -39,9 +39,9 @@ The zones' schedules (kitchen at meal times, changing room after PE) are given
 to the agent as in force at every hour: the corpus's clock (WALL0, a Friday
 08:00) is inside them, the real clock may not be.
 
-All 16 cases run at once, each with its own broker, buses and agent: 145-150 s
-on 2 cores shared with other work, the longest case (132 s of scenario time)
-plus start-up.
+All 16 cases run at once, each with its own broker, buses and agent: 142-146 s
+in 5 runs on 2 cores shared with other work, the longest case (132 s of
+scenario time) plus start-up.
 """
 
 from __future__ import annotations
