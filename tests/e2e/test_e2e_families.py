@@ -215,7 +215,7 @@ def e2e_site(sc: Scenario, zone_policy: dict[str, dict[str, Any]], tmp: Path) ->
     return load_site(site_yaml(sc, tmp, ports, tcp, 1, zone_policy=zone_policy))
 
 
-def _key(t: float, d: Any) -> tuple[str, str, str, float]:
+def _key(t: float, d: Decision) -> tuple[str, str, str, float]:
     tag = d.details.get("state") or d.details.get("rule") or ""
     return d.type.value, d.zone, str(tag), round(t, 3)
 
@@ -237,7 +237,7 @@ def plan(family: str) -> Case:
     # the lead-in: up to the first event (a ramp: LOOK_BACK_S before the first raw
     # alarm at most), in whole poll periods so that the replay's polls keep their phase
     starts = [
-        max(e.at, first_raw - LOOK_BACK_S) if e.ramp is not None and first_raw else e.at
+        max(e.at, first_raw - LOOK_BACK_S) if e.ramp is not None and first_raw is not None else e.at
         for e in sc.events
     ]
     period = math.lcm(*(int(d.poll_interval_s) for _b, d in site.config.devices()))
