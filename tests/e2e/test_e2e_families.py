@@ -39,8 +39,8 @@ The zones' schedules (kitchen at meal times, changing room after PE) are given
 to the agent as in force at every hour: the corpus's clock (WALL0, a Friday
 08:00) is inside them, the real clock may not be.
 
-All 16 cases run at once, each with its own broker, buses and agent: 142-146 s
-in 5 runs on 2 cores shared with other work, the longest case (132 s of
+All 16 cases run at once, each with its own broker, buses and agent: 141-146 s
+in 6 runs on 2 cores shared with other work, the longest case (132 s of
 scenario time) plus start-up.
 """
 
