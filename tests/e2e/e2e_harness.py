@@ -529,11 +529,12 @@ def outbox_rows(state_dir: Path) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Case:
-    """A corpus scenario as an end-to-end run: which file, which quiet spans to cut,
+    """A corpus scenario as an end-to-end run: which scenario, which quiet spans to cut,
     where to end (compressed time), site tuning, and what else to check."""
 
     name: str
-    scenario: str  # file stem under firmware_mocks/scenarios/
+    # a file stem under firmware_mocks/scenarios/, or a Scenario object (a generated one)
+    scenario: str | Scenario
     cuts: tuple[tuple[float, float], ...]
     end_s: float
     zone_policy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -567,7 +568,9 @@ class Outcome:
     error: str = ""
 
     def summary(self) -> str:
-        lines = [f"{self.case.name} ({self.case.scenario}) in {self.wall_s:.1f} s real time"]
+        sc = self.case.scenario
+        name = sc if isinstance(sc, str) else sc.name
+        lines = [f"{self.case.name} ({name}) in {self.wall_s:.1f} s real time"]
         for t, d in self.decisions:
             lines.append(
                 f"  {t:6.1f} s {d.type.value} {d.zone} rule={d.details.get('rule')} {d.reason}"
@@ -585,7 +588,11 @@ class Outcome:
 
 
 def prepare(case: Case, tmp: Path) -> tuple[Scenario, Mocks, Broker, Path, LoadedSite]:
-    sc0 = load_scenario(SCENARIO_DIR / f"{case.scenario}.yaml")
+    sc0 = (
+        case.scenario
+        if isinstance(case.scenario, Scenario)
+        else load_scenario(SCENARIO_DIR / f"{case.scenario}.yaml")
+    )
     sc = compress(sc0, case.cuts, case.end_s)
     tmp.mkdir(parents=True, exist_ok=True)
     mocks = Mocks(sc0, tmp)
