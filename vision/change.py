@@ -6,6 +6,12 @@ white curtain that the model finds smoke-like does neither.
 the latest thumbnail and that background inside a region. The camera counts a
 region towards *starting* a detection only where the scene has changed
 (``CameraConfig.min_change_grey``); an ongoing detection needs no change.
+``burst_movement`` judges a burst of frames (vision/capture.py ``Burst``) taken
+at the camera's own rate when a candidate appears: the share of a region's
+pixels whose grey level varies over the burst above sensor noise. Flames
+flicker and smoke drifts within a second; a white wall under new lights does
+not, whatever the model scores it.
+
 Pure numpy/OpenCV; times are passed in.
 """
 
@@ -14,6 +20,45 @@ from __future__ import annotations
 import numpy as np
 
 from agent.events import Region
+
+# a pixel of a burst's crops moves when its grey level varies over the burst (its
+# standard deviation) more than BURST_NOISE_TIMES the crop's median pixel (the
+# sensor's noise, most of a crop being still) and at least BURST_MOTION_GREY:
+# +-3 sensor noise through MJPEG is 0.4 on a shrunk crop, under 2.4 on a full-size
+# pixel; a flicker or a drifting edge is tens
+BURST_MOTION_GREY = 2.0
+BURST_NOISE_TIMES = 3.0
+BURST_MIN_FRAMES = 3  # fewer crops say nothing (a stalled or a very slow camera)
+
+
+def burst_movement(
+    crops: tuple[np.ndarray, ...], box: tuple[int, int, int, int], region: Region
+) -> float | None:
+    """The share (0..1) of ``region``'s pixels (frame pixels) that move over a
+    burst of grey ``crops`` of ``box`` (x, y, w, h, frame pixels), each crop's
+    brightness matched to the first (a camera's exposure or a light's change is no
+    movement), above the noise of the whole crop; None when there are too few crops
+    or the region is outside the box."""
+    shape = crops[0].shape if crops else None
+    same = [c for c in crops if c.shape == shape]
+    if shape is None or len(same) < BURST_MIN_FRAMES:
+        return None
+    ch, cw = shape
+    bx, by, bw, bh = box
+    x0 = max(0, int((region.x - bx) * cw / bw))
+    y0 = max(0, int((region.y - by) * ch / bh))
+    x1 = min(cw, int(np.ceil((region.x + region.w - bx) * cw / bw)))
+    y1 = min(ch, int(np.ceil((region.y + region.h - by) * ch / bh)))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    stack = np.stack(same).astype(np.float32)
+    means = stack.mean(axis=(1, 2))
+    gain = np.where(means > 1.0, means[0] / np.maximum(means, 1.0), 1.0)
+    stack *= gain[:, None, None].astype(np.float32)
+    spread = stack.std(axis=0)
+    noise = float(np.median(spread))
+    moving = spread[y0:y1, x0:x1] > max(BURST_MOTION_GREY, BURST_NOISE_TIMES * noise)
+    return float(moving.mean())
 
 
 class ChangeMap:

@@ -96,6 +96,35 @@ def flicker(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np
     return out
 
 
+def drift(
+    image: np.ndarray, frames: int, rng: np.random.Generator, frac: float = 0.02
+) -> list[np.ndarray]:
+    """``frames`` frames in which the grey, pale pixels (smoke's) drift: displaced by
+    up to ``frac`` of the picture's width along a smooth field that rises a few
+    pixels a frame, as smoke billows; everything else stays put; sensor noise on
+    every frame."""
+    h, w = image.shape[:2]
+    px = frac * w
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    spread = image.max(axis=2).astype(np.int16) - image.min(axis=2)
+    pale = ((spread < 40) & (grey > 90)).astype(np.float32)
+    pale = cv2.GaussianBlur(pale, (0, 0), 3.0)[..., None]
+    field = rng.uniform(-1.0, 1.0, (2, h // 24 + 2, w // 24 + 2)).astype(np.float32)
+    big = [cv2.resize(f, (w, 2 * h), interpolation=cv2.INTER_CUBIC) for f in field]
+    big = [np.concatenate([b, b], axis=0) for b in big]  # wraps as it rises
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    out = []
+    for i in range(frames):
+        top = (2 * h - (3 * i) % (2 * h)) % (2 * h)
+        dx, dy = (b[top : top + h] for b in big)
+        moved = cv2.remap(
+            image, xs + px * dx, ys + px * dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        f = pale * moved.astype(np.float32) + (1.0 - pale) * image.astype(np.float32)
+        out.append(noisy(np.clip(f, 0, 255).astype(np.uint8), rng))
+    return out
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     """An MJPG .avi (decoded again by OpenCV/FFmpeg in the camera)."""
     h, w = frames[0].shape[:2]
