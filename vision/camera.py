@@ -580,22 +580,27 @@ class CameraWorker:
         self._burst_regions = {}
         self._rechecking = set()
 
-    def _verdict(self, cls: VideoClass, region: Region | None, now: float) -> bool | None:
+    def _verdict(
+        self, cls: VideoClass, region: Region | None, now: float, fresh_s: float | None = None
+    ) -> bool | None:
         """What the last burst said of ``region``: True moving, False still, None no
-        fresh burst covers it (or it had too few frames, which counts as moving)."""
+        burst of the last ``fresh_s`` (default: a vote window and a burst) covers it;
+        a burst with too few frames counts as moving."""
         v = self._verdicts.get(cls)
         if v is None or region is None:
             return None
         where, mono, moving = v
-        fresh_s = self.cam.vote_window_frames / self.cam.detect_fps + self.cam.burst_s
+        if fresh_s is None:
+            fresh_s = self.cam.vote_window_frames / self.cam.detect_fps + self.cam.burst_s
         if now - mono > fresh_s or not overlaps(where, region):
             return None
         return True if moving is None else moving
 
     def _burst_wanted(self, vote: Vote, regions: tuple[Region, ...], now: float) -> Region | None:
-        """The candidate of ``vote`` that a burst should look at now, if any: the best
-        one not covered by a fresh verdict (or the held START's), or one in a quiet
-        place not looked at for ``BURST_RECHECK_S``."""
+        """The candidate of ``vote`` that a burst should look at now, if any: the held
+        START's region without a fresh verdict; else the best candidate at the start
+        threshold that no burst looked at in ``BURST_RECHECK_S``; else one in a place
+        a burst found still, at most every ``BURST_RECHECK_S``."""
         if vote.cls in self._held:
             region = self._held[vote.cls][0].region
             if region is None or self._verdict(vote.cls, region, now) is not None:
@@ -603,7 +608,14 @@ class CameraWorker:
             return None if vote.cls in self._burst_regions else region
         if vote.cls in self._burst_regions:
             return None
-        fresh = [r for r in vote.candidates(regions) if self._verdict(vote.cls, r, now) is None]
+        # ahead of the vote, so that a START finds its burst done: a candidate scoring
+        # what starts a detection, not looked at for BURST_RECHECK_S
+        fresh = [
+            r
+            for r in vote.candidates(regions)
+            if r.score >= vote.p.threshold
+            and self._verdict(vote.cls, r, now, BURST_RECHECK_S) is None
+        ]
         if fresh:
             return max(fresh, key=lambda r: r.score)
         # a place found still by a burst is forgotten with its quiet place (vision/vote.py)

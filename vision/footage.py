@@ -125,6 +125,21 @@ def drift(
     return out
 
 
+def burning(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``frames`` frames of a fire photo filmed as it burns: its smoke-coloured
+    pixels drift (``drift``) and its flame-coloured pixels flicker (as ``flicker``);
+    sensor noise on every frame."""
+    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
+    flame = (r > 170) & (r > b + 50)
+    out = []
+    for moved in drift(image, frames, rng):
+        f = moved.astype(np.float32)
+        lick = np.roll(flame, -int(rng.integers(0, 6)), axis=0)
+        f[lick] = f[lick] * rng.uniform(0.55, 1.0) + 40 * rng.uniform(0, 1)
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
+    return out
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     """An MJPG .avi (decoded again by OpenCV/FFmpeg in the camera)."""
     h, w = frames[0].shape[:2]
