@@ -551,11 +551,13 @@ class CameraWorker:
 
     def _take_burst(self) -> None:
         """Judge the burst asked for, once the capture hands it over."""
-        burst = self.capture.take_burst()
+        # a look a burst's time after the one that asked for it takes it (that look
+        # came a moment later than the request: the inference ran in between)
+        burst = self.capture.take_burst(early_s=0.25 / self.cam.detect_fps)
         if burst is None:
             return
         for cls, region in self._burst_regions.items():
-            share = burst_movement(burst.crops, burst.box, region)
+            share = burst_movement(burst.crops, burst.box, region, burst.levels)
             moving = None if share is None else share >= self.cam.burst_moving_frac
             end = burst.monos[-1] if burst.monos else self.clock.monotonic()
             self._verdicts[cls] = (region, end, moving)
@@ -670,6 +672,7 @@ class CameraWorker:
             vote.end_steady(now)  # never sent: the START was not
             if start.region is not None:
                 self._still.setdefault(vote.cls, []).append(start.region)
+            self._rechecked_mono[vote.cls] = now  # looked at just now
             self.bursts_still += 1
             log.info(
                 "camera %s: %s region%s still over a %.1f s burst (no flicker, no drift): "

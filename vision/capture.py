@@ -34,8 +34,9 @@ colour conversion and copy of each picture nobody analyses.)
 A burst (``request_burst``): the consumer asks for the next frames of a short
 time (``seconds``, at most ``max_frames``) at the camera's own rate, cropped to
 a box of the frame; each is retrieved, cut to the box, turned grey and shrunk
-to at most ``BURST_CROP_PX`` a side in this thread, and ``take_burst()`` hands
-the crops over once the time is up. Only the crops are kept (a few KB each),
+to at most ``BURST_CROP_PX`` a side (and at least by half) in this thread (with the whole frame's mean
+level, for exposure), and ``take_burst()`` hands the crops over once the time
+is up. Only the crops are kept (a few KB each),
 never the frames; what they say is the consumer's to judge.
 """
 
@@ -123,6 +124,7 @@ class Burst:
     frame_size: tuple[int, int]
     crops: tuple[np.ndarray, ...]
     monos: tuple[float, ...]
+    levels: tuple[float, ...]  # each whole frame's mean level (exposure, lights)
     requested_mono: float
 
 
@@ -135,18 +137,18 @@ class _BurstRequest:
     frame_size: tuple[int, int] | None = None
     crops: list[np.ndarray] = field(default_factory=list)
     monos: list[float] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)
 
 
 def crop_grey(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """``box`` (x, y, w, h; clamped to the frame) of a BGR frame, grey, shrunk to at
-    most ``BURST_CROP_PX`` a side (pixel averaging: sensor noise averages out)."""
+    most ``BURST_CROP_PX`` a side and at least by half (pixel averaging: sensor
+    noise and compression's ripples average out)."""
     h, w = image.shape[:2]
     x0, y0 = min(max(0, box[0]), w - 1), min(max(0, box[1]), h - 1)
     x1, y1 = max(x0 + 1, min(w, box[0] + box[2])), max(y0 + 1, min(h, box[1] + box[3]))
     grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
-    scale = BURST_CROP_PX / max(x1 - x0, y1 - y0)
-    if scale >= 1.0:
-        return grey
+    scale = min(0.5, BURST_CROP_PX / max(x1 - x0, y1 - y0))
     size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
     small: np.ndarray = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     return small
@@ -318,16 +320,16 @@ class Capture:
             self._burst = _BurstRequest(box, seconds, max_frames, self.clock.monotonic())
             return True
 
-    def take_burst(self) -> Burst | None:
-        """The burst asked for, once its time is up or its frames are in (None
-        before, or when none was asked for). A camera that stalled meanwhile gives
-        fewer crops, possibly none."""
+    def take_burst(self, *, early_s: float = 0.0) -> Burst | None:
+        """The burst asked for, once its time is up (``early_s`` before it is enough)
+        or its frames are in (None before, or when none was asked for). A camera
+        that stalled meanwhile gives fewer crops, possibly none."""
         with self._lock:
             req = self._burst
             if req is None:
                 return None
-            n = len(req.crops)
-            if self.clock.monotonic() - req.requested_mono <= req.seconds and n < req.max_frames:
+            elapsed_s = self.clock.monotonic() - req.requested_mono
+            if elapsed_s < req.seconds - early_s and len(req.crops) < req.max_frames:
                 return None
             self._burst = None
             self.bursts += 1
@@ -340,6 +342,7 @@ class Capture:
             frame_size=req.frame_size or (0, 0),
             crops=tuple(req.crops),
             monos=tuple(req.monos),
+            levels=tuple(req.levels),
             requested_mono=req.requested_mono,
         )
 
@@ -353,6 +356,7 @@ class Capture:
 
     def _add_to_burst(self, req: _BurstRequest, image: np.ndarray, mono: float) -> None:
         crop = crop_grey(image, req.box)
+        level = float(image[::8, ::8].mean())  # the whole frame's, on a sparse grid
         with self._lock:
             if self._burst is not req:  # handed over meanwhile
                 return
@@ -362,6 +366,7 @@ class Capture:
             req.frame_size = size
             req.crops.append(crop)
             req.monos.append(mono)
+            req.levels.append(level)
             self.burst_frames += 1
 
     def status(self) -> dict[str, Any]:

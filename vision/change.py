@@ -22,26 +22,33 @@ import numpy as np
 from agent.events import Region
 
 # a pixel of a burst's crops moves when its grey level varies over the burst (its
-# standard deviation) more than BURST_NOISE_TIMES the crop's median pixel (the
-# sensor's noise, most of a crop being still) and at least BURST_MOTION_GREY:
-# +-3 sensor noise through MJPEG is 0.4 on a shrunk crop, under 2.4 on a full-size
-# pixel; a flicker or a drifting edge is tens
+# standard deviation) more than BURST_NOISE_TIMES the crop's sensor noise (read
+# on its stillest quarter of pixels), at least BURST_MOTION_GREY, and in any case
+# when it varies more than BURST_LOUD_GREY (a crop that flickers all over has no
+# still quarter): +-3 sensor noise through MJPEG is 0.4 on a shrunk crop, under
+# 2.4 on a full-size pixel; a flicker or a drifting edge is tens
 BURST_MOTION_GREY = 2.0
 BURST_NOISE_TIMES = 3.0
+BURST_LOUD_GREY = 8.0
 BURST_MIN_FRAMES = 3  # fewer crops say nothing (a stalled or a very slow camera)
 
 
 def burst_movement(
-    crops: tuple[np.ndarray, ...], box: tuple[int, int, int, int], region: Region
+    crops: tuple[np.ndarray, ...],
+    box: tuple[int, int, int, int],
+    region: Region,
+    levels: tuple[float, ...] | None = None,
 ) -> float | None:
     """The share (0..1) of ``region``'s pixels (frame pixels) that move over a
-    burst of grey ``crops`` of ``box`` (x, y, w, h, frame pixels), each crop's
-    brightness matched to the first (a camera's exposure or a light's change is no
-    movement), above the noise of the whole crop; None when there are too few crops
-    or the region is outside the box."""
+    burst of grey ``crops`` of ``box`` (x, y, w, h, frame pixels), above the noise
+    of the whole crop. Each crop's brightness is first matched to the first one's
+    by the whole frame's mean ``levels`` (by the crop's own mean without them): a
+    camera's exposure or a light switched is no movement, while a flame's glow
+    pulsing in part of the picture is. None when there are too few crops or the
+    region is outside the box."""
     shape = crops[0].shape if crops else None
-    same = [c for c in crops if c.shape == shape]
-    if shape is None or len(same) < BURST_MIN_FRAMES:
+    keep = [i for i, c in enumerate(crops) if c.shape == shape]
+    if shape is None or len(keep) < BURST_MIN_FRAMES:
         return None
     ch, cw = shape
     bx, by, bw, bh = box
@@ -51,13 +58,17 @@ def burst_movement(
     y1 = min(ch, int(np.ceil((region.y + region.h - by) * ch / bh)))
     if x1 <= x0 or y1 <= y0:
         return None
-    stack = np.stack(same).astype(np.float32)
-    means = stack.mean(axis=(1, 2))
+    stack = np.stack([crops[i] for i in keep]).astype(np.float32)
+    if levels is not None and len(levels) == len(crops):
+        means = np.array([levels[i] for i in keep], np.float32)
+    else:
+        means = stack.mean(axis=(1, 2))
     gain = np.where(means > 1.0, means[0] / np.maximum(means, 1.0), 1.0)
     stack *= gain[:, None, None].astype(np.float32)
     spread = stack.std(axis=0)
-    noise = float(np.median(spread))
-    moving = spread[y0:y1, x0:x1] > max(BURST_MOTION_GREY, BURST_NOISE_TIMES * noise)
+    noise = float(np.quantile(spread, 0.25))
+    limit = min(BURST_LOUD_GREY, max(BURST_MOTION_GREY, BURST_NOISE_TIMES * noise))
+    moving = spread[y0:y1, x0:x1] > limit
     return float(moving.mean())
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -142,6 +143,19 @@ def test_burst_movement_is_flicker_not_sensor_noise_or_exposure() -> None:
         flames.append(ft.noisy(f, rng))
     share = burst_movement(tuple(flames), box, region)
     assert share is not None and share >= 0.02
+    # a glow flickering in patches all over the crop (no still pixels to read the
+    # noise on) moves; the same brightness change over the whole frame (the
+    # frame's levels say so: exposure) does not
+    glow = []
+    for _ in range(10):
+        patches = rng.uniform(0.5, 1.0, (6, 8)).astype(np.float32)
+        f = wall * cv2.resize(patches, (64, 48), interpolation=cv2.INTER_NEAREST)
+        glow.append(ft.noisy(f.astype(np.uint8), rng))
+    share = burst_movement(tuple(glow), box, region)
+    assert share is not None and share >= 0.5
+    gains = np.linspace(0.6, 1.0, 10)
+    dimmed = tuple(ft.noisy(ft.light(wall, g), rng) for g in gains)
+    assert burst_movement(dimmed, box, region, tuple(200.0 * g for g in gains)) == 0.0
     assert burst_movement(noise[:2], box, region) is None  # too few frames say nothing
 
 
