@@ -230,9 +230,8 @@ class CameraWorker:
         self._verdicts: dict[VideoClass, tuple[Region, float, bool | None]] = {}
         self._held: dict[VideoClass, tuple[VoteEvent, float]] = {}
         self._rechecked_mono: dict[VideoClass, float] = {}
-        self._rechecking: set[VideoClass] = (
-            set()
-        )  # the burst under way looks again at a still place
+        # the classes whose burst under way looks again at a place found still
+        self._rechecking: set[VideoClass] = set()
         self._still: dict[VideoClass, list[Region]] = {}  # places a burst found still (quiet)
         self.bursts_still = 0  # detections not confirmed: still over their burst
         self.bursts_moving = 0

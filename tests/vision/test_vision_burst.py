@@ -182,8 +182,10 @@ def test_capture_burst_is_bounded_cropped_and_shrunk(tmp_path: Path) -> None:
         burst = cap.take_burst()
         assert burst is not None
         assert 6 <= len(burst.crops) <= 12, len(burst.crops)
-        assert all(c.shape == (48, 64) and c.dtype == np.uint8 for c in burst.crops)
+        # 400x300 shrunk 7x (a whole factor): 57x42, grey
+        assert all(c.shape == (42, 57) and c.dtype == np.uint8 for c in burst.crops)
         assert max(burst.crops[0].shape) <= BURST_CROP_PX
+        assert len(burst.levels) == len(burst.crops) == len(burst.monos)
         assert burst.frame_size == (640, 480) and burst.box == (100, 50, 400, 300)
         assert cap.request_burst((100, 50, 400, 300), 5.0, 3)
         time.sleep(0.2)
