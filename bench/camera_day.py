@@ -6,16 +6,19 @@ MJPG decoding), vote, scene model and confirmation engine.
     .venv/bin/python bench/camera_day.py --cost     # the per-frame step, part by part
     .venv/bin/python bench/camera_day.py --model OTHER.onnx   # another model, same footage
 
-Two cameras watch every clip side by side, in the same run:
-* before: today's camera (``scene_model: false``, no steady rules);
-* after: the camera that knows its scene (the defaults: scene model, small and
-  steady flames, growth on cells well above normal).
+Three cameras watch every clip side by side, in the same run:
+* before: the camera before issue 16 (``scene_model: false``, no steady rules,
+  no bursts);
+* scene: the camera that knows its scene (scene model, small and steady flames,
+  growth on cells well above normal), without bursts (``burst_s: 0``);
+* after: the defaults: the same with a burst of frames on each candidate
+  (``burst_s: 1``: a region that does not move over it is not confirmed).
 
 Normal footage. Each camera is one photo of the held-back indoor set's
 ordinary rooms (vision/indoor.py ``ORDINARY_INDOOR``, the first ``--cameras``
 by file name; held back by split scheme v2 of vision/data.py, so neither the
 shipped model nor one trained with v2 trained on them; until 2026-12-05 the
-rooms were the held-back photos whose file name said room, office, bedroom...). The "after" camera is commissioned first on 40 s of its room
+rooms were the held-back photos whose file name said room, office, bedroom...). The "scene" and "after" cameras are commissioned first on 40 s of the room
 with the lights on (``firegate commission``'s own code on the decoded clip;
 nothing else: the other lighting states it learns while running). Its camera-day is 150 s holding the day's scene changes, compressed:
 lights on, off for 15 s, on again, a person walking across, 20 s of warm
@@ -32,11 +35,14 @@ smoke2_mp4 with smoke), each labelled frame in order, 2 s per frame, played
 back and forth to 40 s; and held-back single fire photos (cctv val/test
 blocks, cair fire_images val/test; not the two controlled flames the dataset
 labels fire, a charcoal grill and a log torch, which until 2026-12-05 were two of
-the 24), each filmed for 35 s (flame-coloured
-pixels flicker, sensor noise). Flame or smoke
+the 24), each filmed for 35 s. Each photo is filmed
+as it burns (vision/footage.py ``burning``): flame-coloured pixels flicker and
+smoke-coloured (grey, pale) ones drift; sensor noise on every frame (until
+2026-12-06 the flames flickered and nothing drifted: a smoke clip moved only
+when its next labelled frame came, every 2 s). Flame or smoke
 is visible from the first frame; the time to the camera's vote (fire or
 smoke) and to the engine's camera-alone FIRE_ALARM are counted from there.
-The "after" camera has no learned scene for these views (the dataset has no
+The "scene" and "after" cameras have no learned scene for these views (the dataset has no
 footage of these rooms before the fire); tests/vision/test_vision_scene.py
 shows a fire in a learned room found as fast as without a scene.
 
@@ -76,8 +82,15 @@ from vision.scene import SceneModel, lighting, model_id
 
 FPS = 4.0
 SIZE = (640, 480)
-BEFORE = {"scene_model": False, "steady_end_s": 0.0, "small_flame_max_frac": 0.0}
-AFTER: dict[str, Any] = {}
+BEFORE = {
+    "scene_model": False,
+    "steady_end_s": 0.0,
+    "small_flame_max_frac": 0.0,
+    "burst_s": 0.0,
+}
+SCENE: dict[str, Any] = {"burst_s": 0.0}  # the scene-aware camera without bursts
+AFTER: dict[str, Any] = {}  # the defaults: scene model, steady rules, bursts
+MODES = {"before": BEFORE, "scene": SCENE, "after": AFTER}
 
 
 def day(room: np.ndarray, seed: int) -> list[np.ndarray]:
@@ -101,8 +114,8 @@ def day(room: np.ndarray, seed: int) -> list[np.ndarray]:
     return out
 
 
-def flicker(image: np.ndarray, seconds: float, rng: np.random.Generator) -> list[np.ndarray]:
-    return ft.flicker(image, int(seconds * FPS), rng)
+def burning(image: np.ndarray, seconds: float, rng: np.random.Generator) -> list[np.ndarray]:
+    return ft.burning(image, int(seconds * FPS), rng)
 
 
 @dataclass
@@ -273,21 +286,21 @@ async def main() -> None:
     print(f"model {detector.path.name}; {len(rooms)} rooms, speed {args.speed}x, {FPS} fps clips")
 
     # ------------------------------------------------------------ normal days
-    totals: dict[str, dict[str, int]] = {
-        m: {"alarms": 0, "starts": 0, "days": 0} for m in ("before", "after")
-    }
+    totals: dict[str, dict[str, int]] = {m: {"alarms": 0, "starts": 0, "days": 0} for m in MODES}
     for i, s in enumerate(rooms):
         room = ft.load(s.path, SIZE)
         clip = ft.write_clip(tmp / f"day{i}.avi", day(room, i), FPS)
         scene_file = tmp / f"scene{i}.npz"
         commission(detector, room, scene_file, 1000 + i)
-        before, after = await asyncio.gather(
-            watch(detector, clip, args.speed, BEFORE, None),
-            watch(detector, clip, args.speed, AFTER, scene_file),
+        runs = await asyncio.gather(
+            *(
+                watch(detector, clip, args.speed, kw, None if m == "before" else scene_file)
+                for m, kw in MODES.items()
+            )
         )
         clip.unlink()
         line = []
-        for name, run in (("before", before), ("after", after)):
+        for name, run in zip(MODES, runs, strict=True):
             a, st = len(run.alarms()), len(run.starts())
             totals[name]["alarms"] += a
             totals[name]["starts"] += st
@@ -305,7 +318,7 @@ async def main() -> None:
     for group, paths in sorted(by_clip.items()):
         frames: list[np.ndarray] = []
         for p in sorted(paths, key=lambda p: int(re.findall(r"-(\d+)_", p.name)[0] or 0)):
-            frames += flicker(ft.load(p, SIZE), 2.0, rng)
+            frames += burning(ft.load(p, SIZE), 2.0, rng)
         while len(frames) < 40 * FPS:  # a short clip plays back and forth to 40 s
             frames += frames[::-1]
         fires.append((group, frames[: int(40 * FPS)]))
@@ -317,20 +330,22 @@ async def main() -> None:
         key=lambda s: s.group,
     )
     for s in singles[: max(0, args.fires - len(fires))]:
-        fires.append((s.path.name[:40], flicker(ft.load(s.path, SIZE), 35.0, rng)))
+        fires.append((s.path.name[:40], burning(ft.load(s.path, SIZE), 35.0, rng)))
     fires = fires[: args.fires]
-    res: dict[str, dict[str, list[float | None]]] = {
-        m: {"vote": [], "alarm": []} for m in ("before", "after")
-    }
+    res: dict[str, dict[str, list[float | None]]] = {m: {"vote": [], "alarm": []} for m in MODES}
     for i, (name, frames) in enumerate(fires):
         clip = ft.write_clip(tmp / f"fire{i}.avi", frames, FPS)
-        before, after = await asyncio.gather(
-            watch(detector, clip, args.speed, BEFORE, None),
-            watch(detector, clip, args.speed, AFTER, tmp / f"none{i}.npz"),
+        runs = await asyncio.gather(
+            *(
+                watch(
+                    detector, clip, args.speed, kw, None if m == "before" else tmp / f"{m}{i}.npz"
+                )
+                for m, kw in MODES.items()
+            )
         )
         clip.unlink()
         line = []
-        for m, run in (("before", before), ("after", after)):
+        for m, run in zip(MODES, runs, strict=True):
             v, a = run.first_start_s(), run.first_alarm_s()
             res[m]["vote"].append(v)
             res[m]["alarm"].append(a)
@@ -341,7 +356,7 @@ async def main() -> None:
 
     print()
     print(f"normal rooms, {totals['before']['days']} camera-days (150 s of scene changes each)")
-    for m in ("before", "after"):
+    for m in MODES:
         t = totals[m]
         d = max(1, t["days"])
         print(
@@ -350,7 +365,7 @@ async def main() -> None:
             f"{t['starts']} confirmation(s) = {t['starts'] / d:.2f} per camera-day"
         )
     print(f"fire/smoke clips: {len(fires)}")
-    for m in ("before", "after"):
+    for m in MODES:
         votes = [v for v in res[m]["vote"] if v is not None]
         alarms = [a for a in res[m]["alarm"] if a is not None]
         n = len(fires)

@@ -18,6 +18,12 @@ Scenarios (generated configs; or give your own with --config):
                 here with OpenCV's mp4v encoder at ``--video-fps``), with the
                 shipped model vision/models/firenet.onnx
 
+``--video-kind white-room`` films instead a white room the model calls smoke
+(tests/fixtures/vision/normal_white_room.jpg) whose lights go off for 2 s every
+8 s: each time they come on a candidate appears and the camera takes a burst of
+frames (``burst_s``); ``--camera-setting burst_s=0`` measures the same without
+bursts. The bursts each camera took are printed (from the agent's status file).
+
 Targets (issue 7): without cameras <= 2 % of a core and <= 80 MB;
 with four cameras <= 50 % of a core and <= 200 MB.
 
@@ -44,6 +50,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: firmware_mocks from this checkout
@@ -152,7 +159,13 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
     )
 
 
-def site_config(scenario: str, state_dir: Path, ports: list[str], video: Path | None) -> str:
+def site_config(
+    scenario: str,
+    state_dir: Path,
+    ports: list[str],
+    video: Path | None,
+    settings: dict[str, str] | None = None,
+) -> str:
     lines = [
         "version: 1",
         "site: {site_id: bench, gateway_id: gw-1}",
@@ -180,9 +193,11 @@ def site_config(scenario: str, state_dir: Path, ports: list[str], video: Path | 
     if scenario == "cameras4":
         assert video is not None
         lines.append("cameras:")
+        extra = "".join(f", {k}: {v}" for k, v in (settings or {}).items())
         for c in range(4):
             lines.append(
-                f"  - {{name: cam-{c}, zone: zone-{c}, source: {video.resolve()}, detect_fps: 2}}"
+                f"  - {{name: cam-{c}, zone: zone-{c}, source: {video.resolve()}, detect_fps: 2"
+                f"{extra}}}"
             )
     return "\n".join(lines) + "\n"
 
@@ -232,6 +247,41 @@ def make_video(path: Path, seconds: float, fps: float, size: tuple[int, int] = (
         out.write(frame)
     out.release()
     return path
+
+
+def make_white_room(
+    path: Path, seconds: float, fps: float, size: tuple[int, int] = (1280, 720)
+) -> Path:
+    """A mp4v clip of ``size`` of a white room the model calls smoke, sensor noise on
+    every frame, its lights off for 2 s every 8 s (a candidate each time they come on)."""
+    import cv2
+    import numpy as np
+
+    from vision import footage as ft
+
+    room = ft.load(ROOT / "tests" / "fixtures" / "vision" / "normal_white_room.jpg", size)
+    dark = ft.light(room, 0.15)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not out.isOpened():
+        raise SystemExit("OpenCV cannot write mp4v video here; give --video FILE")
+    rng = np.random.default_rng(0)
+    for i in range(int(seconds * fps)):
+        out.write(ft.noisy(dark if (i / fps) % 8.0 < 2.0 else room, rng))
+    out.release()
+    return path
+
+
+def camera_bursts(status_file: Path) -> dict[str, Any]:
+    """Per camera, the bursts it took and what they found (the agent's status file)."""
+    if not status_file.is_file():
+        return {}
+    parts = json.loads(status_file.read_text()).get("parts", {})
+    out = {}
+    for name, part in parts.items():
+        st = part.get("status") if isinstance(part, dict) else None
+        if isinstance(st, dict) and isinstance(st.get("bursts"), dict):
+            out[name] = st["bursts"]
+    return out
 
 
 def model_info() -> str:
@@ -315,6 +365,19 @@ def main() -> int:
         help="size of the generated clip, WxH (1280x720, a main stream; 640x360: a sub-stream)",
     )
     p.add_argument(
+        "--video-kind",
+        choices=("bars", "white-room"),
+        default="bars",
+        help="generated clip: moving bars (default) or a white room whose lights switch",
+    )
+    p.add_argument(
+        "--camera-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a camera setting for the four cameras (e.g. burst_s=0), repeatable",
+    )
+    p.add_argument(
         "--no-unit-env",
         action="store_true",
         help="do not apply systemd/firegate.service's Environment= to the agent",
@@ -340,7 +403,8 @@ def main() -> int:
         video = args.video
         if args.scenario == "cameras4" and video is None and args.config is None:
             t0 = time.monotonic()
-            video = make_video(
+            make = make_white_room if args.video_kind == "white-room" else make_video
+            video = make(
                 Path(tmp) / "clip.mp4",
                 args.warmup_s + args.seconds + 15,
                 args.video_fps,
@@ -355,16 +419,19 @@ def main() -> int:
             cfg, label = args.config, f"config {args.config}"
         else:
             cfg = Path(tmp) / "site.yaml"
-            cfg.write_text(site_config(args.scenario, state, ports, video))
+            settings = dict(kv.split("=", 1) for kv in args.camera_setting)
+            cfg.write_text(site_config(args.scenario, state, ports, video, settings))
             label = f"scenario {args.scenario}"
             if args.scenario != "idle":
                 label += f" ({'9600 baud wire time' if args.wire_time else 'no wire time'})"
             if args.scenario == "cameras4":
                 label += (
-                    (f", video {args.video_size} {args.video_fps:g} fps")
+                    f", {args.video_kind} video {args.video_size} {args.video_fps:g} fps"
                     if args.video is None
                     else f", {video}"
                 )
+                if settings:
+                    label += ", " + ", ".join(f"{k}: {v}" for k, v in settings.items())
         floor = measure(
             [sys.executable, "-c", "import time; time.sleep(1e6)"],
             1.0,
@@ -375,6 +442,7 @@ def main() -> int:
         env = {} if args.no_unit_env else unit_environment()
         agent = measure(run_cmd, args.warmup_s, args.seconds, args.interval_s, env)
         status_file = state / "status.json"
+        bursts = camera_bursts(status_file)
         parts = []
         if status_file.is_file():
             parts = sorted(json.loads(status_file.read_text()).get("parts", {}))
@@ -388,6 +456,7 @@ def main() -> int:
         "model": model_info() if args.scenario == "cameras4" else None,
         "environment": " ".join(f"{k}={v}" for k, v in env.items()),
         "parts_watched_by_health": parts,
+        "camera_bursts": bursts,
         "agent": asdict(agent),
         "python_floor": asdict(floor),
         "target": {"cpu_percent": cpu_max, "rss_mb": rss_max, "met": met},
@@ -415,6 +484,14 @@ def main() -> int:
         "  by thread:    "
         + "; ".join(f"{k} {v:.2f} %" for k, v in agent.cpu_percent_by_thread_group.items())
     )
+    if bursts:
+        print(
+            "  bursts:       "
+            + "; ".join(
+                f"{k} {v.get('taken')} taken, {v.get('still_not_confirmed')} still"
+                for k, v in bursts.items()
+            )
+        )
     print(
         f"  python floor: CPU {floor.cpu_percent:.2f} %; RSS {floor.rss_mb_mean:.1f} MB "
         f"(agent is {result['rss_above_floor_mb']:.1f} MB above a bare interpreter)"

@@ -26,6 +26,18 @@ start, saved every ``SCENE_SAVE_S`` and when the worker stops. A missing or
 damaged file means learning again (with a warning), never a silent camera;
 until a lighting state is learned the model's threshold alone judges.
 
+A burst on a candidate (``burst_s``, 0: off): when a region of a class that is
+not active becomes a candidate, the capture takes the frames of the next
+``burst_s`` at the camera's own rate, cropped around it (vision/capture.py),
+and the worker measures how much of the region moves over them
+(vision/change.py ``burst_movement``; pixel differences, no inference). When
+the vote would start a detection there, a region found moving starts it as
+before; a region found still is not confirmed: nothing is sent, and its place
+is quiet (vision/vote.py) as after a steady end. A START waiting for its burst
+is held (at most ``burst_s`` + ``BURST_GRACE_S``, then sent: a camera that
+stalls meanwhile is judged as without bursts). A quiet place with a region in
+it is looked at again every ``BURST_RECHECK_S``: movement there ends the quiet.
+
 Scheduling: the latest frame is looked at ``detect_fps`` times a second; a frame
 that has not changed since the last analysed one is not analysed again (its
 last result counts in the vote) unless ``max_gap_s`` has passed. While a
@@ -60,11 +72,11 @@ from agent.events import (
 from agent.logs import redact_url
 from agent.siteconfig.models import CameraConfig
 from vision.capture import MAX_FRAME_SIZE, Capture, CaptureState, Frame
-from vision.change import ChangeMap
+from vision.change import ChangeMap, burst_movement
 from vision.detector import CLASSES, Detector, FrameError, FrameResult, cell_regions
 from vision.masks import ignore_cells
 from vision.scene import SceneFileError, SceneModel, lighting, model_id
-from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams
+from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams, overlaps
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +92,9 @@ STEADY_MIN_MOVES = 3  # looks with movement in a region that make it not steady 
 # the save at stop waits at most this long: a stalled disk never holds a stop
 SCENE_STOP_SAVE_S = 2.0
 SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
+BURST_GRACE_S = 2.0  # a START held for its burst longer than burst_s + this is sent anyway
+BURST_RECHECK_S = 10.0  # a still (quiet) place with a region in it is looked at again this often
+BURST_MARGIN = 0.25  # a burst's crop: the candidates' box and this much of its size around
 
 
 def configured_limit(resolution: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -209,6 +224,17 @@ class CameraWorker:
         self._frame_area_px = 0
         # per class while active: [start mono, frames, frames with movement]
         self._steady: dict[VideoClass, list[float]] = {}
+        # bursts: the regions of the burst asked for, per class; the last verdict per
+        # class (region, mono, moving or None: too few frames); a START held for one
+        self._burst_regions: dict[VideoClass, Region] = {}
+        self._verdicts: dict[VideoClass, tuple[Region, float, bool | None]] = {}
+        self._held: dict[VideoClass, tuple[VoteEvent, float]] = {}
+        self._rechecked_mono: dict[VideoClass, float] = {}
+        # the classes whose burst under way looks again at a place found still
+        self._rechecking: set[VideoClass] = set()
+        self._still: dict[VideoClass, list[Region]] = {}  # places a burst found still (quiet)
+        self.bursts_still = 0  # detections not confirmed: still over their burst
+        self.bursts_moving = 0
         self._ignore: np.ndarray | None = None
         self._flame_cells: list[np.ndarray | None] | None = None
         self.flame_note: str | None = None  # a flame grown past its expected-flame mask
@@ -392,6 +418,11 @@ class CameraWorker:
             "inference_ms": None if r is None else round(r.inference_ms, 2),
             "active": [cls.value for cls, v in self.votes.items() if v.active],
             "detections_sent": self.detections_sent,
+            "bursts": {
+                "taken": self.capture.bursts,
+                "moving": self.bursts_moving,
+                "still_not_confirmed": self.bursts_still,
+            },
             "scene": self.scene_status(),
         }
 
@@ -476,6 +507,10 @@ class CameraWorker:
             small_px = int(self.cam.small_flame_max_frac * self._frame_area_px)
             fire = self.votes[VideoClass.FIRE]
             fire.p = dataclasses.replace(fire.p, small_area_px=small_px)
+        bursting = self.cam.burst_s > 0
+        if bursting:
+            self._take_burst()
+        want: dict[VideoClass, Region] = {}
         for vote in self.votes.values():
             regions = result.regions
             if not vote.active and self.cam.min_change_grey > 0:
@@ -488,20 +523,168 @@ class CameraWorker:
                     and self.change.region_change(r, size) >= self.cam.min_change_grey
                 )
             ev = vote.update(frame.mono, regions)
+            if bursting and (ev is not None or vote.cls in self._held):
+                ev = self._burst_gate(vote, ev, frame.mono)
             if ev is not None:
                 if ev.kind is VoteEventKind.START:
                     self._steady[vote.cls] = [frame.mono, 0, 0]
                 elif ev.kind is VoteEventKind.END:
                     self._steady.pop(vote.cls, None)
                 await self._send(ev, frame, result)
-            elif vote.active:
+            elif vote.active and vote.cls not in self._held:
                 await self._check_steady(vote, frame, result, size)
+            if bursting and (not vote.active or vote.cls in self._held):
+                region = self._burst_wanted(vote, regions, frame.mono)
+                if region is not None:
+                    want[vote.cls] = region
+        if want:
+            self._ask_burst(want, size)
         if fresh and self.scene is not None and not any(v.active for v in self.votes.values()):
             # learn only while nothing is alarmed, and only from frames really analysed
             last = self._scene_learned_mono
             self.scene.learn(raw.cells, light, 0.0 if last is None else frame.mono - last)
             self._scene_learned_mono = frame.mono
             self._scene_dirty = True
+
+    # ----------------------------------------------------------------- bursts
+
+    def _take_burst(self) -> None:
+        """Judge the burst asked for, once the capture hands it over."""
+        # a look a burst's time after the one that asked for it takes it (that look
+        # came a moment later than the request: the inference ran in between)
+        burst = self.capture.take_burst(early_s=0.25 / self.cam.detect_fps)
+        if burst is None:
+            return
+        for cls, region in self._burst_regions.items():
+            share = burst_movement(burst.crops, burst.box, region, burst.levels)
+            moving = None if share is None else share >= self.cam.burst_moving_frac
+            end = burst.monos[-1] if burst.monos else self.clock.monotonic()
+            self._verdicts[cls] = (region, end, moving)
+            if cls in self._rechecking and moving:
+                # a place found still moves now: it is judged afresh
+                self.votes[cls].wake(region)
+                self._still[cls] = [p for p in self._still.get(cls, []) if not overlaps(p, region)]
+                log.info(
+                    "camera %s: the %s region%s found still before moves now: looked at again",
+                    self.cam.name,
+                    cls.value,
+                    _where(region),
+                )
+            log.debug(
+                "camera %s: burst of %d frames on the %s region%s: %s moving",
+                self.cam.name,
+                len(burst.crops),
+                cls.value,
+                _where(region),
+                "?" if share is None else f"{share:.1%}",
+            )
+        self._burst_regions = {}
+        self._rechecking = set()
+
+    def _verdict(
+        self, cls: VideoClass, region: Region | None, now: float, fresh_s: float | None = None
+    ) -> bool | None:
+        """What the last burst said of ``region``: True moving, False still, None no
+        burst of the last ``fresh_s`` (default: a vote window and a burst) covers it;
+        a burst with too few frames counts as moving."""
+        v = self._verdicts.get(cls)
+        if v is None or region is None:
+            return None
+        where, mono, moving = v
+        if fresh_s is None:
+            fresh_s = self.cam.vote_window_frames / self.cam.detect_fps + self.cam.burst_s
+        if now - mono > fresh_s or not overlaps(where, region):
+            return None
+        return True if moving is None else moving
+
+    def _burst_wanted(self, vote: Vote, regions: tuple[Region, ...], now: float) -> Region | None:
+        """The candidate of ``vote`` that a burst should look at now, if any: the held
+        START's region without a fresh verdict; else the best candidate at the start
+        threshold that no burst looked at in ``BURST_RECHECK_S``; else one in a place
+        a burst found still, at most every ``BURST_RECHECK_S``."""
+        if vote.cls in self._held:
+            region = self._held[vote.cls][0].region
+            if region is None or self._verdict(vote.cls, region, now) is not None:
+                return None
+            return None if vote.cls in self._burst_regions else region
+        if vote.cls in self._burst_regions:
+            return None
+        # ahead of the vote, so that a START finds its burst done: a candidate scoring
+        # what starts a detection, not looked at for BURST_RECHECK_S
+        fresh = [
+            r
+            for r in vote.candidates(regions)
+            if r.score >= vote.p.threshold
+            and self._verdict(vote.cls, r, now, BURST_RECHECK_S) is None
+        ]
+        if fresh:
+            return max(fresh, key=lambda r: r.score)
+        # a place found still by a burst is forgotten with its quiet place (vision/vote.py)
+        still = [
+            p
+            for p in self._still.get(vote.cls, [])
+            if any(overlaps(p, q.where) for q in vote.quiet)
+        ]
+        self._still[vote.cls] = still
+        hushed = [
+            r for r in vote.candidates(regions, quiet=False) if any(overlaps(r, p) for p in still)
+        ]
+        if hushed and now - self._rechecked_mono.get(vote.cls, -math.inf) >= BURST_RECHECK_S:
+            self._rechecked_mono[vote.cls] = now
+            self._rechecking.add(vote.cls)
+            return max(hushed, key=lambda r: r.area)
+        return None
+
+    def _ask_burst(self, want: dict[VideoClass, Region], size: tuple[int, int]) -> None:
+        """Ask the capture for a burst around the wanted regions (one burst at a time;
+        a class whose region is not in the one under way waits for the next)."""
+        if self._burst_regions:
+            return
+        x0 = min(r.x for r in want.values())
+        y0 = min(r.y for r in want.values())
+        x1 = max(r.x + r.w for r in want.values())
+        y1 = max(r.y + r.h for r in want.values())
+        mx, my = int(BURST_MARGIN * (x1 - x0)), int(BURST_MARGIN * (y1 - y0))
+        x0, y0 = max(0, x0 - mx), max(0, y0 - my)
+        x1, y1 = min(size[0], x1 + mx), min(size[1], y1 + my)
+        box = (x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+        if self.capture.request_burst(box, self.cam.burst_s, self.cam.burst_max_frames):
+            self._burst_regions = dict(want)
+
+    def _burst_gate(self, vote: Vote, ev: VoteEvent | None, now: float) -> VoteEvent | None:
+        """A START goes out only once its region's burst saw movement; while it is
+        held, nothing of that detection goes out. Returns the event to send."""
+        if ev is not None and ev.kind is VoteEventKind.START:
+            self._held[vote.cls] = (ev, now)
+        held = self._held.get(vote.cls)
+        if held is None:
+            return ev
+        if ev is not None and ev.kind is VoteEventKind.END:
+            del self._held[vote.cls]  # ended while held: it never went out
+            return None
+        start, since = held
+        verdict = self._verdict(vote.cls, start.region, now)
+        if verdict is None and now - since < self.cam.burst_s + BURST_GRACE_S:
+            return None  # its burst is under way
+        del self._held[vote.cls]
+        if verdict is False:
+            vote.end_steady(now)  # never sent: the START was not
+            if start.region is not None:
+                self._still.setdefault(vote.cls, []).append(start.region)
+            self._rechecked_mono[vote.cls] = now  # looked at just now
+            self.bursts_still += 1
+            log.info(
+                "camera %s: %s region%s still over a %.1f s burst (no flicker, no drift): "
+                "not confirmed",
+                self.cam.name,
+                vote.cls.value,
+                _where(start.region),
+                self.cam.burst_s,
+            )
+            return None
+        if verdict:
+            self.bursts_moving += 1
+        return dataclasses.replace(start, t_s=now)
 
     async def _check_steady(
         self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]

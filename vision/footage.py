@@ -96,6 +96,58 @@ def flicker(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np
     return out
 
 
+def drift(
+    image: np.ndarray, frames: int, rng: np.random.Generator, frac: float = 0.02
+) -> list[np.ndarray]:
+    """``frames`` frames in which the grey, pale pixels (smoke's) drift: displaced by
+    up to ``frac`` of the picture's width along a smooth field that rises a few
+    pixels a frame, as smoke billows; everything else stays put; sensor noise on
+    every frame."""
+    h, w = image.shape[:2]
+    px = frac * w
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    spread = image.max(axis=2).astype(np.int16) - image.min(axis=2)
+    pale = ((spread < 40) & (grey > 90)).astype(np.float32)
+    pale = cv2.GaussianBlur(pale, (0, 0), 3.0)[..., None]
+    field = rng.uniform(-1.0, 1.0, (2, h // 24 + 2, w // 24 + 2)).astype(np.float32)
+    big = [cv2.resize(f, (w, 2 * h), interpolation=cv2.INTER_CUBIC) for f in field]
+    big = [np.concatenate([b, b], axis=0) for b in big]  # wraps as it rises
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    out = []
+    for i in range(frames):
+        top = (2 * h - (3 * i) % (2 * h)) % (2 * h)
+        dx, dy = (b[top : top + h] for b in big)
+        moved = cv2.remap(
+            image, xs + px * dx, ys + px * dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        f = pale * moved.astype(np.float32) + (1.0 - pale) * image.astype(np.float32)
+        out.append(noisy(np.clip(f, 0, 255).astype(np.uint8), rng))
+    return out
+
+
+def burning(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``frames`` frames of a fire photo filmed as it burns: its smoke-coloured
+    pixels drift (``drift``); its flame-coloured pixels flicker, and so does the
+    glow a night camera saturates to near white around a fire (grey above 200, no
+    bluer than red): each patch of them (~1/20 of the picture) on its own, in
+    brightness, with a small upward lick, as turbulent flames do (``flicker``
+    flickers all of them as one); sensor noise on every frame."""
+    h, w = image.shape[:2]
+    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    flame = ((r > 170) & (r > b + 50)) | ((grey > 200) & (r >= b))
+    cells = (max(2, w // 32), max(2, h // 32))
+    out = []
+    for moved in drift(image, frames, rng):
+        f = moved.astype(np.float32)
+        lick = np.roll(flame, -int(rng.integers(0, 6)), axis=0)
+        gain = cv2.resize(rng.uniform(0.55, 1.0, cells[::-1]).astype(np.float32), (w, h))
+        lift = cv2.resize(rng.uniform(0.0, 40.0, cells[::-1]).astype(np.float32), (w, h))
+        f[lick] = f[lick] * gain[lick][:, None] + lift[lick][:, None]
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
+    return out
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     """An MJPG .avi (decoded again by OpenCV/FFmpeg in the camera)."""
     h, w = frames[0].shape[:2]

@@ -30,7 +30,8 @@ Rules (``VoteParams``; ``low = threshold * hold_ratio``):
   ends a detection whose region neither moved nor grew within its hold with
   ``end_steady``; where it was is then *quiet*: regions overlapping that place
   start nothing unless they grow by ``small_growth_ratio`` over it, until no
-  region has overlapped it for ``QUIET_FORGET_WINDOWS`` windows.
+  region has overlapped it for ``QUIET_FORGET_WINDOWS`` windows, or until the
+  caller sees movement there (``wake``).
 
 The event's region is the *typical* region of the window: the candidates'
 region of median area (the latest of equals), not the bounding box of all of
@@ -140,6 +141,30 @@ class Vote:
         self._track: list[int] = []  # areas of this track's first candidates (small rule)
         self.quiet: list[_Quiet] = []  # where steady regions were ended by end_steady
         self.start_area = 0  # typical area at START
+
+    def candidates(self, regions: Sequence[Region], *, quiet: bool = True) -> list[Region]:
+        """The regions of ``regions`` that count as candidates of this vote (its
+        class, large enough, scoring at least ``low``), without those in a quiet
+        place that have not grown (with ``quiet``) or only those (``quiet=False``)."""
+        mine = [
+            r
+            for r in regions
+            if r.cls is self.cls and r.area >= self.p.min_region_area_px and r.score >= self.p.low
+        ]
+        hushed = [r for r in mine if self._hushed(r)]
+        return [r for r in mine if r not in hushed] if quiet else hushed
+
+    def _hushed(self, r: Region) -> bool:
+        return any(
+            overlaps(r, q.where) and r.area < self.p.small_growth_ratio * q.area for q in self.quiet
+        )
+
+    def wake(self, region: Region) -> bool:
+        """Forget the quiet places ``region`` overlaps (the caller saw it move there);
+        True if there were any."""
+        before = len(self.quiet)
+        self.quiet = [q for q in self.quiet if not overlaps(region, q.where)]
+        return len(self.quiet) < before
 
     def update(self, t_s: float, regions: Sequence[Region]) -> VoteEvent | None:
         """Feed one analysed frame (its regions of any class; others are ignored)."""

@@ -392,6 +392,33 @@ class CameraConfig(Strict):
         description="mean grey-level change from one analysed frame to the next inside a "
         "region that counts as movement (flicker, drift)",
     )
+    # A burst of frames on a candidate (vision/change.py burst_movement).
+    burst_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=5,
+        title="Burst on a candidate",
+        description="when a region first becomes a candidate, the frames of this many seconds "
+        "at the camera's own rate are looked at for movement in it (flicker, drift); a region "
+        "that does not move is not confirmed (a place found still is looked at again every "
+        "10 s while a region is there); 0: off, only the steady_end_s rule",
+    )
+    burst_max_frames: int = Field(
+        default=30,
+        ge=3,
+        le=120,
+        title="Frames in a burst",
+        description="at most this many frames of a burst are taken (each cropped around the "
+        "candidate and shrunk to 64 pixels a side)",
+    )
+    burst_moving_frac: float = Field(
+        default=0.02,
+        gt=0,
+        le=1,
+        title="Movement in a burst",
+        description="share of the region's pixels whose grey level must vary above sensor noise "
+        "over the burst for the region to count as moving",
+    )
     # The camera's own scene (vision/scene.py), learned at commissioning and while quiet.
     scene_model: bool = Field(
         default=True,

@@ -278,7 +278,8 @@ async def test_still_smoke_like_scene_does_not_start_a_detection(
     """A camera set to a sensitive smoke threshold looking at a still hotel room
     that the model scores just above it on every frame (white bed and curtains).
     A still scene is not smoke: the change gate keeps it from starting a
-    detection; without the gate the vote would confirm it."""
+    detection; without the gate (and without bursts) the vote would confirm it,
+    and without the gate a burst on the candidate finds it still."""
     frames = static_scene(FIXTURES / "normal_hotel_room.jpg", 60)
     # just under the lowest smoke score of the scene, whatever the shipped model
     # gives it (a small probability: the room is no smoke at the real threshold)
@@ -287,14 +288,21 @@ async def test_still_smoke_like_scene_does_not_start_a_detection(
     assert 0.001 < sensitive < detector.thresholds[VideoClass.SMOKE]
     path = write_video(tmp_path / "room.avi", frames)
     results = {}
-    for gate in (2.0, 0.0):
+    for gate, burst_s in ((2.0, 0.0), (0.0, 0.0), (0.0, 1.0)):
         q: asyncio.Queue[Observation] = asyncio.Queue()
-        cam = camera(str(path), stale_after_s=2.0, min_change_grey=gate, smoke_threshold=sensitive)
+        cam = camera(
+            str(path),
+            stale_after_s=2.0,
+            min_change_grey=gate,
+            smoke_threshold=sensitive,
+            burst_s=burst_s,
+        )
         w = CameraWorker(cam, detector, q, ScaledClock(SPEED))
         seen = await collect(w, q, has_change(Condition.STALE, True), timeout_s=10)
-        results[gate] = [o for o in seen if isinstance(o, VideoDetection)]
-    assert results[2.0] == []
-    assert [o.cls for o in results[0.0]][:1] == [VideoClass.SMOKE]
+        results[gate, burst_s] = [o for o in seen if isinstance(o, VideoDetection)]
+    assert results[2.0, 0.0] == []
+    assert [o.cls for o in results[0.0, 0.0]][:1] == [VideoClass.SMOKE]
+    assert results[0.0, 1.0] == []
 
 
 async def test_image_sequence_source(tmp_path: Path, detector: Detector) -> None:

@@ -126,8 +126,9 @@ async def test_camera_worker_decodes_about_twice_its_detection_rate(
     tmp_path: Path, counted: list[CountingCapture]
 ) -> None:
     path = write_clip(tmp_path / "clip.avi", 150)  # 6 s at 25 fps
+    # without bursts (burst_s: 0): a burst on a candidate retrieves ~1 s of frames more
     cam = CameraConfig(
-        name="cam1", zone="hall", source=str(path), detect_fps=1.0, stale_after_s=60.0
+        name="cam1", zone="hall", source=str(path), detect_fps=1.0, stale_after_s=60.0, burst_s=0.0
     )
     q: asyncio.Queue[Observation] = asyncio.Queue()
     w = CameraWorker(cam, Detector.load(), q, ScaledClock(SPEED))

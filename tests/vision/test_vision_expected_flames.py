@@ -37,13 +37,14 @@ def detector() -> Detector:
 
 
 def sensitive(clip: Path, **kw: Any) -> CameraConfig:
-    """A camera without the scene model or the steady rules, fire threshold 0.5:
-    the fireplace holds a fire detection in every frame, so only the mask acts."""
+    """A camera without the scene model, the steady rules or bursts, fire threshold
+    0.5: the fireplace holds a fire detection in every frame, so only the mask acts."""
     return camera(
         clip,
         scene_model=False,
         small_flame_max_frac=0.0,
         steady_end_s=0.0,
+        burst_s=0.0,
         fire_threshold=0.5,
         resolution=(640, 480),
         **kw,

@@ -124,7 +124,7 @@ async def test_learned_room_never_alarms_when_the_lights_come_on(
     commissioned(detector, still(room, 6, 7) + still(ft.light(room, 0.15), 3, 8), scene_file)
     # today's camera (no scene model): the change gate opens when the lights come on
     # and the model's single-frame score confirms the white wall or the lamp
-    seen, _ = await run_clip(detector, camera(clip, scene_model=False))
+    seen, _ = await run_clip(detector, camera(clip, scene_model=False, burst_s=0.0))
     assert [o.cls for o in detections(seen)][:1] == [cls]
     # the camera that knows its room: nothing, the whole clip
     seen, w = await run_clip(detector, camera(clip), scene_file)
@@ -239,7 +239,9 @@ async def test_noise_on_a_still_room_is_no_growth_and_no_alarm(
     neither moves nor grows is ended before the engine's camera-alone hold."""
     room = ft.load(FIXTURES / "normal_study_room.jpg", (1280, 720))
     clip = ft.write_clip(tmp_path / "room.avi", lights_on(room, 40), FPS)
-    before_cam = camera(clip, scene_model=False, steady_end_s=0.0, small_flame_max_frac=0.0)
+    before_cam = camera(
+        clip, scene_model=False, steady_end_s=0.0, small_flame_max_frac=0.0, burst_s=0.0
+    )
     seen, w = await run_clip(detector, before_cam)
     before = alarms(seen, w)
     # the issue's false alarm (with today's vote, whose region was the bounding box of
@@ -265,7 +267,12 @@ async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
     clip = ft.write_clip(tmp_path / "candle.avi", frames, FPS)
     # a sensitive camera (fire threshold 0.5), so that the flame holds in every frame
     today = camera(
-        clip, scene_model=False, small_flame_max_frac=0.0, steady_end_s=0.0, fire_threshold=0.5
+        clip,
+        scene_model=False,
+        small_flame_max_frac=0.0,
+        steady_end_s=0.0,
+        fire_threshold=0.5,
+        burst_s=0.0,
     )
     seen, w = await run_clip(detector, today)
     assert alarms(seen, w), "today's camera calls the small steady flame a fire"
