@@ -39,9 +39,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -762,3 +764,58 @@ async def _kill_and_restart(
         "'online' from the restarted agent",
         agent,
     )
+
+
+class CaseRunner:
+    """Runs cases concurrently in a thread with its own event loop, each from
+    its plan (a callable that returns the Case; a plan that fails gets its
+    error as that case's result)."""
+
+    def __init__(
+        self, plans: Mapping[str, Callable[[], Case]], base: Path, *, timeout_s: float
+    ) -> None:
+        self.plans = dict(plans)
+        self.futures: dict[str, Future[Outcome]] = {n: Future() for n in self.plans}
+        self.base = base
+        self.timeout_s = timeout_s
+        self.loop = asyncio.new_event_loop()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.thread = threading.Thread(target=self._main, name="e2e-runner", daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._all())
+        self.loop.close()
+
+    async def _one(self, name: str, case: Case) -> None:
+        fut = self.futures[name]
+        try:
+            fut.set_result(await run_case(case, self.base / case.name))
+        except BaseException as e:
+            fut.set_exception(e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+
+    async def _all(self) -> None:
+        cases = []
+        for name, plan in self.plans.items():
+            try:
+                cases.append((name, plan()))
+            except Exception as e:
+                self.futures[name].set_exception(e)
+        self.tasks = [asyncio.create_task(self._one(n, c)) for n, c in cases]
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: all done
+                for t in self.tasks:
+                    self.loop.call_soon_threadsafe(t.cancel)
+            self.thread.join(30)
+        kill_leftovers()
+
+    def result(self, name: str) -> Outcome:
+        return self.futures[name].result(timeout=self.timeout_s)

@@ -46,15 +46,11 @@ scenario time) plus start-up.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import math
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +75,7 @@ from firmware_mocks.timeline import (
 from tests.e2e.e2e_harness import (
     MOSQUITTO,
     Case,
-    Outcome,
-    kill_leftovers,
-    run_case,
+    CaseRunner,
     site_yaml,
 )
 
@@ -272,67 +266,20 @@ def plan(family: str) -> Case:
     )
 
 
-class Runner:
-    """Plans the selected families and runs their cases concurrently, in a thread
-    with its own event loop; a family whose planning fails gets that error."""
-
-    def __init__(self, families: list[str], base: Path) -> None:
-        self.futures: dict[str, Future[Outcome]] = {f: Future() for f in families}
-        self.families = families
-        self.base = base
-        self.loop = asyncio.new_event_loop()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.thread = threading.Thread(target=self._main, name="e2e-families", daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._all())
-        self.loop.close()
-
-    async def _one(self, case: Case) -> None:
-        fut = self.futures[case.name]
-        try:
-            fut.set_result(await run_case(case, self.base / case.name))
-        except BaseException as e:
-            fut.set_exception(e)
-            if isinstance(e, asyncio.CancelledError):
-                raise
-
-    async def _all(self) -> None:
-        cases = []
-        for f in self.families:
-            try:
-                cases.append(plan(f))
-            except Exception as e:
-                self.futures[f].set_exception(e)
-        self.tasks = [asyncio.create_task(self._one(c)) for c in cases]
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: all done
-                for t in self.tasks:
-                    self.loop.call_soon_threadsafe(t.cancel)
-            self.thread.join(30)
-        kill_leftovers()
-
-    def result(self, family: str) -> Outcome:
-        return self.futures[family].result(timeout=280)
-
-
 @pytest.fixture(scope="module")
 def runner(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Runner]:
+) -> Iterator[CaseRunner]:
     wanted = {
         it.callspec.params["family"]
         for it in request.session.items
         if hasattr(it, "callspec") and "family" in it.callspec.params
     } & set(FAMILIES)
-    r = Runner(sorted(wanted), tmp_path_factory.mktemp("e2efam"))
+    r = CaseRunner(
+        {f: functools.partial(plan, f) for f in sorted(wanted)},
+        tmp_path_factory.mktemp("e2efam"),
+        timeout_s=280,
+    )
     r.start()
     try:
         yield r
@@ -351,7 +298,7 @@ def test_left_out_families_cannot_be_driven_without_a_camera_vote() -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_family_end_to_end(runner: Runner, family: str) -> None:
+def test_family_end_to_end(runner: CaseRunner, family: str) -> None:
     out = runner.result(family)
     summary = f"{out.case.why}\n{out.summary()}"
     print(summary)  # shown with -rP: real and simulated decisions, side by side

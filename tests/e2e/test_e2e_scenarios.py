@@ -9,11 +9,9 @@ compressed, driven and judged.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -23,9 +21,8 @@ from tests.e2e.e2e_harness import (
     MODEL,
     MOSQUITTO,
     Case,
+    CaseRunner,
     Outcome,
-    kill_leftovers,
-    run_case,
 )
 
 pytestmark = [
@@ -115,53 +112,10 @@ CASES = {
 }
 
 
-class Runner:
-    """Runs the selected cases concurrently in a thread with its own event loop."""
-
-    def __init__(self, cases: list[Case], base: Path) -> None:
-        self.futures: dict[str, Future[Outcome]] = {c.name: Future() for c in cases}
-        self.cases = cases
-        self.base = base
-        self.loop = asyncio.new_event_loop()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.thread = threading.Thread(target=self._main, name="e2e-runner", daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._all())
-        self.loop.close()
-
-    async def _one(self, case: Case) -> None:
-        fut = self.futures[case.name]
-        try:
-            fut.set_result(await run_case(case, self.base / case.name))
-        except BaseException as e:
-            fut.set_exception(e)
-            if isinstance(e, asyncio.CancelledError):
-                raise
-
-    async def _all(self) -> None:
-        self.tasks = [asyncio.create_task(self._one(c)) for c in self.cases]
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            for t in self.tasks:
-                self.loop.call_soon_threadsafe(t.cancel)
-            self.thread.join(30)
-        kill_leftovers()
-
-    def result(self, name: str) -> Outcome:
-        return self.futures[name].result(timeout=220)
-
-
 @pytest.fixture(scope="module")
 def runner(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Runner]:
+) -> Iterator[CaseRunner]:
     wanted = {
         it.callspec.params["case"]
         for it in request.session.items
@@ -169,7 +123,11 @@ def runner(
     } & set(CASES)
     if not MODEL.exists():  # its test skips; do not start it
         wanted = {n for n in wanted if not CASES[n].videos}
-    r = Runner([CASES[n] for n in sorted(wanted)], tmp_path_factory.mktemp("e2e"))
+    r = CaseRunner(
+        {n: functools.partial(lambda c: c, CASES[n]) for n in sorted(wanted)},
+        tmp_path_factory.mktemp("e2e"),
+        timeout_s=220,
+    )
     r.start()
     try:
         yield r
@@ -201,7 +159,7 @@ def common_checks(out: Outcome) -> None:
 
 
 @pytest.mark.parametrize("case", ["fire-verified-by-reset"])
-def test_fire_confirmed_by_reset_over_the_bus(runner: Runner, case: str) -> None:
+def test_fire_confirmed_by_reset_over_the_bus(runner: CaseRunner, case: str) -> None:
     out = runner.result(case)
     common_checks(out)
     assert [d for _, d in out.resets] == ["staff-smoke"], out.summary()
@@ -218,7 +176,7 @@ def test_fire_confirmed_by_reset_over_the_bus(runner: Runner, case: str) -> None
 
 
 @pytest.mark.parametrize("case", ["electrical-prealarm-and-restore"])
-def test_electrical_prealarm_and_restore(runner: Runner, case: str) -> None:
+def test_electrical_prealarm_and_restore(runner: CaseRunner, case: str) -> None:
     out = runner.result(case)
     common_checks(out)
     types = [d.type for _, d in out.decisions]
@@ -227,7 +185,7 @@ def test_electrical_prealarm_and_restore(runner: Runner, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["nuisance-held-back"])
-def test_nuisance_held_back(runner: Runner, case: str) -> None:
+def test_nuisance_held_back(runner: CaseRunner, case: str) -> None:
     out = runner.result(case)
     common_checks(out)
     assert not [d for _, d in out.decisions if d.type is DecisionType.FIRE_ALARM]
@@ -242,7 +200,7 @@ def test_nuisance_held_back(runner: Runner, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["dirty-detector-held-back"])
-def test_dirty_detector_held_back_past_the_ceiling(runner: Runner, case: str) -> None:
+def test_dirty_detector_held_back_past_the_ceiling(runner: CaseRunner, case: str) -> None:
     out = runner.result(case)
     common_checks(out)
     assert not [d for _, d in out.decisions if d.type is DecisionType.FIRE_ALARM], out.summary()
@@ -255,7 +213,7 @@ def test_dirty_detector_held_back_past_the_ceiling(runner: Runner, case: str) ->
 
 
 @pytest.mark.parametrize("case", ["device-offline-and-back"])
-def test_device_offline_fault_then_restore(runner: Runner, case: str) -> None:
+def test_device_offline_fault_then_restore(runner: CaseRunner, case: str) -> None:
     out = runner.result(case)
     common_checks(out)
     [(tf, fault), (tr, restore)] = out.decisions
@@ -269,7 +227,7 @@ def test_device_offline_fault_then_restore(runner: Runner, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["manual-call-point-on-panel"])
-def test_manual_call_point_from_the_panel_port(runner: Runner, case: str) -> None:
+def test_manual_call_point_from_the_panel_port(runner: CaseRunner, case: str) -> None:
     out = runner.result(case)
     common_checks(out)
     [(t, fire)] = out.decisions
@@ -279,7 +237,7 @@ def test_manual_call_point_from_the_panel_port(runner: Runner, case: str) -> Non
 
 @pytest.mark.skipif(not MODEL.exists(), reason=f"no shipped model at {MODEL}")
 @pytest.mark.parametrize("case", ["fire-on-camera-only"])
-def test_fire_seen_only_by_a_camera(runner: Runner, case: str) -> None:
+def test_fire_seen_only_by_a_camera(runner: CaseRunner, case: str) -> None:
     """Real video decoding, the real model, the vote, the engine's camera-only rule,
     the outbox, the uplink and the evidence snapshot, end to end."""
     import cv2
@@ -304,7 +262,7 @@ def test_fire_seen_only_by_a_camera(runner: Runner, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["kill-9-mid-stream"])
-def test_kill_9_loses_nothing_decided(runner: Runner, case: str) -> None:
+def test_kill_9_loses_nothing_decided(runner: CaseRunner, case: str) -> None:
     """SIGKILL while a confirmed fire sits in the outbox unacknowledged (broker
     paused): after the restart every stored decision arrives, same id, same times."""
     out = runner.result(case)
