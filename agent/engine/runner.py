@@ -425,17 +425,15 @@ class EngineRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                self._sink_errors += 1
-                self._retry_after_mono = self.clock.monotonic() + SINK_RETRY_S
-                log.error(
-                    "decision sink refused %s %s (%s); kept, retrying in %.0f s",
-                    d.type.value,
-                    d.zone,
-                    e,
-                    SINK_RETRY_S,
-                )
+                self._refused(f"{d.type.value} {d.zone}", e)
                 return
             self._pending.popleft()
+
+    def _refused(self, what: str, e: Exception) -> None:
+        """The sink raised: keep what it refused, in order, and try again later."""
+        self._sink_errors += 1
+        self._retry_after_mono = self.clock.monotonic() + SINK_RETRY_S
+        log.error("decision sink refused %s (%s); kept, retrying in %.0f s", what, e, SINK_RETRY_S)
 
     async def _flush_batch(self, sink: BatchSinkLike) -> None:
         """Every pending decision in one transaction, with the state that knows
@@ -453,14 +451,7 @@ class EngineRunner:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._sink_errors += 1
-            self._retry_after_mono = self.clock.monotonic() + SINK_RETRY_S
-            log.error(
-                "decision sink refused %d decision(s) (%s); kept, retrying in %.0f s",
-                len(batch),
-                e,
-                SINK_RETRY_S,
-            )
+            self._refused(f"{len(batch)} decision(s)", e)
             return
         for _ in batch:
             self._pending.popleft()
