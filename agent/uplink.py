@@ -74,9 +74,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
+import re
 import sqlite3
 import ssl
 import time
@@ -285,6 +287,21 @@ def decision_payload(
 # Keys decision_payload adds to the stored dict: a stored payload that holds one
 # of them already is encoded the long way (a dict keeps one value per key).
 _WIRE_KEYS = ("schema", "site_id", "gateway_id", "priority", "sent_at", "evidence_topic")
+_CLASH = re.compile("|".join(f'"{k}":' for k in _WIRE_KEYS))
+# Decision.to_dict() ends with has_snapshot: which of these the stored text ends
+# with says it without decoding it (a nested key cannot end the text so).
+_NO_SNAPSHOT_END = ',"has_snapshot":false}'
+_SNAPSHOT_END = ',"has_snapshot":true}'
+
+
+@functools.lru_cache(maxsize=64)
+def _wire_ids(site_id: str, gateway_id: str, type_: str) -> str:
+    """The per-uplink, per-type keys of the wire form, as JSON members."""
+    return (
+        f'"site_id":{json.dumps(site_id, ensure_ascii=False)},'
+        f'"gateway_id":{json.dumps(gateway_id, ensure_ascii=False)},'
+        f'"priority":{PRIORITY[DecisionType(type_)]}'
+    )
 
 
 def wire_payload(
@@ -298,10 +315,11 @@ def wire_payload(
     behind it, in decision_payload's order, so the stored text is spliced in
     between (tests/uplink/test_uplink_wire.py checks that both give the same
     text). Redacting the pieces or the whole is the same: no secret pattern
-    of agent.logs crosses a JSON string's quotes.
+    of agent.logs crosses a JSON string's quotes. ``p.payload`` is decoded
+    only when the text does not say whether there is a snapshot.
     """
     raw = p.raw
-    if len(raw) < 3 or raw[0] != "{" or raw[-1] != "}" or any(f'"{k}":' in raw for k in _WIRE_KEYS):
+    if len(raw) < 3 or raw[0] != "{" or raw[-1] != "}" or _CLASH.search(raw):
         body = decision_payload(
             p.payload,
             site_id=site_id,
@@ -310,17 +328,17 @@ def wire_payload(
             topics=topics,
         )
         return redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
-    tail = {
-        "site_id": site_id,
-        "gateway_id": gateway_id,
-        "priority": PRIORITY[DecisionType(p.payload["type"])],
-        "sent_at": iso(sent_wall),
-        "evidence_topic": topics.evidence(p.payload["id"])
-        if p.payload.get("has_snapshot")
-        else None,
-    }
-    more = json.dumps(tail, separators=(",", ":"), ensure_ascii=False)
-    return redact(f'{{"schema":{PAYLOAD_SCHEMA},{raw[1:-1]},{more[1:]}')
+    if raw.endswith(_NO_SNAPSHOT_END):
+        snapshot = False
+    elif raw.endswith(_SNAPSHOT_END):
+        snapshot = True
+    else:
+        snapshot = bool(p.payload.get("has_snapshot"))
+    evidence = json.dumps(topics.evidence(p.id), ensure_ascii=False) if snapshot else "null"
+    return redact(
+        f'{{"schema":{PAYLOAD_SCHEMA},{raw[1:-1]},{_wire_ids(site_id, gateway_id, p.type)},'
+        f'"sent_at":"{iso(sent_wall)}","evidence_topic":{evidence}}}'
+    )
 
 
 class UplinkConfigError(Exception):
@@ -369,9 +387,10 @@ class Uplink:
         self._released = False  # a refused kind was accepted again: the drain looks again
         self.resent_after_timeout = 0
         self.last_puback_wall: float | None = None
-        # (confirmed_at text, PUBACK wall time) of the last deliveries: parsed
-        # only when status() asks (a parse per PUBACK cost the drain ~10 us each)
-        self._latency_s: deque[tuple[str, float]] = deque(maxlen=256)
+        # (decision, PUBACK wall time) of the last deliveries: their confirmed_at
+        # is read (payload decoded, time parsed) only when status() asks; per
+        # PUBACK that cost the drain ~10 us each
+        self._latency_s: deque[tuple[Pending, float]] = deque(maxlen=256)
         self._fault_reported: str | None = None
         self._request_tasks: set[asyncio.Task[None]] = set()
         self.downlink = Downlink(clock, on_request)
@@ -379,7 +398,12 @@ class Uplink:
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
-        lat = sorted(x for c, at in self._latency_s if (x := _age_s(c, at)) is not None)
+        lat = sorted(
+            x
+            for p, at in self._latency_s
+            if isinstance(c := p.payload.get("confirmed_at"), str)
+            and (x := _age_s(c, at)) is not None
+        )
         now = self.clock.monotonic()
         return {
             "state": self.state,
@@ -843,6 +867,8 @@ class Uplink:
                     # no timer to arm and cancel per PUBACK while a backlog drains.
                     await wake.wait()
                     continue
+                if not inflight:  # drained: the last PUBACKs' delete need not wait
+                    self.outbox.delete_acked_now()
                 try:
                     async with asyncio.timeout(self._idle_wait_s(free) / self.clock.speed):
                         await wake.wait()
@@ -942,11 +968,9 @@ class Uplink:
         now = self.clock.wall()
         self.published += 1
         self.last_puback_wall = now
-        confirmed = p.payload.get("confirmed_at")
         if p.type == DecisionType.FIRE_ALARM:
             log.info("uplink: fire alarm %s zone %s delivered (PUBACK)", p.id, p.payload["zone"])
-        if isinstance(confirmed, str):
-            self._latency_s.append((confirmed, now))
+        self._latency_s.append((p, now))
 
     # ---------------------------------------------------------- refused topics
 
