@@ -144,7 +144,10 @@ MQTT_LOG.addFilter(QUEUE_FULL)
 
 PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible change
 __all__ = ["REQUESTS", "REQUEST_MAX_BYTES", "RequestHook", "Uplink"]
-READ_AHEAD = 128  # decisions read from the outbox per look while a backlog drains
+READ_AHEAD = 256  # decisions read from the outbox per look while a backlog drains
+# The next look starts while this many are still read ahead: the drain does not
+# wait for the outbox thread (busy with a group's delete commit) between looks.
+READ_LOW = READ_AHEAD // 2
 IDLE_WAKE_S = 2.0
 # A connection that lasted this long (or delivered something) resets the
 # reconnect backoff; one that drops at once (kicked, flapping) keeps backing off.
@@ -821,6 +824,9 @@ class Uplink:
         ready: deque[Pending] = deque()  # read ahead, in send order
         dry = False  # the last look found no more than it got
         over = False  # this connection's drain has ended
+        reading: asyncio.Task[list[Pending]] | None = None  # the next look, under way
+        read_want = 0
+        launched: set[str] | None = None  # published while a look was under way
         for r in self._refused.values():
             r.trying = False  # a try cut short by the last connection is over
 
@@ -843,6 +849,8 @@ class Uplink:
         def launch(p: Pending) -> None:
             """Publish ``p``'s decision now; its PUBACK goes to ``acked``, or to a
             task that sends the snapshot next. Raises if paho cannot queue it."""
+            if launched is not None:  # a look under way may return it again
+                launched.add(p.id)
             if p.decision_sent:  # only its snapshot is left
                 start(p)
                 return
@@ -931,18 +939,41 @@ class Uplink:
                     start(oldest[0], retry=kind)
                     free -= 1
                 # Read ahead in the outbox's order; look again at once when
-                # something new was stored (a fire alarm goes next), else only
-                # when the read-ahead runs dry.
+                # something new was stored (a fire alarm goes next), else in
+                # the background once the read-ahead runs low. PUBACKs keep
+                # publishing from it meanwhile: what they took is not taken twice.
                 held = self._held_parts()
-                if free > 0 and (new or (len(ready) < free and not dry)):
+                if reading is not None and (new or reading.done()):
+                    if new:  # a whole look follows
+                        reading.cancel()
+                    else:
+                        more = reading.result()  # an outbox error ends the drain
+                        taken = {*inflight, *quick, *(q.id for q in ready), *(launched or ())}
+                        ready.extend(q for q in more if q.id not in taken)
+                        dry = len(more) < read_want
+                    reading, launched = None, None
+                if free > 0 and new:
                     new = False
                     want = max(free, READ_AHEAD)
+                    launched = set()
                     batch = await self.outbox.next_batch(
                         want, exclude=[*inflight, *quick], held=held
                     )
-                    ready = deque(batch)
+                    ready = deque(q for q in batch if q.id not in launched)
+                    launched = None
                     dry = len(batch) < want
                     free = window - len(inflight) - len(quick)  # PUBACKs came meanwhile
+                elif reading is None and not dry and len(ready) < max(free, READ_LOW):
+                    read_want = READ_AHEAD
+                    launched = set()
+                    reading = asyncio.create_task(
+                        self.outbox.next_batch(
+                            read_want,
+                            exclude=[*inflight, *quick, *(q.id for q in ready)],
+                            held=held,
+                        )
+                    )
+                    reading.add_done_callback(lambda _: wake.set())
                 while free > 0 and ready:
                     p = ready.popleft()
                     if p.id in inflight or p.id in quick or p.part in held:
@@ -972,13 +1003,20 @@ class Uplink:
         finally:
             over = True
             relay.cancel()
+            if reading is not None:
+                reading.cancel()
             for task in inflight.values():
                 task.cancel()
             for _, _, fut in sent:
                 fut.cancel()
             for mid in quick.values():
                 client.forget(mid)
-            await asyncio.gather(relay, *inflight.values(), return_exceptions=True)
+            await asyncio.gather(
+                relay,
+                *([reading] if reading is not None else []),
+                *inflight.values(),
+                return_exceptions=True,
+            )
 
     def _held_parts(self) -> set[str]:
         """The outbox parts not to hand out now: those of every refused kind."""
@@ -1079,7 +1117,8 @@ class Uplink:
         now = self.clock.wall()
         self.published += 1
         self.last_puback_wall = now
-        if p.type == DecisionType.FIRE_ALARM:
+        if p.type == DecisionType.FIRE_ALARM and log.isEnabledFor(logging.INFO):
+            # (the zone is in the payload, decoded only for this line)
             log.info("uplink: fire alarm %s zone %s delivered (PUBACK)", p.id, p.payload["zone"])
         self._latency_s.append((p, now))
 
