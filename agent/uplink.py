@@ -841,8 +841,8 @@ class Uplink:
         def finished(_task: asyncio.Task[None]) -> None:
             wake.set()
 
-        def start(p: Pending, retry: str | None = None, sent: _Sent | None = None) -> None:
-            task = asyncio.create_task(self._deliver(client, p, retry, sent))
+        def start(p: Pending, retry: str | None = None, out: _Sent | None = None) -> None:
+            task = asyncio.create_task(self._deliver(client, p, retry, out))
             task.add_done_callback(finished)
             inflight[p.id] = task
 
@@ -856,7 +856,7 @@ class Uplink:
                 return
             out = self._publish_decision(client, p)
             if p.has_snapshot:
-                start(p, sent=out)
+                start(p, out=out)
                 return
             quick[p.id] = out.mid
             sent.append((loop.time() + timeout_s, p, out.fut))
