@@ -955,6 +955,9 @@ class Uplink:
                 if free > 0 and new:
                     new = False
                     want = max(free, READ_AHEAD)
+                    # Nothing more from the old read-ahead while this look is under
+                    # way: what was just stored (a fire alarm) may go before all of it.
+                    ready = deque()
                     launched = set()
                     batch = await self.outbox.next_batch(
                         want, exclude=[*inflight, *quick], held=held
