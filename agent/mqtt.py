@@ -223,6 +223,19 @@ class AckedClient(aiomqtt.Client):
             raise PublishRefused(topic, reason.value, str(reason))
         return reason.value
 
+    async def __aexit__(self, *exc: Any) -> None:
+        """aiomqtt's exit, then the lost connection's error marked as seen: when a
+        drain ends the connection's tasks first (a publish paho could not
+        queue), nobody reads aiomqtt's ``_disconnected`` future, and asyncio
+        logged "Future exception was never retrieved" once it was collected.
+        The uplink reports the loss itself."""
+        try:
+            await super().__aexit__(*exc)
+        finally:
+            gone = self._disconnected
+            if gone.done() and not gone.cancelled():
+                gone.exception()
+
     def _skipped(self, then: Callable[[str, int], None] | None) -> Callable[[str, int], None]:
         def skipped(topic: str, size: int) -> None:
             self.oversize_skipped += 1
