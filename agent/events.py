@@ -22,6 +22,7 @@ hashable, and safe to share between tasks. ``to_dict`` gives a JSON-ready form.
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -34,12 +35,24 @@ def new_id() -> str:
 
 
 def iso(wall: float) -> str:
-    """Wall-clock seconds as an ISO 8601 UTC string with milliseconds."""
-    return (
-        datetime.fromtimestamp(wall, tz=UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    """Wall-clock seconds as an ISO 8601 UTC string with milliseconds (truncated,
+    as ``datetime.isoformat(timespec="milliseconds")`` does after
+    ``fromtimestamp`` rounds to the microsecond)."""
+    global _iso_second
+    frac, whole = math.modf(wall)
+    us = round(frac * 1e6)  # fromtimestamp's rounding (half to even)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    second, head = _iso_second
+    if second != whole:  # formatted once per second: the uplink stamps every publish
+        head = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _iso_second = (whole, head)
+    return f"{head}.{us // 1000:03d}Z"
+
+
+_iso_second: tuple[float, str] = (math.nan, "")  # (whole second, its text) last formatted
 
 
 class DeviceKind(enum.StrEnum):

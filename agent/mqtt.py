@@ -169,6 +169,29 @@ class AckedClient(aiomqtt.Client):
 
         self._client.on_publish = on_publish
 
+    def publish_soon(
+        self, topic: str, payload: str | bytes, *, retain: bool = False
+    ) -> tuple[int, asyncio.Future[ReasonCode]]:
+        """Publish with QoS 1 now, without waiting: the packet id, and a future that
+        gets the PUBACK's reason code (a failure too: check ``is_failure``).
+
+        No timeout of its own: the caller bounds the wait (``forget(mid)`` drops
+        a future nobody waits for any more). Raises ``aiomqtt.MqttCodeError``
+        when paho cannot queue the message (not connected).
+        """
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        # No PUBACK can have been handled yet: paho reads the socket only from
+        # aiomqtt's reader callback on this same event loop.
+        fut: asyncio.Future[ReasonCode] = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = fut
+        return info.mid, fut
+
+    def forget(self, mid: int) -> None:
+        """Stop waiting for the PUBACK of ``mid`` (see ``publish_soon``)."""
+        self._acks.pop(mid, None)
+
     async def publish_acked(
         self, topic: str, payload: str | bytes, *, timeout_s: float, retain: bool = False
     ) -> int:
@@ -181,23 +204,37 @@ class AckedClient(aiomqtt.Client):
         ``aiomqtt.MqttCodeError`` when paho cannot queue the message (not
         connected).
         """
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        # No PUBACK can have been handled yet: paho reads the socket only from
-        # aiomqtt's reader callback on this same event loop.
-        fut: asyncio.Future[ReasonCode] = asyncio.get_running_loop().create_future()
-        self._acks[info.mid] = fut
+        mid, fut = self.publish_soon(topic, payload, retain=retain)
+        return await self.wait_acked(topic, mid, fut, timeout_s=timeout_s)
+
+    async def wait_acked(
+        self, topic: str, mid: int, fut: asyncio.Future[ReasonCode], *, timeout_s: float
+    ) -> int:
+        """The rest of ``publish_acked`` for what ``publish_soon`` published: its
+        accepted reason code, or the same exceptions."""
         try:
             async with asyncio.timeout(timeout_s):
                 reason = await fut
         except TimeoutError:
             raise aiomqtt.MqttError("Operation timed out") from None
         finally:
-            self._acks.pop(info.mid, None)
+            self.forget(mid)
         if reason.is_failure:
             raise PublishRefused(topic, reason.value, str(reason))
         return reason.value
+
+    async def __aexit__(self, *exc: Any) -> None:
+        """aiomqtt's exit, then the lost connection's error marked as seen: when a
+        drain ends the connection's tasks first (a publish paho could not
+        queue), nobody reads aiomqtt's ``_disconnected`` future, and asyncio
+        logged "Future exception was never retrieved" once it was collected.
+        The uplink reports the loss itself."""
+        try:
+            await super().__aexit__(*exc)
+        finally:
+            gone = self._disconnected
+            if gone.done() and not gone.cancelled():
+                gone.exception()
 
     def _skipped(self, then: Callable[[str, int], None] | None) -> Callable[[str, int], None]:
         def skipped(topic: str, size: int) -> None:

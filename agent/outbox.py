@@ -82,7 +82,13 @@ SALVAGE_PROBE = 200_000  # rows looked up one by one past a damaged page, at mos
 SALVAGE_MISSES = 5_000  # without max(seq): stop after this many absent rows in a row
 SNAPSHOT = "snapshot"  # Pending.part of a decision that was sent and awaits only its snapshot
 RESTORE_BELOW = 0.9  # cap episode ends when rows and bytes fall under 90 % of the cap
-ACK_GROUP_S = 0.01  # PUBACKed ids gathered this long into one delete commit (group commit)
+# PUBACKed ids are gathered into one delete commit (group commit) for at most
+# ACK_GROUP_S, or until ACK_GROUP_MAX of them, or until the uplink has nothing
+# in flight (delete_acked_now). A commit writes every index page its ids touch
+# to the WAL, and the ids are random: few large groups write far less than
+# many small ones.
+ACK_GROUP_S = 0.1
+ACK_GROUP_MAX = 500
 DELETE_CHUNK = 500  # ids per DELETE statement (SQLite's variable limit is 32766, or 999)
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
@@ -129,21 +135,97 @@ class OutboxWriteFailed(OutboxError):
     """A write failed (disk full, I/O error); the decision is held in memory."""
 
 
-@dataclass(frozen=True, slots=True)
 class Pending:
-    """One stored decision as the uplink sees it (without its snapshot bytes)."""
+    """One stored decision as the uplink sees it (without its snapshot bytes).
 
+    Read-only. ``payload`` (``Decision.to_dict()``) is parsed from ``raw``, the
+    stored JSON text, only when something asks for it: a backlog's drain
+    publishes the text spliced (agent.uplink.wire_payload) and never does, so
+    the outbox thread no longer decodes every row it hands out (that cost
+    the drain a share of the GIL per row).
+    """
+
+    __slots__ = (
+        "_payload",
+        "decision_sent",
+        "durable",
+        "has_snapshot",
+        "id",
+        "priority",
+        "raw",
+        "type",
+    )
     id: str
     priority: int
     type: str
-    payload: dict[str, Any]  # Decision.to_dict()
     has_snapshot: bool
     decision_sent: bool  # the decision itself was PUBACKed; only the snapshot is left
-    durable: bool = True  # False: held in memory because the disk refused it
-    # The stored JSON text that ``payload`` was parsed from (compact, as stored):
+    durable: bool  # False: held in memory because the disk refused it
+    # The stored JSON text that ``payload`` is parsed from (compact, as stored):
     # the uplink splices its wire form from it instead of encoding ``payload``
-    # again for every publish. Empty: not known, encode ``payload``.
-    raw: str = field(default="", repr=False, compare=False)
+    # again for every publish. Empty: not known, ``payload`` was given.
+    raw: str
+    _payload: dict[str, Any] | None
+
+    def __init__(
+        self,
+        id: str,
+        priority: int,
+        type: str,
+        payload: dict[str, Any] | None,
+        has_snapshot: bool,
+        decision_sent: bool,
+        durable: bool = True,
+        raw: str = "",
+    ) -> None:
+        if payload is None and not raw:
+            raise ValueError("Pending needs its payload or the stored text it is parsed from")
+        put = object.__setattr__  # (read-only otherwise, see __setattr__)
+        put(self, "id", id)
+        put(self, "priority", priority)
+        put(self, "type", type)
+        put(self, "_payload", payload)
+        put(self, "has_snapshot", has_snapshot)
+        put(self, "decision_sent", decision_sent)
+        put(self, "durable", durable)
+        put(self, "raw", raw)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Pending is read-only ({name})")
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """``Decision.to_dict()`` as stored (parsed from ``raw`` at the first ask)."""
+        got = self._payload
+        if got is None:
+            got = json.loads(self.raw)
+            object.__setattr__(self, "_payload", got)
+        return got
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.priority,
+            self.type,
+            self.payload,
+            self.has_snapshot,
+            self.decision_sent,
+            self.durable,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pending):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # (holds a dict, like the dataclass it was)
+
+    def __repr__(self) -> str:
+        return (
+            f"Pending(id={self.id!r}, priority={self.priority}, type={self.type!r}, "
+            f"has_snapshot={self.has_snapshot}, decision_sent={self.decision_sent}, "
+            f"durable={self.durable})"
+        )
 
     @property
     def own(self) -> bool:
@@ -259,10 +341,11 @@ class Outbox:
         self._counts = _Counts()
         self._memory: list[_Row] = []  # rows the disk refused, in arrival order
         self._memory_sent: set[str] = set()  # their decision_sent flag
-        self._lock = threading.Lock()  # guards _to_delete, _delete_scheduled, _deleting
+        self._lock = threading.Lock()  # guards _to_delete, _acks, _deleting
         self._to_delete: list[tuple[int, str]] = []  # (ack number, id), acked order
         self._acks = 0  # acks so far: a delete job takes only those acked before it was queued
-        self._delete_scheduled = False
+        self._group_from = 0  # acks up to this one went to the thread (event loop only)
+        self._group_timer: asyncio.TimerHandle | None = None  # ends the open group
         self._deleting: set[str] = set()  # acked, delete not yet committed: never handed out
         self._cap_active = False
         self._cap_fault: Decision | None = None  # this cap episode's FAULT
@@ -403,36 +486,51 @@ class Outbox:
         """Everything of this decision was PUBACKed: delete it.
 
         Returns at once; the id is never handed out again by ``next_batch``.
-        Group commit: the ids PUBACKed within ``ACK_GROUP_S`` of the first go
-        to the outbox thread as one job, one DELETE and one commit (a commit
-        per few PUBACKs, and the outbox thread's share of the GIL, halved a
-        backlog's drain); the job queues behind what was handed to the thread
-        before it, so a decision is stored before its delete runs. Only ids
-        whose PUBACK came are ever in a group; a kill -9 (or a disk that
-        fails) before its commit means those decisions are sent again (same
-        ids), never lost.
+        Group commit: the ids PUBACKed within ``ACK_GROUP_S`` of the first
+        (at most ``ACK_GROUP_MAX``; fewer when the uplink calls
+        ``delete_acked_now``) go to the outbox thread as one job, one DELETE
+        and one commit (a commit per PUBACK, and the outbox thread's share of
+        the GIL, halved a backlog's drain); the job queues behind what was
+        handed to the thread before it, so a decision is stored before its
+        delete runs. Only ids whose PUBACK came are ever in a group; a kill -9
+        (or a disk that fails) before its commit means those decisions are
+        sent again (same ids), never lost. Event loop only.
         """
         with self._lock:
             self._deleting.add(decision_id)
             self._acks += 1
             self._to_delete.append((self._acks, decision_id))
-            if self._delete_scheduled:
-                return
-            self._delete_scheduled = True
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        loop.call_later(ACK_GROUP_S, self._submit_deletes)
+            full = self._acks - self._group_from >= ACK_GROUP_MAX
+        if full:
+            self._submit_deletes()
+        elif self._group_timer is None:
+            loop = asyncio.get_running_loop()
+            self._loop = loop
+            self._group_timer = loop.call_later(ACK_GROUP_S, self._submit_deletes)
+
+    def delete_acked_now(self) -> None:
+        """Hand the open group of PUBACKed ids to the thread now, not at its end:
+        the uplink calls this when nothing is in flight (a backlog is drained),
+        so the last group does not wait ``ACK_GROUP_S``. Event loop only."""
+        if self._group_timer is not None:
+            self._submit_deletes()
 
     def _submit_deletes(self) -> None:
+        if self._group_timer is not None:
+            self._group_timer.cancel()
+            self._group_timer = None
         if self._closed:
             return  # close() deleted them
-        loop = self._loop
-        assert loop is not None
         with self._lock:
-            self._delete_scheduled = False  # acks from now on start a new group
             upto = self._acks
-        fut = loop.run_in_executor(self._executor, self._delete_thread, upto)
-        fut.add_done_callback(_log_failure)
+        if upto == self._group_from:
+            return
+        self._group_from = upto  # acks from now on start a new group
+        # Straight to the thread, not through loop.run_in_executor: nobody on
+        # the loop waits for a group's commit, and its asyncio future cost the
+        # loop a wake-up (self-pipe write, future copy) per group while a
+        # backlog drains; a failure is logged from the outbox thread.
+        self._executor.submit(self._delete_thread, upto).add_done_callback(_log_failure)
 
     async def flush(self) -> None:
         """Wait until every operation handed to the outbox so far is done, the
@@ -444,6 +542,9 @@ class Outbox:
         if self._closed:
             return
         self._closed = True
+        if self._group_timer is not None:  # _close_thread deletes the open group
+            self._group_timer.cancel()
+            self._group_timer = None
         fut = asyncio.get_running_loop().run_in_executor(self._executor, self._close_thread)
         try:
             await _wait_shielded(fut, CLOSE_TIMEOUT_S)
@@ -1274,21 +1375,25 @@ class Outbox:
         if only is not None:
             where.append(f"{part} = ?")
             args.append(only)
+        # The rows to skip (in flight, or acked and not yet deleted) are left out
+        # by SQLite itself: each row fetched is a step that gives up the GIL.
+        # Past the statement's variable limit, fetch that many more and skip here.
+        extra = len(skip)
+        if skip and len(args) + len(skip) < db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER):
+            where.append(f"id NOT IN ({','.join('?' * len(skip))})")
+            args += list(skip)
+            extra = 0
         cond = f"WHERE {' AND '.join(where)} " if where else ""
-        # Fetch a little more than asked so that skipped (in-flight) rows do not
-        # starve the batch; in-flight rows are at the head of the order anyway.
         cur = db.execute(
             "SELECT id, priority, type, payload, snapshot IS NOT NULL, decision_sent "
             f"FROM outbox {cond}ORDER BY priority, own DESC, seq LIMIT ?",
-            (*args, limit + len(skip)),
+            (*args, limit + extra),
         )
         for id_, prio, type_, payload, has_snap, sent in cur:
             if id_ in skip:
                 continue
             raw = payload.decode() if isinstance(payload, bytes) else str(payload)
-            out.append(
-                Pending(id_, prio, type_, json.loads(raw), bool(has_snap), bool(sent), raw=raw)
-            )
+            out.append(Pending(id_, prio, type_, None, bool(has_snap), bool(sent), raw=raw))
             if len(out) >= limit:
                 break
         return out
@@ -1362,24 +1467,21 @@ class Outbox:
         self._hook("delete")
         db.execute("PRAGMA synchronous=NORMAL")
         try:
-            # One statement per chunk, one commit for the whole group of PUBACKed
-            # ids (not one per decision: that cost the drain its speed). A group
-            # of one chunk is a single statement, its own transaction: each call
-            # into SQLite gives up the GIL and takes it back from the uplink's
-            # thread, so fewer calls keep the drain's thread running.
-            removed: list[tuple[str, int]] = []
-            if len(ids) <= DELETE_CHUNK:
-                removed = self._delete_chunk(db, ids)
-            else:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    for i in range(0, len(ids), DELETE_CHUNK):
-                        removed += self._delete_chunk(db, ids[i : i + DELETE_CHUNK])
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
-                        db.execute("ROLLBACK")
-                    raise
+            # Two statements per chunk, one commit for the whole group of PUBACKed
+            # ids (not one per decision: that cost the drain its speed). Each
+            # step into SQLite gives up the GIL and takes it back from the
+            # uplink's thread: the counts come from one aggregate row per type,
+            # not from a RETURNING row per deleted decision.
+            removed: list[tuple[str, int, int]] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(ids), DELETE_CHUNK):
+                    removed += self._delete_chunk(db, ids[i : i + DELETE_CHUNK])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                    db.execute("ROLLBACK")
+                raise
         except sqlite3.DatabaseError as e:
             if _is_corrupt(e):
                 raise
@@ -1388,8 +1490,8 @@ class Outbox:
             return
         finally:
             db.execute("PRAGMA synchronous=FULL")
-        for type_, nbytes in removed:
-            self._counts.add(type_, nbytes, -1)
+        for type_, n, nbytes in removed:
+            self._counts.add(type_, -nbytes, -n)
         if self._counts.rows == 0:
             self.journal.rewrite([])  # nothing waits: the journal starts empty
         else:
@@ -1405,12 +1507,17 @@ class Outbox:
             self.changed_threadsafe()
 
     @staticmethod
-    def _delete_chunk(db: sqlite3.Connection, ids: list[str]) -> list[tuple[str, int]]:
-        """Delete ``ids`` (at most DELETE_CHUNK); (type, -bytes) of each row deleted."""
-        return db.execute(
-            f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))}) RETURNING type, -bytes",
+    def _delete_chunk(db: sqlite3.Connection, ids: list[str]) -> list[tuple[str, int, int]]:
+        """Delete ``ids`` (at most DELETE_CHUNK) within the open transaction;
+        (type, rows, bytes) of what was deleted, per type."""
+        marks = ",".join("?" * len(ids))
+        counted: list[tuple[str, int, int]] = db.execute(
+            "SELECT type, count(*), coalesce(sum(bytes), 0) FROM outbox "
+            f"WHERE id IN ({marks}) GROUP BY type",
             ids,
         ).fetchall()
+        db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", ids)
+        return counted
 
     def changed_threadsafe(self) -> None:
         """Wake the uplink from the outbox thread (a row it did not submit appeared)."""

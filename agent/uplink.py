@@ -74,9 +74,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
+import re
 import sqlite3
 import ssl
 import time
@@ -142,7 +144,10 @@ MQTT_LOG.addFilter(QUEUE_FULL)
 
 PAYLOAD_SCHEMA = 1  # "schema" of every JSON payload; bump on an incompatible change
 __all__ = ["REQUESTS", "REQUEST_MAX_BYTES", "RequestHook", "Uplink"]
-READ_AHEAD = 128  # decisions read from the outbox per look while a backlog drains
+READ_AHEAD = 256  # decisions read from the outbox per look while a backlog drains
+# The next look starts while this many are still read ahead: the drain does not
+# wait for the outbox thread (busy with a group's delete commit) between looks.
+READ_LOW = READ_AHEAD // 2
 IDLE_WAKE_S = 2.0
 # A connection that lasted this long (or delivered something) resets the
 # reconnect backoff; one that drops at once (kicked, flapping) keeps backing off.
@@ -203,6 +208,15 @@ class _Refused:
     retry_mono: float
     refusals: int = 1
     trying: bool = False  # one try of this kind is in flight
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A decision published and waiting for its PUBACK (``AckedClient.publish_soon``)."""
+
+    topic: str
+    mid: int
+    fut: asyncio.Future[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +299,21 @@ def decision_payload(
 # Keys decision_payload adds to the stored dict: a stored payload that holds one
 # of them already is encoded the long way (a dict keeps one value per key).
 _WIRE_KEYS = ("schema", "site_id", "gateway_id", "priority", "sent_at", "evidence_topic")
+_CLASH = re.compile("|".join(f'"{k}":' for k in _WIRE_KEYS))
+# Decision.to_dict() ends with has_snapshot: which of these the stored text ends
+# with says it without decoding it (a nested key cannot end the text so).
+_NO_SNAPSHOT_END = ',"has_snapshot":false}'
+_SNAPSHOT_END = ',"has_snapshot":true}'
+
+
+@functools.lru_cache(maxsize=64)
+def _wire_ids(site_id: str, gateway_id: str, type_: str) -> str:
+    """The per-uplink, per-type keys of the wire form, as JSON members."""
+    return (
+        f'"site_id":{json.dumps(site_id, ensure_ascii=False)},'
+        f'"gateway_id":{json.dumps(gateway_id, ensure_ascii=False)},'
+        f'"priority":{PRIORITY[DecisionType(type_)]}'
+    )
 
 
 def wire_payload(
@@ -298,10 +327,11 @@ def wire_payload(
     behind it, in decision_payload's order, so the stored text is spliced in
     between (tests/uplink/test_uplink_wire.py checks that both give the same
     text). Redacting the pieces or the whole is the same: no secret pattern
-    of agent.logs crosses a JSON string's quotes.
+    of agent.logs crosses a JSON string's quotes. ``p.payload`` is decoded
+    only when the text does not say whether there is a snapshot.
     """
     raw = p.raw
-    if len(raw) < 3 or raw[0] != "{" or raw[-1] != "}" or any(f'"{k}":' in raw for k in _WIRE_KEYS):
+    if len(raw) < 3 or raw[0] != "{" or raw[-1] != "}" or _CLASH.search(raw):
         body = decision_payload(
             p.payload,
             site_id=site_id,
@@ -310,17 +340,17 @@ def wire_payload(
             topics=topics,
         )
         return redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
-    tail = {
-        "site_id": site_id,
-        "gateway_id": gateway_id,
-        "priority": PRIORITY[DecisionType(p.payload["type"])],
-        "sent_at": iso(sent_wall),
-        "evidence_topic": topics.evidence(p.payload["id"])
-        if p.payload.get("has_snapshot")
-        else None,
-    }
-    more = json.dumps(tail, separators=(",", ":"), ensure_ascii=False)
-    return redact(f'{{"schema":{PAYLOAD_SCHEMA},{raw[1:-1]},{more[1:]}')
+    if raw.endswith(_NO_SNAPSHOT_END):
+        snapshot = False
+    elif raw.endswith(_SNAPSHOT_END):
+        snapshot = True
+    else:
+        snapshot = bool(p.payload.get("has_snapshot"))
+    evidence = json.dumps(topics.evidence(p.id), ensure_ascii=False) if snapshot else "null"
+    return redact(
+        f'{{"schema":{PAYLOAD_SCHEMA},{raw[1:-1]},{_wire_ids(site_id, gateway_id, p.type)},'
+        f'"sent_at":"{iso(sent_wall)}","evidence_topic":{evidence}}}'
+    )
 
 
 class UplinkConfigError(Exception):
@@ -369,9 +399,10 @@ class Uplink:
         self._released = False  # a refused kind was accepted again: the drain looks again
         self.resent_after_timeout = 0
         self.last_puback_wall: float | None = None
-        # (confirmed_at text, PUBACK wall time) of the last deliveries: parsed
-        # only when status() asks (a parse per PUBACK cost the drain ~10 us each)
-        self._latency_s: deque[tuple[str, float]] = deque(maxlen=256)
+        # (decision, PUBACK wall time) of the last deliveries: their confirmed_at
+        # is read (payload decoded, time parsed) only when status() asks; per
+        # PUBACK that cost the drain ~10 us each
+        self._latency_s: deque[tuple[Pending, float]] = deque(maxlen=256)
         self._fault_reported: str | None = None
         self._request_tasks: set[asyncio.Task[None]] = set()
         self.downlink = Downlink(clock, on_request)
@@ -379,7 +410,12 @@ class Uplink:
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
-        lat = sorted(x for c, at in self._latency_s if (x := _age_s(c, at)) is not None)
+        lat = sorted(
+            x
+            for p, at in self._latency_s
+            if isinstance(c := p.payload.get("confirmed_at"), str)
+            and (x := _age_s(c, at)) is not None
+        )
         now = self.clock.monotonic()
         return {
             "state": self.state,
@@ -761,13 +797,36 @@ class Uplink:
         the idle bound) keeps the cost per message independent of the window.
         Refused kinds of topic are held back but for one try after their
         backoff (see the module docstring).
+
+        Every decision is published in the outbox's order, in the turn that
+        takes it from the read-ahead. One without a snapshot (nearly every
+        one) has no task of its own: its PUBACK's callback deletes it and
+        publishes the next ones read ahead, in the same turn of the event
+        loop, while nothing new was stored (a fire alarm stored meanwhile
+        makes this loop read again, and go first). A task per decision (with
+        its own timer) cost a backlog's drain about four turns of the loop per
+        PUBACK. A decision with a snapshot waits for its PUBACK in a task that
+        then sends the snapshot; so do a snapshot left from an earlier
+        connection and the one try of a refused kind. The oldest publish
+        without a task and without PUBACK after ``publish_timeout_s`` ends
+        the connection, as a task's own timeout does.
         """
         window = self.config.inflight_max
-        inflight: dict[str, asyncio.Task[None]] = {}
+        timeout_s = self.config.publish_timeout_s
+        loop = asyncio.get_running_loop()
+        inflight: dict[str, asyncio.Task[None]] = {}  # deliveries with a task
+        quick: dict[str, int] = {}  # deliveries without one: decision id -> packet id
+        # quick publishes in publishing order: (PUBACK deadline in loop time, decision, future)
+        sent: deque[tuple[float, Pending, asyncio.Future[Any]]] = deque()
+        failed: list[BaseException] = []  # a quick publish paho could not queue
         wake = asyncio.Event()
         new = True  # something was stored since the last look: look now
         ready: deque[Pending] = deque()  # read ahead, in send order
         dry = False  # the last look found no more than it got
+        over = False  # this connection's drain has ended
+        reading: asyncio.Task[list[Pending]] | None = None  # the next look, under way
+        read_want = 0
+        launched: set[str] | None = None  # published while a look was under way
         for r in self._refused.values():
             r.trying = False  # a try cut short by the last connection is over
 
@@ -782,10 +841,57 @@ class Uplink:
         def finished(_task: asyncio.Task[None]) -> None:
             wake.set()
 
-        def start(p: Pending, retry: str | None = None) -> None:
-            task = asyncio.create_task(self._deliver(client, p, retry))
+        def start(p: Pending, retry: str | None = None, out: _Sent | None = None) -> None:
+            task = asyncio.create_task(self._deliver(client, p, retry, out))
             task.add_done_callback(finished)
             inflight[p.id] = task
+
+        def launch(p: Pending) -> None:
+            """Publish ``p``'s decision now; its PUBACK goes to ``acked``, or to a
+            task that sends the snapshot next. Raises if paho cannot queue it."""
+            if launched is not None:  # a look under way may return it again
+                launched.add(p.id)
+            if p.decision_sent:  # only its snapshot is left
+                start(p)
+                return
+            out = self._publish_decision(client, p)
+            if p.has_snapshot:
+                start(p, out=out)
+                return
+            quick[p.id] = out.mid
+            sent.append((loop.time() + timeout_s, p, out.fut))
+            out.fut.add_done_callback(functools.partial(acked, p, out.topic))
+
+        def acked(p: Pending, topic: str, fut: asyncio.Future[Any]) -> None:
+            """``p``'s PUBACK came (a turn of the loop ago)."""
+            quick.pop(p.id, None)
+            if fut.cancelled():
+                return  # the connection ended first: it stays stored, sent again
+            reason = fut.result()
+            if reason.is_failure:  # stays stored; tried again after the backoff
+                self._on_refused(
+                    f"decision/{p.type}",
+                    PublishRefused(topic, reason.value, str(reason)),
+                    retry=False,
+                )
+            else:
+                self._delivered(p)
+                self.outbox.acked(p.id)
+            if over:
+                return
+            # The next ones from the read-ahead, in this turn; the loop itself
+            # when there is more to do than that (look again, a refused kind).
+            try:
+                if not new and not self._released:
+                    held = self._held_parts() if self._refused else ()
+                    while ready and len(inflight) + len(quick) < window:
+                        q = ready.popleft()
+                        if q.id not in quick and q.id not in inflight and q.part not in held:
+                            launch(q)
+            except Exception as e:  # (paho refused to queue it: the link is gone)
+                failed.append(e)
+            if new or failed or self._released or len(inflight) + len(quick) < window:
+                wake.set()
 
         relay = asyncio.create_task(relay_stored())
         try:
@@ -797,14 +903,25 @@ class Uplink:
                 reraise_if_cancelled()
                 self.progress_mono = self.clock.monotonic()
                 wake.clear()
+                if failed:
+                    raise failed[0]
                 for id_, task in list(inflight.items()):
                     if task.done():
                         del inflight[id_]
                         task.result()  # a failed publish ends the connection
+                while sent and sent[0][2].done():
+                    sent.popleft()
+                if sent and loop.time() >= sent[0][0]:
+                    p = sent[0][1]
+                    self.resent_after_timeout += 1
+                    raise _NoPuback(
+                        f"no PUBACK for {p.type} {p.id} within {timeout_s:g} s; "
+                        "reconnecting, it will be sent again"
+                    )
                 if self._released:  # a refused kind is accepted again: its backlog goes now
                     self._released = False
                     new = True
-                free = window - len(inflight)
+                free = window - len(inflight) - len(quick)
                 # One try per refused kind whose backoff is over (its oldest decision),
                 # before the read-ahead: a backlog must not starve a fire alarm's try.
                 now = self.clock.monotonic()
@@ -812,7 +929,7 @@ class Uplink:
                     part = _part_of(kind)
                     if free <= 0 or part is None or r.trying or now < r.retry_mono:
                         continue
-                    oldest = await self.outbox.next_batch(1, exclude=inflight.keys(), only=part)
+                    oldest = await self.outbox.next_batch(1, exclude=[*inflight, *quick], only=part)
                     if self._refused.get(kind) is not r:
                         continue  # its episode ended while we looked
                     if not oldest:  # nothing of this kind waits now; look again later
@@ -822,37 +939,87 @@ class Uplink:
                     start(oldest[0], retry=kind)
                     free -= 1
                 # Read ahead in the outbox's order; look again at once when
-                # something new was stored (a fire alarm goes next), else only
-                # when the read-ahead runs dry.
+                # something new was stored (a fire alarm goes next), else in
+                # the background once the read-ahead runs low. PUBACKs keep
+                # publishing from it meanwhile: what they took is not taken twice.
                 held = self._held_parts()
-                if free > 0 and (new or (len(ready) < free and not dry)):
+                if reading is not None and (new or reading.done()):
+                    if new:  # a whole look follows
+                        reading.cancel()
+                    else:
+                        more = reading.result()  # an outbox error ends the drain
+                        taken = {*inflight, *quick, *(q.id for q in ready), *(launched or ())}
+                        ready.extend(q for q in more if q.id not in taken)
+                        dry = len(more) < read_want
+                    reading, launched = None, None
+                if free > 0 and new:
                     new = False
                     want = max(free, READ_AHEAD)
-                    batch = await self.outbox.next_batch(want, exclude=inflight.keys(), held=held)
-                    ready = deque(batch)
+                    # Nothing more from the old read-ahead while this look is under
+                    # way: what was just stored (a fire alarm) may go before all of it.
+                    ready = deque()
+                    launched = set()
+                    batch = await self.outbox.next_batch(
+                        want, exclude=[*inflight, *quick], held=held
+                    )
+                    ready = deque(q for q in batch if q.id not in launched)
+                    launched = None
                     dry = len(batch) < want
+                    free = window - len(inflight) - len(quick)  # PUBACKs came meanwhile
+                elif reading is None and not dry and len(ready) < max(free, READ_LOW):
+                    read_want = READ_AHEAD
+                    launched = set()
+                    reading = asyncio.create_task(
+                        self.outbox.next_batch(
+                            read_want,
+                            exclude=[*inflight, *quick, *(q.id for q in ready)],
+                            held=held,
+                        )
+                    )
+                    reading.add_done_callback(lambda _: wake.set())
                 while free > 0 and ready:
                     p = ready.popleft()
-                    if p.id in inflight or p.part in held:  # held: refused since it was read
-                        continue
-                    start(p)
+                    if p.id in inflight or p.id in quick or p.part in held:
+                        continue  # held: refused since it was read
+                    launch(p)
                     free -= 1
-                if free <= 0:
-                    # The window is full: a PUBACK, or a publish's own timeout
-                    # (publish_timeout_s), ends a delivery and wakes this loop;
-                    # no timer to arm and cancel per PUBACK while a backlog drains.
+                # Wait for a PUBACK (a task's end, or a quick one that needs this
+                # loop), something stored, the oldest quick publish's deadline,
+                # or (with room in the window) the idle bound; no timer to arm
+                # and cancel per PUBACK while a backlog drains.
+                wait_s: float | None = None
+                if free > 0:
+                    if not inflight and not quick:  # drained: the last deletes need not wait
+                        self.outbox.delete_acked_now()
+                    wait_s = self._idle_wait_s(free) / self.clock.speed
+                if sent:
+                    due_s = sent[0][0] - loop.time()
+                    wait_s = due_s if wait_s is None else min(wait_s, due_s)
+                if wait_s is None:
                     await wake.wait()
                     continue
                 try:
-                    async with asyncio.timeout(self._idle_wait_s(free) / self.clock.speed):
+                    async with asyncio.timeout(max(0.0, wait_s)):
                         await wake.wait()
                 except TimeoutError:
-                    new = True  # look again now and then, whatever happened
+                    new = new or free > 0  # look again now and then, whatever happened
         finally:
+            over = True
             relay.cancel()
+            if reading is not None:
+                reading.cancel()
             for task in inflight.values():
                 task.cancel()
-            await asyncio.gather(relay, *inflight.values(), return_exceptions=True)
+            for _, _, fut in sent:
+                fut.cancel()
+            for mid in quick.values():
+                client.forget(mid)
+            await asyncio.gather(
+                relay,
+                *([reading] if reading is not None else []),
+                *inflight.values(),
+                return_exceptions=True,
+            )
 
     def _held_parts(self) -> set[str]:
         """The outbox parts not to hand out now: those of every refused kind."""
@@ -869,43 +1036,39 @@ class Uplink:
             return IDLE_WAKE_S
         return min(IDLE_WAKE_S, max(RETRY_MIN_WAIT_S, min(due) - self.clock.monotonic()))
 
-    async def _deliver(self, client: AckedClient, p: Pending, retry: str | None = None) -> None:
+    async def _deliver(
+        self,
+        client: AckedClient,
+        p: Pending,
+        retry: str | None = None,
+        sent: _Sent | None = None,
+    ) -> None:
         """Publish what is left of ``p`` (decision, then snapshot); remove it from the
         outbox once everything was accepted. A refused publish leaves it stored.
 
         ``retry``: the refused kind of topic this publish tries again; its answer
         ends the episode (accepted) or lengthens the backoff (refused again).
+        ``sent``: the decision was published already (by the drain, in its
+        turn), this waits for its PUBACK.
         """
         try:
-            await self._publish_parts(client, p, retry)
+            await self._publish_parts(client, p, retry, sent)
         finally:
             r = self._refused.get(retry) if retry is not None else None
             if r is not None:
                 r.trying = False  # answered, or nothing to try (snapshot gone): due again later
 
-    async def _publish_parts(self, client: AckedClient, p: Pending, retry: str | None) -> None:
+    async def _publish_parts(
+        self, client: AckedClient, p: Pending, retry: str | None, sent: _Sent | None
+    ) -> None:
         timeout_s = self.config.publish_timeout_s
-        site = self.site.site
         try:
             if not p.decision_sent:
                 kind = f"decision/{p.type}"
-                wire = wire_payload(
-                    p,
-                    site_id=site.site_id,
-                    gateway_id=site.gateway_id,
-                    sent_wall=self.clock.wall(),
-                    topics=self.topics,
-                )
-                topic, retain = self.topics.decision(p.type), False
-                if p.type == DecisionType.ZONE_STATE:  # one retained state per zone
-                    topic, retain = self.topics.zone_state(str(p.payload.get("zone", "_"))), True
+                if sent is None:
+                    sent = self._publish_decision(client, p)
                 try:
-                    await client.publish_acked(
-                        topic,
-                        wire,
-                        timeout_s=timeout_s,
-                        retain=retain,
-                    )
+                    await client.wait_acked(sent.topic, sent.mid, sent.fut, timeout_s=timeout_s)
                 except PublishRefused as e:
                     self._on_refused(kind, e, retry=retry == kind)
                     return  # stays stored; tried again after the backoff
@@ -938,15 +1101,29 @@ class Uplink:
             raise
         self.outbox.acked(p.id)
 
+    def _publish_decision(self, client: AckedClient, p: Pending) -> _Sent:
+        """Publish ``p``'s decision now (QoS 1), without waiting for its PUBACK."""
+        topic, retain = self.topics.decision(p.type), False
+        if p.type == DecisionType.ZONE_STATE:  # one retained state per zone
+            topic, retain = self.topics.zone_state(str(p.payload.get("zone", "_"))), True
+        wire = wire_payload(
+            p,
+            site_id=self.site.site.site_id,
+            gateway_id=self.site.site.gateway_id,
+            sent_wall=self.clock.wall(),
+            topics=self.topics,
+        )
+        mid, fut = client.publish_soon(topic, wire, retain=retain)
+        return _Sent(topic, mid, fut)
+
     def _delivered(self, p: Pending) -> None:
         now = self.clock.wall()
         self.published += 1
         self.last_puback_wall = now
-        confirmed = p.payload.get("confirmed_at")
-        if p.type == DecisionType.FIRE_ALARM:
+        if p.type == DecisionType.FIRE_ALARM and log.isEnabledFor(logging.INFO):
+            # (the zone is in the payload, decoded only for this line)
             log.info("uplink: fire alarm %s zone %s delivered (PUBACK)", p.id, p.payload["zone"])
-        if isinstance(confirmed, str):
-            self._latency_s.append((confirmed, now))
+        self._latency_s.append((p, now))
 
     # ---------------------------------------------------------- refused topics
 

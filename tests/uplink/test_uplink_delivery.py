@@ -191,6 +191,32 @@ async def test_outage_during_stream_loses_nothing_priority_order(
     assert seen == expected
 
 
+async def test_backlog_with_snapshots_is_published_in_outbox_order(
+    tmp_path: Path, broker: Broker, collector: Collector
+) -> None:
+    """Decisions with a snapshot wait for their PUBACK in a task of their own,
+    the others in a callback: their decisions still go out in the outbox's
+    order (each published in the turn that takes it from the read-ahead), and
+    every snapshot follows."""
+    outbox, up = make(tmp_path, broker.port, inflight_max=8)
+    backlog = []
+    for n in range(120):
+        d = decision(ORDER[n % 5], n, snapshot=b"\xff\xd8jpeg" if n % 3 == 0 else None)
+        backlog.append(d)
+        await outbox.submit(d)
+    async with running(up):
+        await collector.wait_for(lambda: outbox.status()["rows"] == 0, 20)
+        await collector.wait_for(lambda: len(collector.decisions()) >= len(backlog))
+    await outbox.close()
+    seen: list[str] = []
+    for g in collector.decisions():
+        if g["id"] not in seen:
+            seen.append(g["id"])
+    assert seen == [d.id for d in sorted(backlog, key=lambda d: (PRIORITY[d.type], d.wall))]
+    evidence = {m.topic.rsplit("/", 1)[1] for m in collector.messages if "/evidence/" in m.topic}
+    assert evidence == {d.id for d in backlog if d.snapshot_jpeg is not None}
+
+
 async def test_fire_alarm_during_drain_goes_next(
     tmp_path: Path, broker: Broker, collector: Collector
 ) -> None:

@@ -87,6 +87,28 @@ def test_without_stored_text_or_with_a_clashing_key_it_encodes_the_long_way() ->
         assert json.loads(got)["priority"] == 0
 
 
+def test_iso_formats_once_per_second_and_gives_the_datetime_text() -> None:
+    """agent.events.iso keeps the formatted second (the uplink stamps every
+    publish): the text is datetime's, its rounding to the microsecond included."""
+    from datetime import UTC, datetime
+
+    from agent.events import iso
+
+    def reference(wall: float) -> str:
+        return (
+            datetime.fromtimestamp(wall, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+
+    rng = random.Random(7)
+    walls = [rng.uniform(0, 4e9) for _ in range(20_000)]
+    walls += [T0 + k / 1000 for k in range(3000)]  # every millisecond of 3 s, in order
+    walls += [T0 + 0.9999996, T0 + 0.9999994, T0 + 0.0000005, T0 + 0.0000015, T0, 0.0]
+    for w in walls:
+        assert iso(w) == reference(w), w
+
+
 def _redact_reference(text: str) -> str:
     """agent.logs.redact without its fast path: both expressions, always."""
     if "://" in text:
