@@ -1277,7 +1277,7 @@ class Engine:
             if d.kind is not DeviceKind.HEAT or now - d.alarm_since_mono < span:
                 continue
             start = now - span
-            for tkey in self._temps:
+            for tkey in self._zone_temps.get(d.zone, ()):
                 if tkey.split(":", 1)[0] != d.source:
                     continue
                 hist = self._temps[tkey]

@@ -241,7 +241,7 @@ class EngineRunner:
         spare = self._runtime_dir / EPISODES_FILE if self._runtime_dir else None
         doc = await self._read_off_loop(lambda: _read_json(path, legacy, spare), path)
         stored = await self._outbox_state()
-        if stored is not None and (doc is None or "version" not in doc or _seq(stored) > _seq(doc)):
+        if stored is not None and (doc is None or "version" not in doc or _newer(stored, doc)):
             log.info(
                 "open alarms and faults taken from the outbox (saved with the last decisions, "
                 "newer than %s)",
@@ -503,7 +503,27 @@ def _read_json(path: Path, legacy: Path, spare: Path | None) -> dict[str, Any] |
         docs.append(doc)
     if len(docs) <= 1:
         return docs[0] if docs else None
-    return max(docs, key=lambda d: (_seq(d), float(d.get("wall", 0.0) or 0.0)))
+    newest = docs[0]
+    for d in docs[1:]:
+        if _newer(d, newest):
+            newest = d
+    return newest
+
+
+def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether saved state ``a`` is newer than ``b``: by their ``saved_seq``, or
+    by the time they were written when one has none (an older agent, e.g.
+    after a downgrade and an upgrade, wrote it)."""
+    if _seq(a) >= 0 and _seq(b) >= 0:
+        return _seq(a) > _seq(b)
+    return _wall(a) > _wall(b)
+
+
+def _wall(doc: dict[str, Any]) -> float:
+    try:
+        return float(doc.get("wall", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _seq(doc: dict[str, Any]) -> int:

@@ -463,3 +463,15 @@ async def test_state_the_sink_did_not_store_goes_to_the_file(tmp_path: Path) -> 
     saved = (tmp_path / "state" / EPISODES_FILE).read_text()
     await a.stop()
     assert a.sink.of(DecisionType.FIRE_ALARM)[0].id in saved
+
+
+def test_a_state_without_saved_seq_is_judged_by_its_time() -> None:
+    """After a downgrade and an upgrade, episodes.json written by the older agent
+    (no saved_seq) is newer than the outbox's state when it was written later."""
+    from agent.engine.runner import _newer
+
+    outbox_state = {"version": 2, "saved_seq": 7, "wall": 1000.0}
+    older_agents_file = {"version": 2, "wall": 2000.0}
+    assert _newer(older_agents_file, outbox_state)
+    assert not _newer(outbox_state, older_agents_file)
+    assert _newer({"saved_seq": 8, "wall": 1.0}, outbox_state)  # both counted: the counter decides
