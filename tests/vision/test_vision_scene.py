@@ -276,6 +276,12 @@ async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
     )
     seen, w = await run_clip(detector, today)
     assert alarms(seen, w), "today's camera calls the small steady flame a fire"
+    # the steady flame's size as the camera reports it: the baseline for growth below
+    # (taken from the clip, not from the growing clip's first report, which can land
+    # anywhere in the zoom when the machine is loaded)
+    steady = [sum(r.area for r in o.regions) for o in detections(seen, VideoClass.FIRE)]
+    steady = [a for a in steady if a > 0]
+    assert steady
     seen, w = await run_clip(detector, camera(clip, fire_threshold=0.5))
     assert alarms(seen, w) == []
     # reported at most for the steady hold each time, then ended: never 20 s
@@ -294,14 +300,16 @@ async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
         z = 1.0 + 2.0 * min(1.0, i / (20 * FPS))
         grow.append(ft.zoom(f, centre, z))
     clip = ft.write_clip(tmp_path / "growing.avi", still(room, 2, 5) + grow, FPS)
-    seen, w = await run_clip(detector, camera(clip, fire_threshold=0.5))
+    # judged by the threshold, as the steady baseline was: a scene model learning
+    # from however many frames a loaded machine lets it see would move the baseline
+    seen, w = await run_clip(detector, camera(clip, fire_threshold=0.5, scene_model=False))
     fire = [o for o in detections(seen, VideoClass.FIRE) if o.active]
     assert fire, w.status()
     # reported, and growing in what it reports. (Whether the engine's camera-alone
     # rule then fires depends on the engine's per-camera, not per-class, state: a
     # smoke detection of the same camera ending resets its fire hold; reported.)
     areas = [sum(r.area for r in o.regions) for o in fire]
-    assert max(areas) >= 1.5 * areas[0], areas
+    assert max(areas) >= 1.5 * max(steady), (steady, areas)
 
 
 async def test_a_stalled_disk_during_the_scene_save_never_holds_the_stop(
