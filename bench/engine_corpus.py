@@ -12,12 +12,14 @@ Each scenario is replayed through three deciders, measured in the same run:
 Printed: nuisances forwarded as fire per 1,000 nuisance instances with a 95 %
 Wilson interval (target <= 1 with the scenario site's policies), per family;
 fires missed (target 0); first raw alarm -> forwarded alert, median / p95 /
-worst, where a camera covers the zone and where none does (targets: median
-<= 12 s with a camera; worst <= ceiling 90 s + one poll), the camera-zone fires the
-camera saw split into those without any detector alarm (the camera alone, held
-``video_only_s`` or grown) and those with one, and the time from the moment a
-detector alarm and the camera's confirmed detection are both there (the issue's
-"confirm at once"); every zone's first
+worst, where a camera covers the zone and where none does (targets: where a
+camera covers the zone and saw the fire, median <= 12 s (issue 15); worst <=
+ceiling 90 s + one poll), the camera-zone fires with a detector alarm by family,
+the camera-zone fires the camera saw split into those
+without any detector alarm (the camera alone, held ``video_only_s`` or grown;
+issue 16's target: a camera-only FIRE_ALARM within 30 s) and those with one, and
+the time from the moment a detector alarm and the camera's confirmed detection
+are both there (the issue's "confirm at once"); every zone's first
 "verifying" state after its first raw alarm (target <= 10 s); and the
 observations per second each decider sustains on one core.
 
@@ -233,6 +235,12 @@ class Score:
     missed: list[str] = field(default_factory=list)
     lat_cam: list[float] = field(default_factory=list)
     lat_cam_saw: list[float] = field(default_factory=list)
+    # a detector alarmed in the camera's zone (from the first raw alarm, a detector's
+    # or the camera's): issue 15's "time to alert where a camera covers the zone"
+    lat_cam_detfire: list[float] = field(default_factory=list)
+    lat_cam_detfire_family: dict[str, list[float]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     lat_cam_det: list[float] = field(default_factory=list)  # from the first detector alarm
     lat_cam_saw_det: list[float] = field(default_factory=list)  # same, the camera saw it
     lat_cam_alone: list[float] = field(default_factory=list)  # the camera saw it, no detector
@@ -277,6 +285,8 @@ def score(outcomes: list[tuple[str, Outcome]], camera_zones: set[str]) -> Score:
             else:
                 s.lat_both.append(o.from_both_s)
         if o.zone in camera_zones and o.from_detector_s is not None:
+            s.lat_cam_detfire.append(o.latency_s)
+            s.lat_cam_detfire_family[o.family].append(o.latency_s)
             s.lat_cam_det.append(o.from_detector_s)
             if o.camera_saw:
                 s.lat_cam_saw_det.append(o.from_detector_s)
@@ -389,15 +399,21 @@ def main(argv: list[str] | None = None) -> int:
     print()
     limit = ceiling + POLL_S
     print(
-        f"first raw alarm -> fire alarm (targets: median with camera <= 12 s; worst <= {limit:g} s)"
+        "first raw alarm -> fire alarm (targets: where a camera covers the zone and saw the fire,"
+        f" median <= 12 s (issue 15); the camera alone, worst <= 30 s (issue 16);"
+        f" worst <= {limit:g} s)"
     )
     for name in [k for k in scores if k != "pass-through"]:
         s = scores[name]
         print(f"  {name}")
         print(f"    zone with a camera     {_lat(s.lat_cam)}")
-        print(f"      the camera saw it    {_lat(s.lat_cam_saw)}")
+        if s.lat_cam_detfire:
+            print(f"      a detector alarmed   {_lat(s.lat_cam_detfire)}")
+            for fam, lats in sorted(s.lat_cam_detfire_family.items()):
+                print(f"        {fam:19s}{_lat(lats)}")
+        print(f"      the camera saw it    {_lat(s.lat_cam_saw)}  <- issue 15's 12 s")
         if s.lat_cam_det:  # (only the engine's run records the detectors' alarms)
-            print(f"        no detector alarm  {_lat(s.lat_cam_alone)}")
+            print(f"        no detector alarm  {_lat(s.lat_cam_alone)}  <- issue 16's 30 s")
             print(f"        a detector too     {_lat(s.lat_cam_with_det)}")
         if s.lat_cam_det:
             print(f"      from 1st detector    {_lat(s.lat_cam_det)}")
@@ -446,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         1000 * eng.forwarded / max(1, eng.nuisances) <= 1.0
         and not eng.missed
         and (not eng.lat_cam_saw or statistics.median(eng.lat_cam_saw) <= 12.0)
+        and (not eng.lat_cam_alone or max(eng.lat_cam_alone) <= 30.0)
         and eng.worst[0] <= limit
         and bool(eng.verifying)
         and max(eng.verifying) <= 10.0
