@@ -22,7 +22,10 @@ sees). The harness drives no camera votes: a real camera means a real model on
 a real clip, which decides by itself, so the vote the family is about cannot be
 controlled. A fire seen only by a camera is covered end to end by
 test_e2e_scenarios.py's fire-on-camera-only case (real CCTV frames through the
-shipped model); the camera families are measured by the bench.
+shipped model), breakfast steam on the kitchen camera by
+test_e2e_camera_families.py (a real camera on drifting smoke, with and without
+the meal schedule); sunlight on a camera is measured by bench/camera_day.py on
+real decoded footage; all three by the bench.
 
 Compression, automatic: the quiet lead-in before a scenario's first event is
 cut (a measured value's ramp in progress is restarted from its value at the
