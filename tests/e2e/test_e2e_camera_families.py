@@ -40,7 +40,7 @@ import pytest
 from agent.events import DecisionType
 from firmware_mocks.generator import FIRE_FAMILIES, NUISANCE_FAMILIES, generate
 from firmware_mocks.timeline import Scenario, scenario_site
-from tests.e2e.e2e_harness import FIXTURES, MODEL, MOSQUITTO, Case, CaseRunner
+from tests.e2e.e2e_harness import FIXTURES, MODEL, MOSQUITTO, Case, CaseRunner, Outcome
 from tests.e2e.test_e2e_families import SCAN, SEED, e2e_site, schedules_in_force, start_at
 from vision import footage as ft
 
@@ -119,12 +119,20 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseRunner]:
         r.stop()
 
 
-def test_breakfast_steam_on_camera_is_held_back(runner: CaseRunner) -> None:
-    out = runner.result("breakfast")
+def ran(runner: CaseRunner, name: str) -> tuple[Outcome, str]:
+    """The case's outcome, checked for what every case must show, and its summary."""
+    out = runner.result(name)
     summary = f"{out.case.why}\n{out.summary()}"
-    print(summary)
+    print(summary)  # shown with -rP
     assert not out.error, summary
-    assert out.exit_code == 0, summary
+    assert out.exit_code == 0, f"agent did not stop cleanly on SIGTERM\n{summary}"
+    gateway = [d for _, d in out.decisions if d.zone.startswith("_")]
+    assert not gateway, f"a part of the agent failed: {gateway}\n{summary}"
+    return out, summary
+
+
+def test_breakfast_steam_on_camera_is_held_back(runner: CaseRunner) -> None:
+    out, summary = ran(runner, "breakfast")
     kinds = [(d.type, d.zone) for _t, d in out.decisions]
     assert (DecisionType.FIRE_ALARM, "kitchen") not in kinds, summary
     verifying = [
@@ -137,16 +145,10 @@ def test_breakfast_steam_on_camera_is_held_back(runner: CaseRunner) -> None:
     # the camera's smoke reached the engine, which held it by the schedule, and the
     # centre saw the zone verifying
     assert any("does not confirm at this hour" in r for r in verifying), summary
-    gateway = [d for _, d in out.decisions if d.zone.startswith("_")]
-    assert not gateway, f"a part of the agent failed: {gateway}\n{summary}"
 
 
 def test_the_same_smoke_outside_meal_times_is_a_fire(runner: CaseRunner) -> None:
-    out = runner.result("no-schedule")
-    summary = f"{out.case.why}\n{out.summary()}"
-    print(summary)
-    assert not out.error, summary
-    assert out.exit_code == 0, summary
+    out, summary = ran(runner, "no-schedule")
     fires = [d for _t, d in out.decisions if d.type is DecisionType.FIRE_ALARM]
     assert [d.zone for d in fires] == ["kitchen"], summary
     assert "cam-kitchen" in fires[0].cameras, summary
