@@ -31,6 +31,11 @@ compressed streams OpenCV's FFmpeg backend still decodes every packet in
 ``grab()``, since later frames depend on earlier ones; what is saved is the
 colour conversion and copy of each picture nobody analyses.)
 
+A picture is decoded into one of ``FRAME_BUFFERS`` buffers that nobody refers
+to any more (no ``Frame``, no view of it: CPython's reference count says so),
+so a held frame is never overwritten; when each is still held a fresh one is
+allocated and takes the oldest one's place in the set.
+
 A burst (``request_burst``): the consumer asks for the next frames of a short
 time (``seconds``, at most ``max_frames``) at the camera's own rate, cropped to
 a box of the frame; each is retrieved, cut to the box, turned grey and shrunk
@@ -80,9 +85,10 @@ DEFAULT_FILE_FPS = 25.0
 MAX_FRAME_SIZE = (3840, 2160)
 BAD_FRAMES_FAULT = 20  # damaged pictures in a row that make the stream a fault
 BURST_CROP_PX = 64  # a burst's crops are shrunk to at most this many pixels a side
-# BGR pictures a capture decodes into and reuses once nobody holds them (the published
-# one, the one under analysis, one spare): a fresh ~2.8 MB allocation per picture at
-# 1280x720 cost page faults and left the allocator's heaps fragmented
+# BGR pictures a capture decodes into and reuses once nobody holds them: the published
+# one (which the camera analyses) and the next. A fresh ~2.8 MB allocation per picture
+# at 1280x720 cost ~700 page faults each and left the allocator's heaps fragmented
+# (bench/footprint.py --scenario cameras4: RSS max ~188 -> ~179 MB with this)
 FRAME_BUFFERS = 2
 
 # every capture thread not yet ended, whatever Capture started it (join_all)
