@@ -411,7 +411,8 @@ def main() -> int:
     p.add_argument(
         "--no-unit-env",
         action="store_true",
-        help="do not apply systemd/firegate.service's Environment= to the agent",
+        help="do not apply systemd/firegate.service's Environment= to the agent (it still "
+        "bounds malloc arenas to 2 itself: give MALLOC_ARENA_MAX=8 to measure without)",
     )
     p.add_argument(
         "--decode-floor",
