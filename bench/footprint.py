@@ -27,6 +27,12 @@ bursts. The bursts each camera took are printed (from the agent's status file).
 Targets (issue 7): without cameras <= 2 % of a core and <= 80 MB;
 with four cameras <= 50 % of a core and <= 200 MB.
 
+``--decode-floor`` (cameras4) also measures, in the same run and for the same
+window, a process that only decodes the four clips as the agent's captures do
+(OpenCV's FFmpeg backend, one decoder thread, every frame grabbed at the clip's
+rate, nothing retrieved or analysed): the part of the agent's CPU and RSS that
+no change above the decoder can remove.
+
 ``--profile FILE`` runs the agent under cProfile for the same window and
 prints where its CPU time goes (cProfile itself adds overhead: read the
 shares, not the totals).
@@ -62,6 +68,21 @@ TARGETS = {  # scenario -> (max CPU % of one core, max RSS MB)
     "cameras4": (50.0, 200.0),
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# --decode-floor: N threads each decoding the clip as vision/capture.py does, nothing else
+DECODE_ONLY = """
+import sys, threading, time
+import cv2
+def decode(path):
+    cap = cv2.VideoCapture(path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    t = time.monotonic()
+    while cap.grab():
+        t += 1.0 / fps
+        time.sleep(max(0.0, t - time.monotonic()))
+for _ in range(int(sys.argv[2])):
+    threading.Thread(target=decode, args=(sys.argv[1],), daemon=True).start()
+time.sleep(1e6)
+"""
 
 
 @dataclass
@@ -80,6 +101,9 @@ class Footprint:
     rss_anon_mb_max: float
     rss_file_mb_max: float
     cpu_percent_by_thread_group: dict[str, float]
+    # page faults served without disk, per second: a fresh allocation of a picture
+    # (2.8 MB at 1280x720) costs ~700 of them, an allocator tuning shows up here first
+    minor_faults_per_s: float
 
 
 def _thread_ticks(pid: int) -> dict[str, int]:
@@ -114,6 +138,11 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
 
+def _minor_faults(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[7])  # minflt (field 10)
+
+
 def _status(pid: int) -> tuple[float, int, float, float]:
     """VmRSS (MB), threads, RssAnon (MB), RssFile (MB)."""
     rss_kb, threads, anon_kb, file_kb = 0, 0, 0, 0
@@ -132,7 +161,7 @@ def _status(pid: int) -> tuple[float, int, float, float]:
 
 def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
     """Measure a running process for ``seconds``."""
-    t0, c0 = time.monotonic(), _cpu_ticks(pid)
+    t0, c0, f0 = time.monotonic(), _cpu_ticks(pid), _minor_faults(pid)
     g0 = _thread_ticks(pid)
     rss: list[float] = []
     anon: list[float] = []
@@ -145,6 +174,7 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
         anon.append(anon_mb)
         file.append(file_mb)
     dt, dc = time.monotonic() - t0, _cpu_ticks(pid) - c0
+    faults = _minor_faults(pid) - f0
     g1 = _thread_ticks(pid)  # threads that ended during the window are not in it
     groups = {k: round(100.0 * (v - g0.get(k, 0)) / CLK_TCK / dt, 2) for k, v in sorted(g1.items())}
     return Footprint(
@@ -156,6 +186,7 @@ def sample(pid: int, seconds: float, interval_s: float) -> Footprint:
         rss_anon_mb_max=round(max(anon), 1),
         rss_file_mb_max=round(max(file), 1),
         cpu_percent_by_thread_group=groups,
+        minor_faults_per_s=round(faults / dt),
     )
 
 
@@ -380,7 +411,13 @@ def main() -> int:
     p.add_argument(
         "--no-unit-env",
         action="store_true",
-        help="do not apply systemd/firegate.service's Environment= to the agent",
+        help="do not apply systemd/firegate.service's Environment= to the agent (it still "
+        "bounds malloc arenas to 2 itself: give MALLOC_ARENA_MAX=8 to measure without)",
+    )
+    p.add_argument(
+        "--decode-floor",
+        action="store_true",
+        help="cameras4: also measure a process that only decodes the four clips",
     )
     p.add_argument("--profile", type=Path, help="also run the agent under cProfile into FILE")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -441,6 +478,15 @@ def main() -> int:
         run_cmd = [sys.executable, "-m", "agent", "run", "--config", str(cfg)]
         env = {} if args.no_unit_env else unit_environment()
         agent = measure(run_cmd, args.warmup_s, args.seconds, args.interval_s, env)
+        decode = None
+        if args.decode_floor and video is not None:
+            decode = measure(
+                [sys.executable, "-c", DECODE_ONLY, str(video), "4"],
+                args.warmup_s,
+                args.seconds,
+                args.interval_s,
+                env,
+            )
         status_file = state / "status.json"
         bursts = camera_bursts(status_file)
         parts = []
@@ -459,6 +505,7 @@ def main() -> int:
         "camera_bursts": bursts,
         "agent": asdict(agent),
         "python_floor": asdict(floor),
+        "decode_floor": asdict(decode) if decode is not None else None,
         "target": {"cpu_percent": cpu_max, "rss_mb": rss_max, "met": met},
         "cpu_share_of_target": round(agent.cpu_percent / cpu_max, 3),
         "rss_share_of_target": round(agent.rss_mb_max / rss_max, 3),
@@ -473,7 +520,8 @@ def main() -> int:
     print(f"  environment:  {result['environment'] or 'as inherited (no unit settings)'}")
     print(
         f"  agent:        CPU {agent.cpu_percent:.2f} % of one core over {agent.seconds:g} s; "
-        f"RSS {agent.rss_mb_mean:.1f} MB mean, {agent.rss_mb_max:.1f} MB max; {agent.threads} threads"
+        f"RSS {agent.rss_mb_mean:.1f} MB mean, {agent.rss_mb_max:.1f} MB max; {agent.threads} threads; "
+        f"{agent.minor_faults_per_s:g} page faults/s"
     )
     print(
         f"  RSS split:    {agent.rss_anon_mb_max:.1f} MB anonymous max (heap, frames), "
@@ -496,6 +544,13 @@ def main() -> int:
         f"  python floor: CPU {floor.cpu_percent:.2f} %; RSS {floor.rss_mb_mean:.1f} MB "
         f"(agent is {result['rss_above_floor_mb']:.1f} MB above a bare interpreter)"
     )
+    if decode is not None:
+        print(
+            f"  decode floor: CPU {decode.cpu_percent:.2f} %; RSS {decode.rss_mb_max:.1f} MB max "
+            f"({decode.rss_anon_mb_max:.1f} anonymous): four captures decoding every frame, "
+            f"nothing else (the agent is {agent.cpu_percent - decode.cpu_percent:.2f} points "
+            "of a core above it)"
+        )
     print(
         f"  target:       <= {cpu_max:g} % and <= {rss_max:g} MB: "
         f"{'met' if met else 'NOT met'} (CPU at {result['cpu_share_of_target']:.0%} of the limit, "

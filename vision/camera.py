@@ -291,6 +291,9 @@ class CameraWorker:
                     if frame is not None and frame.seq != self._last_seq:
                         self._last_seq = frame.seq
                         await self._on_frame(frame, now)
+                    # not held until the next look: the capture decodes into its picture
+                    # again once nobody has it (vision/capture.py, FRAME_BUFFERS)
+                    frame = None
                 await self._check_faults(now)
                 if now - self._scene_checked_mono >= SCENE_CHECK_S:
                     self._scene_checked_mono = now

@@ -31,6 +31,11 @@ compressed streams OpenCV's FFmpeg backend still decodes every packet in
 ``grab()``, since later frames depend on earlier ones; what is saved is the
 colour conversion and copy of each picture nobody analyses.)
 
+A picture is decoded into one of ``FRAME_BUFFERS`` buffers that nobody refers
+to any more (no ``Frame``, no view of it: CPython's reference count says so),
+so a held frame is never overwritten; when each is still held a fresh one is
+allocated and takes the oldest one's place in the set.
+
 A burst (``request_burst``): the consumer asks for the next frames of a short
 time (``seconds``, at most ``max_frames``) at the camera's own rate, cropped to
 a box of the frame; each is retrieved, cut to the box, turned grey and shrunk
@@ -48,6 +53,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,6 +85,11 @@ DEFAULT_FILE_FPS = 25.0
 MAX_FRAME_SIZE = (3840, 2160)
 BAD_FRAMES_FAULT = 20  # damaged pictures in a row that make the stream a fault
 BURST_CROP_PX = 64  # a burst's crops are shrunk to at most this many pixels a side
+# BGR pictures a capture decodes into and reuses once nobody holds them: the published
+# one (which the camera analyses) and the next. A fresh ~2.8 MB allocation per picture
+# at 1280x720 cost ~700 page faults each and left the allocator's heaps fragmented
+# (bench/footprint.py --scenario cameras4: RSS max ~188 -> ~179 MB with this)
+FRAME_BUFFERS = 2
 
 # every capture thread not yet ended, whatever Capture started it (join_all)
 _live_lock = threading.Lock()
@@ -279,6 +290,7 @@ class Capture:
         self._burst: _BurstRequest | None = None  # asked for, not yet taken
         self.bursts = 0  # completed
         self.burst_frames = 0  # retrieved for bursts (counted once more if also published)
+        self._buffers: list[np.ndarray] = []  # see FRAME_BUFFERS; only this thread uses it
 
     def start(self) -> None:
         """Start capturing (again). A previous thread that was asked to stop but is
@@ -511,6 +523,26 @@ class Capture:
             return None, "damaged JPEG pictures (cannot be decoded)"
         return image, ""
 
+    def _free_buffer(self) -> np.ndarray | None:
+        """A picture buffer of this capture that nobody refers to any more, to decode the
+        next picture into; None when each is still held (published, under analysis)."""
+        for buf in self._buffers:
+            # held by the list, this loop and getrefcount's argument only: no Frame, view
+            # (a view keeps its base alive) or caller has it, so overwriting it is safe
+            if sys.getrefcount(buf) <= 3:
+                return buf
+        return None
+
+    def _keep_buffer(self, got: np.ndarray, into: np.ndarray | None) -> None:
+        """Keep a picture OpenCV allocated (none was free, or the stream's size changed)
+        as one of the buffers to reuse, in place of the oldest when there are enough:
+        one a caller keeps for long is then left to it, not waited for."""
+        if into is not None:
+            self._buffers.remove(into)  # the wrong size: the stream changed
+        if len(self._buffers) >= FRAME_BUFFERS:
+            del self._buffers[0]
+        self._buffers.append(got)
+
     def _read_loop(self, cap: cv2.VideoCapture, stop: threading.Event, *, raw: bool = False) -> int:
         """Read until the source ends, fails or ``stop``; returns the frames read. An
         error of the stream itself (too big, damaged pictures) is left in
@@ -542,9 +574,12 @@ class Capture:
             )
             burst = self._burst_wants(now_mono)
             if publish or burst is not None:
-                ok, got = cap.retrieve()
+                into = None if raw else self._free_buffer()
+                ok, got = cap.retrieve() if into is None else cap.retrieve(into)
                 if not ok or got is None or got.size == 0:
                     return n
+                if not raw and got is not into:
+                    self._keep_buffer(got, into)
                 image: np.ndarray = got
                 if raw:
                     pic, why = self._decode_jpeg(got)
@@ -573,6 +608,9 @@ class Capture:
                     with self._lock:
                         self._latest = frame
                         self._taken = False
+                    del frame
+                # held by the Frame (if published) alone: freed or reusable once it goes
+                del got, image
             if period_s:
                 # files are paced like a live camera; real time here, it is I/O pacing
                 next_t += period_s

@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent import memory
+
+    memory.tune()  # before any thread of the agent starts (arenas are made then)
     try:
         site = load_site(args.config)
     except ConfigError as e:

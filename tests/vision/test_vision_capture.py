@@ -17,7 +17,7 @@ from agent.clock import ScaledClock
 from agent.events import Observation
 from agent.siteconfig.models import CameraConfig
 from vision.camera import CameraWorker
-from vision.capture import Capture, CaptureState
+from vision.capture import FRAME_BUFFERS, Capture, CaptureState, Frame
 from vision.detector import Detector
 
 FPS = 25.0
@@ -31,6 +31,7 @@ class CountingCapture:
         self._cap = cap
         self.grabs = 0
         self.retrieves = 0
+        self.retrieves_into = 0  # into a picture buffer given by the caller
         self.reads = 0
 
     def grab(self) -> bool:
@@ -39,6 +40,7 @@ class CountingCapture:
 
     def retrieve(self, *a: Any) -> tuple[bool, np.ndarray | None]:
         self.retrieves += 1
+        self.retrieves_into += bool(a and a[0] is not None)
         return self._cap.retrieve(*a)  # type: ignore[no-any-return]
 
     def read(self, *a: Any) -> tuple[bool, np.ndarray | None]:
@@ -63,10 +65,12 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[CountingCapture]:
     return opened
 
 
-def write_clip(path: Path, n: int, size: tuple[int, int] = (320, 240)) -> Path:
+def write_clip(
+    path: Path, n: int, size: tuple[int, int] = (320, 240), fourcc: str = "MJPG"
+) -> Path:
     """``n`` frames at 25 fps, each different (a bright bar moving over noise)."""
     rng = np.random.default_rng(3)
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, size)
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, size)
     assert vw.isOpened()
     for i in range(n):
         img = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
@@ -146,3 +150,57 @@ async def test_camera_worker_decodes_about_twice_its_detection_rate(
     # every look found a fresh decoded frame: about one seen per clock second
     assert 4 <= w.frames_seen <= c.retrieves, (w.frames_seen, c.retrieves)
     assert w.status()["capture"]["decoded"] == c.retrieves
+    # the worker lets each frame go once analysed, so the capture decodes into the same
+    # few pictures again (the first ones are allocated)
+    assert c.retrieves_into >= c.retrieves - 2 * FRAME_BUFFERS, (c.retrieves_into, c.retrieves)
+
+
+def test_pictures_are_decoded_into_reused_buffers_never_into_one_still_held(
+    tmp_path: Path, counted: list[CountingCapture]
+) -> None:
+    """Every picture is retrieved (no ``decode_fps``) from a real mp4v clip through
+    FFmpeg while a consumer keeps some of the frames it takes and drops the others:
+    the capture decodes into a few buffers it reuses, never into one a kept frame
+    (or a view of it) still holds, and every frame it published is the clip's
+    picture of that number."""
+    path = write_clip(tmp_path / "clip.mp4", 80, fourcc="mp4v")
+    reference = []
+    plain = cv2.VideoCapture(str(path))
+    while True:
+        ok, img = plain.read()
+        if not ok:
+            break
+        reference.append(img)
+    plain.release()
+    assert len(reference) == 80
+
+    cap = Capture(str(path), ScaledClock(SPEED))
+    kept: list[Frame] = []
+    views: list[np.ndarray] = []
+    seen = 0
+    cap.start()
+    deadline = time.monotonic() + 15.0
+    last_seq = 0
+    while cap.state != CaptureState.ENDED and time.monotonic() < deadline:
+        frame = cap.latest(consume=True)
+        if frame is not None and frame.seq != last_seq:
+            last_seq = frame.seq
+            seen += 1
+            # a frame in hand is the clip's picture of that number
+            assert np.array_equal(frame.image, reference[frame.seq - 1]), frame.seq
+            if seen % 4 == 0:
+                kept.append(frame)  # held across many later decodes
+            elif seen % 4 == 1:
+                views.append(frame.image[10:50, 20:80])  # a view keeps its picture too
+            del frame
+        time.sleep(0.003)
+    cap.stop()
+    assert cap.state == CaptureState.ENDED, cap.status()
+    (c,) = counted
+    assert c.retrieves == 80 and seen >= 10, (c.retrieves, seen)
+    # a frame kept long after, or cut by a view, was never decoded over
+    for f in kept:
+        assert np.array_equal(f.image, reference[f.seq - 1]), f.seq
+    assert len(kept) >= 2 and len(views) >= 2
+    # most pictures went into a reused buffer, not a fresh ~2.8 MB allocation each
+    assert c.retrieves_into >= 80 // 3, (c.retrieves_into, len(kept), len(views))
