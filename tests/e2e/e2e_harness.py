@@ -223,6 +223,7 @@ def site_yaml(
     zone_policy: Mapping[str, Mapping[str, Any]] | None = None,
     bus_timing: Mapping[str, Mapping[str, Any]] | None = None,
     clips: Mapping[str, Path] | None = None,
+    camera_settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write the generated site config for ``sc`` into ``tmp``; returns its path."""
     src = ((sc.path.parent if sc.path else SCENARIO_DIR) / sc.site).resolve()
@@ -240,7 +241,7 @@ def site_yaml(
             z["policy"] = {**z.get("policy", {}), **zone_policy[z["id"]]}  # type: ignore[index]
     # cameras only where the case gives them a clip (others would go stale: faults)
     data["cameras"] = [
-        {**c, "source": str(clips[c["name"]])}
+        {**c, "source": str(clips[c["name"]]), **(camera_settings or {}).get(c["name"], {})}
         for c in data.get("cameras", [])
         if c["name"] in (clips or {})
     ]
@@ -543,6 +544,8 @@ class Case:
     bus_timing: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     kill_after_stored: DecisionType | None = None  # the kill -9 run (see run_kill)
     videos: Mapping[str, str] = field(default_factory=dict)  # camera -> fixture picture
+    # camera -> settings of its own (e.g. the camera before issue 16)
+    camera_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     corpus_check: bool = True  # False: the test judges (real video cannot be replayed)
     why: str = ""
 
@@ -614,6 +617,7 @@ def prepare(case: Case, tmp: Path) -> tuple[Scenario, Mocks, Broker, Path, Loade
             zone_policy=case.zone_policy,
             bus_timing=case.bus_timing,
             clips=clips,
+            camera_settings=case.camera_settings,
         )
         site = load_site(cfg)
     except BaseException:

@@ -1,5 +1,6 @@
-"""Breakfast steam on the kitchen camera (the corpus's ``cooking-camera`` family)
-through the real agent, with a real camera deciding its own vote.
+"""The corpus's camera families through the real agent, with a real camera deciding
+its own vote: breakfast steam on the kitchen camera (``cooking-camera``) and
+sunlight on a camera (``sunlight``).
 
 test_e2e_families.py leaves out the families decided by a camera's vote: its
 harness cannot make a real camera vote on cue. Here the camera is real and the
@@ -24,6 +25,18 @@ Two cases run side by side, the same in all but the kitchen's schedule:
 
 Each case ends before the camera's smoke could reach the zone's ceiling (90 s
 from its start), which would forward it whatever the hour.
+
+Sunlight: the corpus's first ``sunlight`` instance gives the site and the camera
+(its events are all abstract video events: dropped, a quiet site); the camera
+streams a lamp-lit room (a lamp the shipped model calls fire) that warm sunlight
+floods for ``SUN_S`` s (a new lighting state the camera has not learned), never
+commissioned. Two cases side by side:
+* ``sunlight``: the camera as shipped: nothing is forwarded (the lamp and the
+  sunlit room do not move over a burst, and neither grows);
+* ``sunlight-old-camera``: the same with the camera's settings before issue 16
+  (no scene model, steady rules or bursts): the lamp alone is forwarded as a
+  camera-alone FIRE_ALARM 20 s after its first vote, before the sun comes. The
+  control shows the footage holds what a camera without scene knowledge calls fire.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ import pytest
 
 from agent.events import DecisionType
 from firmware_mocks.generator import FIRE_FAMILIES, NUISANCE_FAMILIES, generate
-from firmware_mocks.timeline import Scenario, scenario_site
+from firmware_mocks.timeline import Event, Scenario, scenario_site
 from tests.e2e.e2e_harness import FIXTURES, MODEL, MOSQUITTO, Case, CaseRunner, Outcome
 from tests.e2e.test_e2e_families import SCAN, SEED, e2e_site, schedules_in_force, start_at
 from vision import footage as ft
@@ -57,6 +70,15 @@ ROOM_S = 3.0  # the clip: the room first...
 SMOKE_S = 40.0  # ... then the drifting smoke ...
 AFTER_S = 60.0  # ... then the room again
 END_S = 60.0  # scenario time: well past the trip, before any 90 s ceiling
+SUN_S = 40.0  # warm sunlight on the lamp-lit room
+# the camera before issue 16 (as bench/camera_day.py's "before"): no scene model, no
+# steady rules, no bursts
+OLD_CAMERA = {
+    "scene_model": False,
+    "steady_end_s": 0.0,
+    "small_flame_max_frac": 0.0,
+    "burst_s": 0.0,
+}
 
 
 def steam_clip(path: Path) -> Path:
@@ -70,16 +92,49 @@ def steam_clip(path: Path) -> Path:
     return ft.write_clip(path, frames, fps)
 
 
-def instance() -> Scenario:
-    """The corpus's first cooking-camera instance, without its abstract video events."""
+def sunlit_clip(path: Path) -> Path:
+    rng = np.random.default_rng(8)
+    room = ft.load(FIXTURES / "normal_lamp_room.jpg")
+    fps = 10.0
+    frames = [ft.noisy(room, rng) for _ in range(int(ROOM_S * fps))]
+    frames += [ft.noisy(ft.light(room, 1.25, warm=1.0), rng) for _ in range(int(SUN_S * fps))]
+    frames += [ft.noisy(room, rng) for _ in range(int(AFTER_S * fps))]
+    return ft.write_clip(path, frames, fps)
+
+
+def instance(family: str) -> Scenario:
+    """The corpus's first instance of ``family``, without its abstract video events."""
     corpus = generate(SEED, len(NUISANCE_FAMILIES) * SCAN, len(FIRE_FAMILIES) * SCAN)
-    sc = next(sc for fam, sc in corpus if fam == FAMILY)
+    sc = next(sc for fam, sc in corpus if fam == family)
     events = tuple(e for e in sc.events if e.camera is None)
     return sc.model_copy(update={"events": events})
 
 
+def plan_sunlight(old_camera: bool, clip_dir: Path) -> Case:
+    sc = instance("sunlight")  # its events are all the camera's: a quiet site
+    cam = next(e.camera for e in instance_events("sunlight") if e.camera is not None)
+    name = "sunlight-old-camera" if old_camera else "sunlight"
+    clip = sunlit_clip(clip_dir / f"{name}.avi")
+    return Case(
+        name,
+        sc.model_copy(update={"duration_s": END_S}),
+        cuts=(),
+        end_s=END_S,
+        videos={cam: str(clip)},
+        camera_settings={cam: OLD_CAMERA} if old_camera else {},
+        corpus_check=False,  # real video: judged here
+        why=f"{sc.name}: {cam} on a lamp-lit room in warm sunlight for {SUN_S:g} s"
+        + (", the camera before issue 16" if old_camera else ""),
+    )
+
+
+def instance_events(family: str) -> tuple[Event, ...]:
+    corpus = generate(SEED, len(NUISANCE_FAMILIES) * SCAN, len(FIRE_FAMILIES) * SCAN)
+    return next(sc for fam, sc in corpus if fam == family).events
+
+
 def plan(schedule: bool, clip_dir: Path) -> Case:
-    sc = instance()
+    sc = instance(FAMILY)
     in_force = schedules_in_force(scenario_site(sc), sc.duration_s)
     assert in_force.get("kitchen", {}).get("schedules"), "the corpus's clock is at breakfast"
     zone_policy = in_force if schedule else {**in_force, "kitchen": {"schedules": []}}
@@ -108,6 +163,8 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseRunner]:
         {
             "breakfast": functools.partial(plan, True, clips),
             "no-schedule": functools.partial(plan, False, clips),
+            "sunlight": functools.partial(plan_sunlight, False, clips),
+            "sunlight-old-camera": functools.partial(plan_sunlight, True, clips),
         },
         tmp_path_factory.mktemp("e2ecam"),
         timeout_s=200,
@@ -153,3 +210,18 @@ def test_the_same_smoke_outside_meal_times_is_a_fire(runner: CaseRunner) -> None
     assert [d.zone for d in fires] == ["kitchen"], summary
     assert "cam-kitchen" in fires[0].cameras, summary
     assert fires[0].details.get("rule") in ("video", "video_only"), summary
+
+
+def test_a_lamp_lit_room_in_sunlight_raises_nothing(runner: CaseRunner) -> None:
+    out, summary = ran(runner, "sunlight")
+    fires = [d for _t, d in out.decisions if d.type is DecisionType.FIRE_ALARM]
+    assert not fires, summary
+
+
+def test_the_camera_before_issue_16_forwarded_that_room(runner: CaseRunner) -> None:
+    """The control: the same footage and site with the camera's settings before issue
+    16 gives a camera-alone FIRE_ALARM (the lamp), so the case above is quiet by the
+    camera's rules, not because the footage holds nothing the model calls fire."""
+    out, summary = ran(runner, "sunlight-old-camera")
+    fires = [d for _t, d in out.decisions if d.type is DecisionType.FIRE_ALARM]
+    assert len(fires) == 1 and not fires[0].devices and fires[0].cameras, summary

@@ -24,8 +24,9 @@ controlled. A fire seen only by a camera is covered end to end by
 test_e2e_scenarios.py's fire-on-camera-only case (real CCTV frames through the
 shipped model), breakfast steam on the kitchen camera by
 test_e2e_camera_families.py (a real camera on drifting smoke, with and without
-the meal schedule); sunlight on a camera is measured by bench/camera_day.py on
-real decoded footage; all three by the bench.
+the meal schedule), and a camera in sunlight there too (a lamp-lit room flooded
+with warm sunlight, with the camera as shipped and as before issue 16); all
+three are also measured by the bench.
 
 Compression, automatic: the quiet lead-in before a scenario's first event is
 cut (a measured value's ramp in progress is restarted from its value at the
