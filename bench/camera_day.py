@@ -57,7 +57,8 @@ night, a preset move (pan up to 90 px, zoom up to 1.35x), a door opened onto
 a white corridor; in a drawn order, each 8-25 s, with the room as
 commissioned coming back in between more often than not; noise amplitude drawn
 per day (vision/footage.py ``varied_day``). Days run room by room, day 0 of
-every room first; ``--parallel`` cameras watch at once (default 3, as many as
+every room first (``--first-day K``: days K to K + N - 1, for a check on
+other days than a run that found something); ``--parallel`` cameras watch at once (default 3, as many as
 the three configurations of a one-day-per-room run), each a different day.
 Each room is commissioned once (as above); every day starts from that scene.
 ``--modes after`` runs only the shipped configuration. Printed per day: its
@@ -316,6 +317,12 @@ async def main() -> None:
         help="N varied seeded days per room (0: the one fixed day per room)",
     )
     ap.add_argument(
+        "--first-day",
+        type=int,
+        default=0,
+        help="number of the first varied day of each room (other days: other seeds)",
+    )
+    ap.add_argument(
         "--modes",
         default=",".join(MODES),
         help="configurations to run, comma-separated (the shipped one: after)",
@@ -485,7 +492,9 @@ async def varied_days(
 
     # commissioning runs in a thread beside the watching cameras: its own session
     commission_detector = Detector.load(args.model, threads=1)
-    jobs = iter([(k, i, s) for k in range(args.days_per_room) for i, s in enumerate(rooms)])
+    first = args.first_day
+    days_of = range(first, first + args.days_per_room)
+    jobs = iter([(k, i, s) for k in days_of for i, s in enumerate(rooms)])
     locks: dict[int, Any] = {}
     results: list[DayResult] = []
     load0 = os.getloadavg()
@@ -515,7 +524,8 @@ async def varied_days(
     seconds = sum(r.seconds for r in results)
     print()
     print(
-        f"varied normal days: {days} camera-days ({len(rooms)} rooms x {args.days_per_room}), "
+        f"varied normal days: {days} camera-days ({len(rooms)} rooms x days "
+        f"{first}-{first + args.days_per_room - 1}), "
         f"{seconds / 60:.0f} min of scene changes ({seconds / max(1, days):.0f} s a day), "
         f"{args.parallel} at once"
     )
