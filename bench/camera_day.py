@@ -328,6 +328,11 @@ async def main() -> None:
         help="configurations to run, comma-separated (the shipped one: after)",
     )
     ap.add_argument(
+        "--room",
+        default="",
+        help="varied days only of the rooms whose file name contains this (a replay)",
+    )
+    ap.add_argument(
         "--parallel", type=int, default=3, help="varied days watched at once (default 3)"
     )
     args = ap.parse_args()
@@ -494,7 +499,9 @@ async def varied_days(
     commission_detector = Detector.load(args.model, threads=1)
     first = args.first_day
     days_of = range(first, first + args.days_per_room)
-    jobs = iter([(k, i, s) for k in days_of for i, s in enumerate(rooms)])
+    # a room keeps its place in the list (its commissioning seed) when --room picks it
+    picked = [(i, s) for i, s in enumerate(rooms) if args.room in s.path.name]
+    jobs = iter([(k, i, s) for k in days_of for i, s in picked])
     locks: dict[int, Any] = {}
     results: list[DayResult] = []
     load0 = os.getloadavg()
@@ -524,7 +531,7 @@ async def varied_days(
     seconds = sum(r.seconds for r in results)
     print()
     print(
-        f"varied normal days: {days} camera-days ({len(rooms)} rooms x days "
+        f"varied normal days: {days} camera-days ({len(picked)} rooms x days "
         f"{first}-{first + args.days_per_room - 1}), "
         f"{seconds / 60:.0f} min of scene changes ({seconds / max(1, days):.0f} s a day), "
         f"{args.parallel} at once"
