@@ -542,11 +542,13 @@ async def varied_days(
         alarm_days = sum(1 for r in results if r.runs[m].alarms())
         looks = sum(r.runs[m].frames for r in results)
         due = sum(int(r.seconds * 2.0) for r in results)
+        # the rule of three is the bound for none seen only
+        three = f"; rule of three {300.0 / max(1, days):.2f}" if alarms == 0 else ""
         print(
             f"  {m:6s}: {alarms} camera-alone FIRE_ALARM(s) on {alarm_days} day(s) = "
             f"{100.0 * alarms / max(1, days):.2f} per 100 camera-days (target <= 1); "
             f"95 % upper bound {100.0 * poisson_upper(alarms) / max(1, days):.2f} per 100 "
-            f"(exact Poisson; rule of three {300.0 / max(1, days):.2f}); "
+            f"(exact Poisson{three}); "
             f"{starts} confirmation(s) = {starts / max(1, days):.3f} per camera-day; "
             f"looks {looks} of {due} due at 2 a second ({100.0 * looks / max(1, due):.0f} %)"
         )
