@@ -336,8 +336,8 @@ async def main() -> None:
         "--parallel", type=int, default=3, help="varied days watched at once (default 3)"
     )
     args = ap.parse_args()
-    modes = {m: MODES[m] for m in args.modes.split(",") if m}
     unknown = set(args.modes.split(",")) - set(MODES) - {""}
+    modes = {m: MODES[m] for m in args.modes.split(",") if m in MODES}
     if unknown or not modes:
         ap.error(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(MODES)}")
 
