@@ -5,6 +5,8 @@ MJPG decoding), vote, scene model and confirmation engine.
     .venv/bin/python bench/camera_day.py [--cameras 16] [--fires 24] [--speed 10]
     .venv/bin/python bench/camera_day.py --cost     # the per-frame step, part by part
     .venv/bin/python bench/camera_day.py --model OTHER.onnx   # another model, same footage
+    .venv/bin/python bench/camera_day.py --days-per-room 5 --modes after --fires 0
+        # many varied camera-days of the shipped camera only (below)
 
 Three cameras watch every clip side by side, in the same run:
 * before: the camera before issue 16 (``scene_model: false``, no steady rules,
@@ -45,6 +47,23 @@ smoke) and to the engine's camera-alone FIRE_ALARM are counted from there.
 The "scene" and "after" cameras have no learned scene for these views (the dataset has no
 footage of these rooms before the fire); tests/vision/test_vision_scene.py
 shows a fire in a learned room found as fast as without a scene.
+
+Varied days (``--days-per-room N``): N different camera-days per room, each
+drawn from its own seed (``footage.day_seed(room file name, day)``; the same on
+every run): 5-7 different scene changes of lights off (5-35 %), dimmed,
+brighter, a person walking across (either way, any shade), a person standing
+and swaying, warm sunlight, a slanted sunlight patch creeping across, IR
+night, a preset move (pan up to 90 px, zoom up to 1.35x), a door opened onto
+a white corridor; in a drawn order, each 8-25 s, with the room as
+commissioned coming back in between more often than not; noise amplitude drawn
+per day (vision/footage.py ``varied_day``). Days run room by room, day 0 of
+every room first (``--first-day K``: days K to K + N - 1, for a check on
+other days than a run that found something); ``--parallel`` cameras watch at once (default 3, as many as
+the three configurations of a one-day-per-room run), each a different day.
+Each room is commissioned once (as above); every day starts from that scene.
+``--modes after`` runs only the shipped configuration. Printed per day: its
+plan, the looks the camera took against the clip's 2 a second, and each
+confirmation with the scene change it came in.
 
 Targets (issue 16): <= 1 camera alarm per 100 camera-days; the vote within
 10 s in >= 95 % of fire clips and a camera-only FIRE_ALARM within 30 s.
@@ -112,6 +131,29 @@ def day(room: np.ndarray, seed: int) -> list[np.ndarray]:
     hold(ft.preset(room, 40, 1.1), 20)  # preset move
     hold(room, 25)
     return out
+
+
+def poisson_upper(k: int, conf: float = 0.95) -> float:
+    """Exact one-sided upper confidence bound of a Poisson mean, ``k`` events seen."""
+    lo, hi = 0.0, 10.0 + 10.0 * k
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        term = cdf = np.exp(-mid)
+        for j in range(1, k + 1):
+            term *= mid / j
+            cdf += term
+        lo, hi = (mid, hi) if cdf > 1 - conf else (lo, mid)
+    return (lo + hi) / 2
+
+
+def event_at(events: list[ft.DayEvent], t_s: float) -> str:
+    """Which scene change of a planned day is on ``t_s`` seconds into its clip."""
+    end = 0.0
+    for ev in events:
+        end += round(ev.seconds * FPS) / FPS
+        if t_s < end:
+            return f"{ev.what}@{end - round(ev.seconds * FPS) / FPS:.0f}s"
+    return "after the end"
 
 
 def burning(image: np.ndarray, seconds: float, rng: np.random.Generator) -> list[np.ndarray]:
@@ -268,7 +310,36 @@ async def main() -> None:
     ap.add_argument(
         "--model", type=Path, default=None, help="ONNX model (default: the shipped one)"
     )
+    ap.add_argument(
+        "--days-per-room",
+        type=int,
+        default=0,
+        help="N varied seeded days per room (0: the one fixed day per room)",
+    )
+    ap.add_argument(
+        "--first-day",
+        type=int,
+        default=0,
+        help="number of the first varied day of each room (other days: other seeds)",
+    )
+    ap.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="configurations to run, comma-separated (the shipped one: after)",
+    )
+    ap.add_argument(
+        "--room",
+        default="",
+        help="varied days only of the rooms whose file name contains this (a replay)",
+    )
+    ap.add_argument(
+        "--parallel", type=int, default=3, help="varied days watched at once (default 3)"
+    )
     args = ap.parse_args()
+    unknown = set(args.modes.split(",")) - set(MODES) - {""}
+    modes = {m: MODES[m] for m in args.modes.split(",") if m in MODES}
+    if unknown or not modes:
+        ap.error(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(MODES)}")
 
     detector = Detector.load(args.model, threads=1)
     if args.cost:
@@ -284,6 +355,12 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="camera_day."))
     t0 = time.perf_counter()
     print(f"model {detector.path.name}; {len(rooms)} rooms, speed {args.speed}x, {FPS} fps clips")
+    if args.days_per_room > 0:
+        await varied_days(args, detector, rooms, modes, tmp)
+        print(f"({time.perf_counter() - t0:.0f} s wall, OpenCV {cv2.__version__})")
+        return
+    if set(modes) != set(MODES):
+        ap.error("--modes needs --days-per-room (the one-day runs keep all three side by side)")
 
     # ------------------------------------------------------------ normal days
     totals: dict[str, dict[str, int]] = {m: {"alarms": 0, "starts": 0, "days": 0} for m in MODES}
@@ -375,6 +452,134 @@ async def main() -> None:
             f"{pct(sum(a <= 30 for a in alarms), n)} (median {med(alarms)})"
         )
     print(f"({time.perf_counter() - t0:.0f} s wall, OpenCV {cv2.__version__})")
+
+
+@dataclass
+class DayResult:
+    room: str
+    day: int
+    seed: int
+    seconds: float
+    events: list[ft.DayEvent]
+    runs: dict[str, Run]
+
+
+def prepare_day(
+    detector: Detector, room_path: Path, i: int, k: int, tmp: Path, scene_lock: dict[int, Any]
+) -> tuple[Path, Path, int, list[ft.DayEvent], float]:
+    """The clip of room ``i``'s day ``k`` and a copy of the room's commissioned scene
+    (commissioned on first use, as the one-day run does)."""
+    import shutil
+    import threading
+
+    room = ft.load(room_path, SIZE)
+    with scene_lock.setdefault(i, threading.Lock()):
+        base = tmp / f"scene{i}.npz"
+        if not base.exists():
+            commission(detector, room, base, 1000 + i)
+    seed = ft.day_seed(room_path.name, k)
+    events, frames = ft.varied_day(room, seed, FPS)
+    clip = ft.write_clip(tmp / f"day{i}_{k}.avi", frames, FPS)
+    scene_file = tmp / f"scene{i}_{k}.npz"
+    shutil.copyfile(base, scene_file)
+    return clip, scene_file, seed, events, len(frames) / FPS
+
+
+async def varied_days(
+    args: argparse.Namespace,
+    detector: Detector,
+    rooms: list[Any],
+    modes: dict[str, dict[str, Any]],
+    tmp: Path,
+) -> None:
+    """``--days-per-room N`` varied days of every room, ``--parallel`` at once."""
+    import os
+
+    # commissioning runs in a thread beside the watching cameras: its own session
+    commission_detector = Detector.load(args.model, threads=1)
+    first = args.first_day
+    days_of = range(first, first + args.days_per_room)
+    # a room keeps its place in the list (its commissioning seed) when --room picks it
+    picked = [(i, s) for i, s in enumerate(rooms) if args.room in s.path.name]
+    jobs = iter([(k, i, s) for k in days_of for i, s in picked])
+    locks: dict[int, Any] = {}
+    results: list[DayResult] = []
+    load0 = os.getloadavg()
+
+    async def worker() -> None:
+        for k, i, s in jobs:
+            clip, scene_file, seed, events, seconds = await asyncio.to_thread(
+                prepare_day, commission_detector, s.path, i, k, tmp, locks
+            )
+            runs = await asyncio.gather(
+                *(
+                    watch(detector, clip, args.speed, kw, None if m == "before" else scene_file)
+                    for m, kw in modes.items()
+                )
+            )
+            clip.unlink()
+            scene_file.unlink(missing_ok=True)
+            r = DayResult(
+                s.path.name, k, seed, seconds, events, dict(zip(modes, runs, strict=True))
+            )
+            results.append(r)
+            report_day(r, len(results))
+
+    await asyncio.gather(*(worker() for _ in range(max(1, args.parallel))))
+    load1 = os.getloadavg()
+    days = len(results)
+    seconds = sum(r.seconds for r in results)
+    print()
+    print(
+        f"varied normal days: {days} camera-days ({len(picked)} rooms x days "
+        f"{first}-{first + args.days_per_room - 1}), "
+        f"{seconds / 60:.0f} min of scene changes ({seconds / max(1, days):.0f} s a day), "
+        f"{args.parallel} at once"
+    )
+    for m in modes:
+        alarms = sum(len(r.runs[m].alarms()) for r in results)
+        starts = sum(len(r.runs[m].starts()) for r in results)
+        alarm_days = sum(1 for r in results if r.runs[m].alarms())
+        looks = sum(r.runs[m].frames for r in results)
+        due = sum(int(r.seconds * 2.0) for r in results)
+        # the rule of three is the bound for none seen only
+        three = f"; rule of three {300.0 / max(1, days):.2f}" if alarms == 0 else ""
+        print(
+            f"  {m:6s}: {alarms} camera-alone FIRE_ALARM(s) on {alarm_days} day(s) = "
+            f"{100.0 * alarms / max(1, days):.2f} per 100 camera-days (target <= 1); "
+            f"95 % upper bound {100.0 * poisson_upper(alarms) / max(1, days):.2f} per 100 "
+            f"(exact Poisson{three}); "
+            f"{starts} confirmation(s) = {starts / max(1, days):.3f} per camera-day; "
+            f"looks {looks} of {due} due at 2 a second ({100.0 * looks / max(1, due):.0f} %)"
+        )
+    print(f"load average (1, 5, 15 min) at start {load0}, at end {load1}")
+
+
+def report_day(r: DayResult, n: int) -> None:
+    plan = " ".join(f"{e.what}:{e.seconds:.0f}" for e in r.events)
+    line = []
+    for m, run in r.runs.items():
+        line.append(
+            f"{m} {len(run.alarms())} alarm(s) {len(run.starts())} confirmation(s) "
+            f"looks {run.frames}/{int(r.seconds * 2.0)}"
+        )
+    print(f"  {n:3d} room {r.room[:36]:36s} day {r.day} seed {r.seed}: " + "; ".join(line))
+    print(f"        plan {plan}")
+    for m, run in r.runs.items():
+        for d in run.starts():
+            t = d.mono - run.started_mono
+            where = d.regions[0] if d.regions else None
+            print(
+                f"        {m}: confirmed {d.cls.value} {d.score:.2f} at {t:.1f} s "
+                f"({event_at(r.events, t)}) region {where}"
+            )
+        for a in run.alarms():
+            t = a.mono - run.started_mono
+            print(
+                f"        {m}: FIRE_ALARM at {t:.1f} s ({event_at(r.events, t)}): {a.reason} "
+                f"{a.details}"
+            )
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
