@@ -277,15 +277,7 @@ def make_clip(source: str, path: Path, seconds: float, fps: float = 10.0) -> Pat
 
     frames: list[Any] = []
     if source.endswith((".avi", ".mp4")):
-        cap = cv2.VideoCapture(source)
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.resize(img, (1280, 720)))
-        cap.release()
-        if not frames:
-            raise FileNotFoundError(source)
+        return _loop_clip(source, path, seconds, fps)
     else:
         src = cv2.imread(str(FIXTURES / f"{source}.jpg"))
         if src is None:
@@ -304,6 +296,33 @@ def make_clip(source: str, path: Path, seconds: float, fps: float = 10.0) -> Pat
         cv2.putText(frame, str(i), (1150, 700), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
         out.write(frame)
     out.release()
+    return path
+
+
+def _loop_clip(source: str, path: Path, seconds: float, fps: float) -> Path:
+    """``source``'s frames looped to ``seconds`` at 1280x720, one frame in memory at a
+    time (a minute of 1280x720 frames held at once is gigabytes)."""
+    import cv2
+
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (1280, 720))
+    if not out.isOpened():
+        raise RuntimeError("OpenCV cannot write mp4v here")
+    cap = cv2.VideoCapture(source)
+    try:
+        for i in range(int(seconds * fps)):
+            ok, img = cap.read()
+            if not ok:  # the end: loop
+                cap.release()
+                cap = cv2.VideoCapture(source)
+                ok, img = cap.read()
+                if not ok:
+                    raise FileNotFoundError(source)
+            frame = cv2.resize(img, (1280, 720))
+            cv2.putText(frame, str(i), (1150, 700), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+            out.write(frame)
+    finally:
+        cap.release()
+        out.release()
     return path
 
 
