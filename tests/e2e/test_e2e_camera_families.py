@@ -71,6 +71,7 @@ SMOKE_S = 40.0  # ... then the drifting smoke ...
 AFTER_S = 20.0  # ... then the room again (looped after that)
 END_S = 60.0  # scenario time: well past the trip, before any 90 s ceiling
 SUN_S = 40.0  # warm sunlight on the lamp-lit room
+FPS = 10.0  # of the clips
 # the camera before issue 16 (as bench/camera_day.py's "before"): no scene model, no
 # steady rules, no bursts
 OLD_CAMERA = {
@@ -81,25 +82,26 @@ OLD_CAMERA = {
 }
 
 
+def room_clip(path: Path, room_name: str, middle: list[np.ndarray], seed: int) -> Path:
+    """``ROOM_S`` s of a fixture room, ``middle``, then ``AFTER_S`` s of the room."""
+    rng = np.random.default_rng(seed)
+    room = ft.load(FIXTURES / f"{room_name}.jpg")
+    before = [ft.noisy(room, rng) for _ in range(int(ROOM_S * FPS))]
+    after = [ft.noisy(room, rng) for _ in range(int(AFTER_S * FPS))]
+    return ft.write_clip(path, before + middle + after, FPS)
+
+
 def steam_clip(path: Path) -> Path:
-    rng = np.random.default_rng(7)
-    room = ft.load(FIXTURES / "normal_office.jpg")
     smoke = ft.load(FIXTURES / "smoke_cctv.jpg")
-    fps = 10.0
-    frames = [ft.noisy(room, rng) for _ in range(int(ROOM_S * fps))]
-    frames += ft.burning(smoke, int(SMOKE_S * fps), rng)
-    frames += [ft.noisy(room, rng) for _ in range(int(AFTER_S * fps))]
-    return ft.write_clip(path, frames, fps)
+    rng = np.random.default_rng(7)
+    return room_clip(path, "normal_office", ft.burning(smoke, int(SMOKE_S * FPS), rng), 7)
 
 
 def sunlit_clip(path: Path) -> Path:
-    rng = np.random.default_rng(8)
     room = ft.load(FIXTURES / "normal_lamp_room.jpg")
-    fps = 10.0
-    frames = [ft.noisy(room, rng) for _ in range(int(ROOM_S * fps))]
-    frames += [ft.noisy(ft.light(room, 1.25, warm=1.0), rng) for _ in range(int(SUN_S * fps))]
-    frames += [ft.noisy(room, rng) for _ in range(int(AFTER_S * fps))]
-    return ft.write_clip(path, frames, fps)
+    rng = np.random.default_rng(8)
+    sun = [ft.noisy(ft.light(room, 1.25, warm=1.0), rng) for _ in range(int(SUN_S * FPS))]
+    return room_clip(path, "normal_lamp_room", sun, 8)
 
 
 def instance(family: str) -> Scenario:
