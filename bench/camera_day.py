@@ -74,6 +74,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import re
 import statistics
 import sys
@@ -90,7 +91,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.clock import ScaledClock
 from agent.commands.commission import watch as watch_commission
-from agent.events import Condition, Observation, StateChange, VideoDetection
+from agent.events import Condition, Observation, StateChange, VideoClass, VideoDetection
 from agent.siteconfig.models import CameraConfig
 from vision import footage as ft
 from vision.camera import CameraWorker
@@ -176,6 +177,24 @@ class Run:
         s = self.starts()
         return None if not s else s[0].mono - self.started_mono
 
+    def growth(self) -> list[tuple[VideoClass, float, float]]:
+        """Per confirmation: its class, the largest area one report gave over its
+        START's, and the largest two consecutive reports both gave (what the
+        engine counts since 2026-12-06; one report's was counted before)."""
+        tracks: list[tuple[VideoClass, list[int]]] = []  # in START order
+        open_: dict[VideoClass, list[int]] = {}
+        for d in self.detections():
+            if not d.active:
+                open_.pop(d.cls, None)
+                continue
+            area = sum(r.area for r in d.regions)
+            if d.cls in open_:
+                open_[d.cls].append(area)
+            else:
+                open_[d.cls] = [area]
+                tracks.append((d.cls, open_[d.cls]))
+        return [_growth(c, a) for c, a in tracks]
+
     def alarms(self) -> list[Any]:
         end = max((o.mono for o in self.observations), default=0.0) + 5.0
         return ft.camera_alone_alarms(self.observations, "cam", "zone", end)
@@ -183,6 +202,13 @@ class Run:
     def first_alarm_s(self) -> float | None:
         a = self.alarms()
         return None if not a else a[0].mono - self.started_mono
+
+
+def _growth(cls: VideoClass, areas: list[int]) -> tuple[VideoClass, float, float]:
+    first = max(1, areas[0])
+    one = max(areas) / first
+    held = max([min(a, b) for a, b in itertools.pairwise(areas)], default=areas[0]) / first
+    return cls, one, max(1.0, held)
 
 
 async def watch(
@@ -544,6 +570,14 @@ async def varied_days(
         due = sum(int(r.seconds * 2.0) for r in results)
         # the rule of three is the bound for none seen only
         three = f"; rule of three {300.0 / max(1, days):.2f}" if alarms == 0 else ""
+        grown = [g for r in results for g in r.runs[m].growth()]
+        one = sum(1 for _, o, _ in grown if o >= 1.5)
+        held = sum(1 for _, _, h in grown if h >= 1.5)
+        print(
+            f"  {m:6s}: growth of its {len(grown)} confirmation(s): {one} grew 1.5x in one "
+            f"report, {held} in two consecutive reports (the engine's rule since 2026-12-06); "
+            f"largest held {max((h for _, _, h in grown), default=1.0):.1f}x"
+        )
         print(
             f"  {m:6s}: {alarms} camera-alone FIRE_ALARM(s) on {alarm_days} day(s) = "
             f"{100.0 * alarms / max(1, days):.2f} per 100 camera-days (target <= 1); "
@@ -566,12 +600,13 @@ def report_day(r: DayResult, n: int) -> None:
     print(f"  {n:3d} room {r.room[:36]:36s} day {r.day} seed {r.seed}: " + "; ".join(line))
     print(f"        plan {plan}")
     for m, run in r.runs.items():
-        for d in run.starts():
+        for d, (_, one, held) in zip(run.starts(), run.growth(), strict=False):
             t = d.mono - run.started_mono
             where = d.regions[0] if d.regions else None
             print(
                 f"        {m}: confirmed {d.cls.value} {d.score:.2f} at {t:.1f} s "
-                f"({event_at(r.events, t)}) region {where}"
+                f"({event_at(r.events, t)}) region {where}; grew {one:.1f}x in one report, "
+                f"{held:.1f}x held"
             )
         for a in run.alarms():
             t = a.mono - run.started_mono

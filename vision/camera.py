@@ -738,15 +738,19 @@ class CameraWorker:
         (unchanged without a scene model or before anything is learned)."""
         if self.scene is None:
             return result
-        gated = self.scene.gate(result.cells, light)
-        core: np.ndarray | None = None
-        if gated is result.cells:
-            # not learned yet: start as the model's threshold says, but measure a
-            # region's size (hence growth) only on cells well above that threshold
-            m = self.scene.margin
-            core = np.stack(
-                [result.cells[c] >= t + m * (1.0 - t) for c, t in enumerate(self.start_thresholds)]
-            )
+        normal = self.scene.normal(light)
+        gated = self.scene.gate(result.cells, light, normal)
+        # a region starts as the gate says, but its size (hence growth) is measured
+        # only on its core: cells well above the model's threshold and, once the
+        # scene is learned, well above this scene's normal too (twice the margin):
+        # cells hovering at either come and go with noise, a person walking by or
+        # a patch of sunlight, and must never make a region "grow"
+        m = self.scene.margin
+        core = np.stack(
+            [result.cells[c] >= t + m * (1.0 - t) for c, t in enumerate(self.start_thresholds)]
+        )
+        if normal is not None:
+            core &= result.cells >= normal + 2.0 * m
         regions: list[Region] = []
         for c, cls in enumerate(CLASSES):
             regions.extend(
@@ -755,7 +759,7 @@ class CameraWorker:
                     self.region_thresholds[cls],
                     cls,
                     result.frame_size,
-                    None if core is None else core[c],
+                    core[c],
                 )
             )
         regions.sort(key=lambda r: -r.score)

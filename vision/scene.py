@@ -164,10 +164,17 @@ class SceneModel:
 
     # ----------------------------------------------------------------- judging
 
-    def gate(self, cells: np.ndarray, light: tuple[float, float]) -> np.ndarray:
+    def gate(
+        self,
+        cells: np.ndarray,
+        light: tuple[float, float],
+        normal: np.ndarray | None = None,
+    ) -> np.ndarray:
         """``cells`` with every cell that does not rise ``margin`` above its normal
-        set to 0 (unchanged when the camera has learned nothing)."""
-        normal = self.normal(light)
+        set to 0 (unchanged when the camera has learned nothing). ``normal``: this
+        light's ``normal(light)`` when the caller has it already."""
+        if normal is None:
+            normal = self.normal(light)
         if normal is None:
             return cells
         out: np.ndarray = np.where(cells >= normal + self.margin, cells, 0.0).astype(np.float32)

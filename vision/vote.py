@@ -18,7 +18,9 @@ Rules (``VoteParams``; ``low = threshold * hold_ratio``):
   ``window_frames`` frames are candidates.
 * UPDATE while active, at most every ``update_interval_s``: when the mean score
   rose by ``score_step`` or the typical region grew by ``growth_ratio`` since
-  the last event (the engine uses region growth).
+  the last event, and after an event whose region was ``growth_ratio`` over
+  START's, whatever it is now: the engine counts growth only when it holds in
+  two consecutive reports, so a grown region is reported again.
 * Small and steady is not fire (``small_area_px``, 0: off): while the typical
   region is at most that large, START also needs it to have grown by
   ``growth_ratio`` over the largest region of the first ``window_frames``
@@ -273,6 +275,7 @@ class Vote:
         if (
             mean >= self._last_score + self.p.score_step
             or box.area >= self._last_area * self.p.growth_ratio
+            or 0 < self.start_area * self.p.growth_ratio <= self._last_area  # did it hold?
         ):
             return self._emit(VoteEventKind.UPDATE, t_s, cands, mean)
         return None

@@ -22,7 +22,8 @@ explains each and which nuisances they can and cannot hold back):
   (or whose detector went offline or faulty while in alarm) is forwarded
   marked unverified. A persisting alarm is never dropped.
 * A camera alone: a confirmed detection held ``video_only_s``, or whose region
-  grows to ``video_growth_ratio`` times its first area; per camera and class
+  grows to ``video_growth_ratio`` times its first area and stays so in the
+  camera's next report (one report's region is never growth); per camera and class
   (a camera votes for fire and smoke apart: the end of one never ends or
   restarts the other's hold, and growth is measured within one class).
 * One FIRE_ALARM per zone incident; the incident ends with a RESTORE after the
@@ -182,7 +183,10 @@ class _VideoTrack:
 
     since_mono: float  # its START: the camera-alone hold counts from here
     first_area: int  # the region's area at START: growth is measured against it
-    max_area: int
+    last_area: int  # the area the camera reported last
+    # the largest area two consecutive reports both reached: growth must hold, so
+    # one report's region (noise, a person walking by) never counts as growth
+    held_area: int
 
 
 @dataclass(slots=True)
@@ -689,9 +693,10 @@ class Engine:
             return
         if track is None:
             track = cam.tracks[obs.cls] = _VideoTrack(
-                since_mono=obs.mono, first_area=area, max_area=area
+                since_mono=obs.mono, first_area=area, last_area=area, held_area=area
             )
-        track.max_area = max(track.max_area, area)
+        track.held_area = max(track.held_area, min(track.last_area, area))
+        track.last_area = area
         inc = self._incident(zone, obs)
         inc.last_activity_mono = max(inc.last_activity_mono, obs.mono)
         inc.cameras[obs.source] = None
@@ -1419,7 +1424,7 @@ class Engine:
     ) -> tuple[str, str, float] | None:
         """A camera alone: one class's detection held ``video_only_s`` from its
         own START, or its region grown ``video_growth_ratio`` x its own first
-        area. Where smoke does not confirm (``video_smoke_confirms: false``,
+        area in two consecutive reports of the camera. Where smoke does not confirm (``video_smoke_confirms: false``,
         e.g. a kitchen's meal schedule) smoke is held to the zone's ceiling
         instead and its growth does not count, as a detector's alarm would be.
         Returns the rule, the reason and that detection's START."""
@@ -1439,11 +1444,11 @@ class Engine:
                         ),
                         t.since_mono,
                     )
-                if t.first_area > 0 and t.max_area >= pol.video_growth_ratio * t.first_area:
+                if t.first_area > 0 and t.held_area >= pol.video_growth_ratio * t.first_area:
                     return (
                         "video_growth",
                         f"camera {c.name} alone: {cls.value} region grew "
-                        f"{t.max_area / t.first_area:.1f}x",
+                        f"{t.held_area / t.first_area:.1f}x",
                         t.since_mono,
                     )
         return None

@@ -252,12 +252,12 @@ def test_a_detector_alarm_never_makes_the_camera_slower() -> None:
 
 def test_growing_flames_confirm_at_once_where_smoke_does_not() -> None:
     """The schedule holds smoke, not flames: a camera's fire region that grows
-    1.5x is forwarded by growth, detector or not."""
+    1.5x (in two consecutive reports) is forwarded by growth, detector or not."""
     sim = Sim(site(schedules=[EVENING]))
     for k, area in enumerate((1000, 1300, 1700, 2300)):
         sim.video(10 + 2 * k, cls=VideoClass.FIRE, area=area)
     ((t, d),) = sim.fires()
-    assert t == pytest.approx(14) and d.details["rule"] == "video_growth"
+    assert t == pytest.approx(16) and d.details["rule"] == "video_growth"
 
 
 def _heat(sim: Sim, t0: float, t1: float, c0: float, rate_c_min: float) -> None:

@@ -228,8 +228,27 @@ def test_video_only_hold_and_growth() -> None:
     sim2 = Sim()
     sim2.video(10, area=1000)
     sim2.video(13, area=1600)
+    assert not sim2.fires()  # one report's region is not growth yet
+    sim2.video(18, area=1700)
     ((t, d),) = sim2.fires("z")
-    assert t == 13 and d.details["rule"] == "video_growth"
+    assert t == 18 and d.details["rule"] == "video_growth"
+    assert d.reason.endswith("region grew 1.6x")  # the area both reports reached
+
+
+def test_growth_in_one_report_only_is_not_growth() -> None:
+    """A region reported grown once, then back to its size (cells at the
+    threshold around a person walking by): the camera alone waits for its hold.
+    Growth counts only when two consecutive reports both reach the ratio."""
+    sim = Sim()
+    sim.video(10, area=1000)
+    sim.video(15, area=3000)  # one report: 3x
+    sim.video(20, area=1100)  # not held
+    sim.video(25, area=1600)  # grown again, once
+    sim.until(29.5)
+    assert not sim.fires()
+    sim.until(31)
+    ((t, d),) = sim.fires("z")
+    assert t == 30 and d.details["rule"] == "video_only"
 
 
 def test_unconfirmed_video_is_ignored_and_short_video_held_back() -> None:

@@ -81,16 +81,20 @@ def test_growth_is_measured_per_class() -> None:
 
 
 def test_growth_of_one_class_still_confirms() -> None:
-    """The fire's own region growing 1.5x its own first area confirms at once."""
+    """The fire's own region grown 1.5x its own first area in two consecutive
+    reports confirms at the second; the smoke reports in between do not break it."""
     sim = Sim(site())
     sim.video(10.0, cls=SMOKE, area=900)
     sim.video(11.0, cls=FIRE, area=1600)
     sim.video(13.0, cls=SMOKE, area=900)
     sim.video(14.0, cls=FIRE, area=2000)
-    assert sim.fires() == []
+    sim.video(15.0, cls=SMOKE, area=900)
     sim.video(16.0, cls=FIRE, area=2500)
+    assert sim.fires() == []  # grown in one report only
+    sim.video(17.0, cls=SMOKE, area=900)
+    sim.video(18.0, cls=FIRE, area=2600)
     fires = sim.fires("z")
-    assert [(t, d.details["rule"]) for t, d in fires] == [(16.0, "video_growth")]
+    assert [(t, d.details["rule"]) for t, d in fires] == [(18.0, "video_growth")]
     assert fires[0][1].first_seen_mono == 11.0
 
 

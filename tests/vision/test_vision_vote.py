@@ -123,6 +123,24 @@ def test_slow_growth_confirms_then_updates_on_growth_at_most_every_interval() ->
     assert areas == sorted(areas) and areas[-1] > areas[0]
 
 
+def test_a_grown_region_is_reported_again_held_or_not() -> None:
+    """The engine counts growth only when two consecutive reports hold it, so a
+    region reported grown over START is reported again at the next interval,
+    whatever its size then; one that is back to its START size is not again."""
+    v = Vote(FIRE, params(update_interval_s=5.0))
+    small, big = box(0.8, w=80, h=60), box(0.8, w=120, h=90)  # 2.25x the area
+    # START on the small region, 6 s later a grown one for 4 s (the window's
+    # median from 7.5 s to 11 s), then back to the small one for good
+    events = play(v, [[small]] * 12 + [[big]] * 8 + [[small]] * 40)
+    kinds = [e.kind for e in events]
+    assert kinds == [VoteEventKind.START, VoteEventKind.UPDATE, VoteEventKind.UPDATE]
+    start, grown, again = events
+    assert start.region is not None and grown.region is not None and again.region is not None
+    assert grown.region.area == big.area
+    assert again.region.area == small.area  # reported back: the growth did not hold
+    assert again.t_s - grown.t_s == pytest.approx(5.0)
+
+
 def test_no_update_when_nothing_grows() -> None:
     v = Vote(FIRE, params(update_interval_s=1.0))
     events = play(v, [[box(0.8)]] * 40)
