@@ -155,8 +155,8 @@ class ZonePolicy(Strict):
         default=1.5,
         gt=1,
         le=100,
-        description="a camera alone confirms at once when its region grows to this multiple "
-        "of the first confirmed region's area",
+        description="a camera alone confirms when its region grows to this multiple "
+        "of the first confirmed region's area in two consecutive reports of the camera",
     )
     heat_rise_c: float = Field(
         default=8.0, gt=0, le=100, description="a temperature rise in the zone that corroborates"

@@ -208,6 +208,67 @@ async def test_damaged_scene_file_falls_back_to_learning_with_a_warning(
     assert started_after_s(seen, w, VideoClass.FIRE) is not None, w.status()
 
 
+def test_a_learned_scene_sizes_a_region_on_cells_well_above_its_normal(
+    detector: Detector,
+) -> None:
+    """Issue 16, "growth means growth": on a learned scene a region is cut from
+    the cells above their normal by the margin, but its size is measured only
+    on the cells well above both that normal (twice the margin) and the model's
+    threshold. Cells hovering just over either (lifted around a person walking
+    by, a patch of sunlight) come and go, and before 2026-12-06 made the region
+    "grow": 7 camera-alone alarms in 650 varied camera-days, all by growth."""
+    from vision.detector import FrameResult
+
+    rows, cols = detector.grid
+    scene = SceneModel(grid=detector.grid, model_id=model_id(detector.path))
+    rng = np.random.default_rng(0)
+    learned = np.full((2, rows, cols), 0.05, np.float32)
+    learned[1, 1:6, 1:6] = 0.55  # a pale wall the model calls smoke: normal there
+    for _ in range(scene.learn_frames):
+        scene.commission(
+            learned + rng.normal(0, 0.005, learned.shape).astype(np.float32), (100, 50)
+        )
+    w = CameraWorker(camera(Path("unused.avi")), detector, asyncio.Queue(), ScaledClock(1.0))
+    w.scene = scene
+    thr = w.start_thresholds[1]
+    m = scene.margin
+    normal = scene.normal((100, 50))
+    assert normal is not None
+
+    def judged(cells: np.ndarray) -> list[tuple[int, int]]:
+        result = FrameResult(
+            fire=float(cells[0].max()),
+            smoke=float(cells[1].max()),
+            regions=(),
+            cells=cells,
+            frame_size=(cols * 10, rows * 10),
+            inference_ms=0.0,
+        )
+        out = w.judge(result, (100, 50))
+        return [(r.w // 10, r.h // 10) for r in out.regions if r.cls is VideoClass.SMOKE]
+
+    # smoke on the plain ceiling: a 2x2 core at 0.9 in a 6x6 ring hovering just
+    # above the gate (normal + margin) and above the region threshold
+    cells = learned.copy()
+    hover = float(normal[1, 8, 8]) + m + 0.02
+    assert hover >= w.region_thresholds[VideoClass.SMOKE] and hover < thr + m * (1 - thr)
+    cells[1, 7:13, 7:13] = hover
+    cells[1, 9:11, 9:11] = 0.9
+    assert judged(cells) == [(2, 2)]  # the ring cuts the region (6x6), the core sizes it
+    # the same ring alone (no cell well above): the region is its peak cell
+    cells[1, 9:11, 9:11] = hover
+    cells[1, 9, 9] = hover + 0.01
+    assert judged(cells) == [(1, 1)]
+    # on the pale wall: 0.8 is well above the model's threshold but not twice the
+    # margin above that wall's normal, so only the cells above both size it
+    cells = learned.copy()
+    wall = float(normal[1, 3, 3])
+    assert wall + m <= 0.8 < wall + 2 * m
+    cells[1, 1:6, 1:6] = 0.8
+    cells[1, 3, 3:5] = 0.99
+    assert judged(cells) == [(2, 1)]
+
+
 def test_scene_file_round_trip_per_lighting_state(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     scene = SceneModel(grid=(14, 14), model_id="m", learn_frames=10)
