@@ -235,6 +235,20 @@ def checked(frame_bgr: np.ndarray) -> np.ndarray:
     return frame_bgr
 
 
+def _largest_group(cells: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    """The largest 8-connected group of ``cells`` (bool), the one holding the
+    highest ``prob`` among groups of equal size."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cells.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return cells
+    best = max(
+        range(1, n),
+        key=lambda g: (int(stats[g, cv2.CC_STAT_AREA]), float(prob[labels == g].max())),
+    )
+    out: np.ndarray = labels == best
+    return out
+
+
 def cell_regions(
     prob: np.ndarray,
     threshold: float,
@@ -244,8 +258,11 @@ def cell_regions(
 ) -> list[Region]:
     """Connected groups (8-neighbour) of cells with ``prob >= threshold``, as boxes in
     frame pixels; a region's score is its highest cell. With ``core`` (rows, cols)
-    bool, a region's box covers only its core cells (its highest cell when it has
-    none): the size of a region is then measured on cells well above normal."""
+    bool, a region's box covers only its largest connected group of core cells
+    (the one with its highest cell among equals; that cell alone when it has no
+    core): the size of a region is then measured on cells well above normal, and a
+    cell hovering at the threshold never decides it, not even by bridging two
+    separate cores into one group."""
     rows, cols = prob.shape
     w, h = frame_size
     on = (prob >= threshold).astype(np.uint8)
@@ -258,7 +275,9 @@ def cell_regions(
         if core is not None:
             member = labels == k
             keep = member & core
-            if not keep.any():  # every cell hovers near the threshold: its peak cell only
+            if keep.any():
+                keep = _largest_group(keep, prob)
+            else:  # every cell hovers near the threshold: its peak cell only
                 keep = member & (prob == prob[member].max())
             ys, xs = np.nonzero(keep)
             cx, cy = int(xs.min()), int(ys.min())

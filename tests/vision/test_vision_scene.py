@@ -259,6 +259,14 @@ def test_a_learned_scene_sizes_a_region_on_cells_well_above_its_normal(
     cells[1, 9:11, 9:11] = hover
     cells[1, 9, 9] = hover + 0.01
     assert judged(cells) == [(1, 1)]
+    # two separate cores (one cell each), bridged by one cell hovering between them
+    # into one region: the region is one core, never the box of both (that bridge
+    # made a door left open "grow" 12.3x, held, on a varied camera-day)
+    cells = learned.copy()
+    cells[1, 9, 9], cells[1, 10, 10], cells[1, 11, 11] = 0.9, hover, 0.85
+    assert judged(cells) == [(1, 1)]
+    cells[1, 10, 10] = 0.9  # the bridge well above too: one core of three cells
+    assert judged(cells) == [(3, 3)]
     # on the pale wall: 0.8 is well above the model's threshold but not twice the
     # margin above that wall's normal, so only the cells above both size it
     cells = learned.copy()
