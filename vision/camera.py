@@ -20,9 +20,10 @@ wall stays put. An ongoing detection needs no change.
 With the scene model (``CameraConfig.scene_model``, vision/scene.py) a cell
 counts only where its score rises ``scene_margin`` above what this camera's
 normal scene scores there in the same lighting; regions are cut from those
-cells only, and a region's size (hence growth) is measured on its core cells:
-well above the model's threshold and, once learned, twice the margin above
-the scene's normal (cells hovering at either never make a region grow). The scene is learned while
+cells only, and a region's size (hence growth) is measured on its largest
+connected group of core cells: well above the model's threshold and, once
+learned, twice the margin above the scene's normal (cells hovering at either
+never make a region grow, nor bridge two cores into one). The scene is learned while
 no detection is active and kept in ``scene_file`` (the state dir): loaded at
 start, saved every ``SCENE_SAVE_S`` and when the worker stops. A missing or
 damaged file means learning again (with a warning), never a silent camera;
