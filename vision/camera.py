@@ -531,6 +531,8 @@ class CameraWorker:
             ev = vote.update(frame.mono, regions)
             if bursting and (ev is not None or vote.cls in self._held):
                 ev = self._burst_gate(vote, ev, frame.mono)
+            if ev is not None and self._growth_unmoved(vote, ev):
+                ev = None  # not sent; the vote reports the region again next interval
             if ev is not None:
                 if ev.kind is VoteEventKind.START:
                     self._steady[vote.cls] = [frame.mono, 0, 0]
@@ -692,14 +694,28 @@ class CameraWorker:
             self.bursts_moving += 1
         return dataclasses.replace(start, t_s=now)
 
+    def _growth_unmoved(self, vote: Vote, ev: VoteEvent) -> bool:
+        """An UPDATE whose region grew over START's while the region has not yet
+        moved: not reported. A region's size in a picture that does not change
+        moves only with cells at the thresholds (a lighting switch, a noisier
+        night, a door left open); a growing fire flickers and smoke drifts as it
+        grows. With the steady rules only (``steady_end_s`` > 0)."""
+        if ev.kind is not VoteEventKind.UPDATE or self.cam.steady_end_s <= 0:
+            return False
+        st = self._steady.get(vote.cls)
+        if st is None or st[2] >= STEADY_MIN_MOVES or ev.region is None:
+            return False
+        return ev.region.area >= vote.p.growth_ratio * max(1, vote.start_area)
+
     async def _check_steady(
         self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]
     ) -> None:
-        """A region that neither moves nor grows within its hold is not fire or smoke:
-        end it as steady before the engine's camera-alone hold. Movement is change
-        from one analysed frame to the next inside the region (smoke drifts, flames
-        flicker); a fire region up to ``steady_flame_max_frac`` of the frame must
-        grow (a candle or a fireplace flickers as much as a fire and stays its size)."""
+        """A region that does not move within its hold is not fire or smoke: end it
+        as steady before the engine's camera-alone hold. Movement is change from one
+        analysed frame to the next inside the region (smoke drifts, flames flicker);
+        a fire region up to ``steady_flame_max_frac`` of the frame must also grow (a
+        candle or a fireplace flickers as much as a fire and stays its size). A
+        region that grew without moving is steady too: only thresholds moved it."""
         if self.cam.steady_end_s <= 0 or vote.cls not in self._steady:
             return
         st = self._steady[vote.cls]
@@ -712,9 +728,9 @@ class CameraWorker:
         if frame.mono - st[0] < self.cam.steady_end_s:
             return
         area = vote.typical_area()
-        if area >= vote.p.small_growth_ratio * max(1, vote.start_area):
-            return  # it grew
         moved = st[2] >= STEADY_MIN_MOVES
+        if moved and area >= vote.p.small_growth_ratio * max(1, vote.start_area):
+            return  # it grew, and moved
         small = max(area, vote.start_area) <= self.cam.steady_flame_max_frac * self._frame_area_px
         if moved and not (vote.cls is VideoClass.FIRE and small):
             return  # smoke that drifts, a large fire that flickers

@@ -21,7 +21,14 @@ import numpy as np
 import pytest
 
 from agent.clock import ScaledClock
-from agent.events import Condition, Observation, StateChange, VideoClass, VideoDetection
+from agent.events import (
+    Condition,
+    Observation,
+    Region,
+    StateChange,
+    VideoClass,
+    VideoDetection,
+)
 from agent.siteconfig.models import CameraConfig
 from vision import footage as ft
 from vision.camera import CameraWorker
@@ -275,6 +282,39 @@ def test_a_learned_scene_sizes_a_region_on_cells_well_above_its_normal(
     cells[1, 1:6, 1:6] = 0.8
     cells[1, 3, 3:5] = 0.99
     assert judged(cells) == [(2, 1)]
+
+
+def test_a_region_that_grew_without_moving_is_not_reported_grown(detector: Detector) -> None:
+    """Growth means growth: a region whose size changed while nothing in it moved
+    (a lighting switch back from IR night on a noisier day lifted 8 cells around a
+    1-cell smoke detection, held 6x: an alarm on a varied camera-day) is not
+    reported grown until it has moved in ``STEADY_MIN_MOVES`` looks; its other
+    reports go out as before, and a camera without the steady rules is unchanged."""
+    from vision.camera import STEADY_MIN_MOVES
+    from vision.vote import VoteEvent, VoteEventKind
+
+    w = CameraWorker(camera(Path("unused.avi")), detector, asyncio.Queue(), ScaledClock(1.0))
+    vote = w.votes[VideoClass.SMOKE]
+    vote.start_area = 1000
+    w._steady[VideoClass.SMOKE] = [0.0, 10, 0]  # START at 0, 10 looks, none moving
+
+    def ev(kind: VoteEventKind, area: int) -> VoteEvent:
+        region = Region(x=0, y=0, w=area // 10, h=10, score=0.4, cls=VideoClass.SMOKE)
+        return VoteEvent(kind=kind, cls=VideoClass.SMOKE, score=0.4, region=region, t_s=5.0)
+
+    grown, same = ev(VoteEventKind.UPDATE, 3000), ev(VoteEventKind.UPDATE, 1100)
+    assert w._growth_unmoved(vote, grown)  # held back
+    assert not w._growth_unmoved(vote, same)  # a score report: sent
+    assert not w._growth_unmoved(vote, ev(VoteEventKind.END, 3000))
+    w._steady[VideoClass.SMOKE][2] = STEADY_MIN_MOVES  # it moved: growth is reported
+    assert not w._growth_unmoved(vote, grown)
+    w._steady[VideoClass.SMOKE][2] = 0
+    off = CameraWorker(
+        camera(Path("unused.avi"), steady_end_s=0.0), detector, asyncio.Queue(), ScaledClock(1.0)
+    )
+    off.votes[VideoClass.SMOKE].start_area = 1000
+    off._steady[VideoClass.SMOKE] = [0.0, 10, 0]
+    assert not off._growth_unmoved(off.votes[VideoClass.SMOKE], grown)
 
 
 def test_scene_file_round_trip_per_lighting_state(tmp_path: Path) -> None:
