@@ -373,16 +373,18 @@ class CameraConfig(Strict):
         title="Largest controlled flame",
         description="a fire region at most this fraction of the frame (a fireplace, a hob) "
         "that has not grown 1.5x within steady_end_s is ended as steady, not fire, however it "
-        "flickers; a larger one only when it neither grew nor flickered",
+        "flickers; a larger one only when it did not flicker (growth without movement is "
+        "not growth)",
     )
     steady_end_s: float = Field(
         default=15.0,
         ge=0,
         le=600,
         title="Steady region hold",
-        description="a detection whose region neither moved (drift, flicker) nor grew 1.5x "
-        "within this time is ended as steady, not fire or smoke; keep it under the zone's "
-        "video_only_s (0: off)",
+        description="a detection whose region did not move (drift, flicker) within this "
+        "time is ended as steady, not fire or smoke, even if it grew (a picture that does not "
+        "change grows only at the thresholds); until it moves, growth is not reported; keep "
+        "it under the zone's video_only_s (0: off)",
     )
     motion_grey: float = Field(
         default=1.0,
