@@ -238,6 +238,7 @@ class CameraWorker:
         self._still: dict[VideoClass, list[Region]] = {}  # places a burst found still (quiet)
         self.bursts_still = 0  # detections not confirmed: still over their burst
         self.bursts_moving = 0
+        self.growth_unmoved = 0  # grown reports held back: the region had not moved
         self._ignore: np.ndarray | None = None
         self._flame_cells: list[np.ndarray | None] | None = None
         self.flame_note: str | None = None  # a flame grown past its expected-flame mask
@@ -424,6 +425,7 @@ class CameraWorker:
             "inference_ms": None if r is None else round(r.inference_ms, 2),
             "active": [cls.value for cls, v in self.votes.items() if v.active],
             "detections_sent": self.detections_sent,
+            "growth_held_back_unmoved": self.growth_unmoved,
             "bursts": {
                 "taken": self.capture.bursts,
                 "moving": self.bursts_moving,
@@ -532,6 +534,7 @@ class CameraWorker:
             if bursting and (ev is not None or vote.cls in self._held):
                 ev = self._burst_gate(vote, ev, frame.mono)
             if ev is not None and self._growth_unmoved(vote, ev):
+                self.growth_unmoved += 1
                 ev = None  # not sent; the vote reports the region again next interval
             if ev is not None:
                 if ev.kind is VoteEventKind.START:
