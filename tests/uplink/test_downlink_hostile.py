@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from agent.clock import SystemClock
-from agent.downlink import TOTAL_BURST, TOTAL_RATE_S
+from agent.downlink import TOTAL_BURST, TOTAL_RATE_S, Downlink
 from agent.events import Decision, DecisionType, gateway_decision
 from agent.mqtt import session_options
 from agent.outbox import Outbox
@@ -191,8 +191,18 @@ async def test_request_flood_is_bounded_rate_limited_and_never_stored(
         await submit(self, decision)
 
     monkeypatch.setattr(Outbox, "submit", spy)
+    offered = 0
+    offer = Downlink.offer
+
+    def count(self: Downlink, name: str, payload: object, *, retain: bool) -> None:
+        nonlocal offered
+        offered += 1
+        offer(self, name, payload, retain=retain)
+
+    monkeypatch.setattr(Downlink, "offer", count)
     async with live(tmp_path, broker) as (up, centre, hook):
         stored.clear()
+        offered = 0
         tasks_before = len(asyncio.all_tasks())
         most_tasks = 0
         start = time.monotonic()
@@ -213,7 +223,16 @@ async def test_request_flood_is_bounded_rate_limited_and_never_stored(
             len(hook.calls),
             elapsed,
         )
-        assert sum(up.downlink.ignored.values()) > 2500, up.downlink.ignored
+        # every request that reached the gateway and was not refused took a token of
+        # the total bucket: the rest of the flood is ignored, not queued. (QoS 0: a
+        # loaded broker may drop some of the 3,000 before they reach the gateway;
+        # CI once delivered fewer than 2,500.)
+        assert offered >= 1500, offered  # the flood did arrive
+        accepted_max = TOTAL_BURST + TOTAL_RATE_S * elapsed + 1
+        assert sum(up.downlink.ignored.values()) >= offered - accepted_max, (
+            offered,
+            up.downlink.ignored,
+        )
         await still_answers(up, centre)
         assert stored == []  # answers are published once, never written to the outbox
 
