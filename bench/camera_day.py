@@ -496,8 +496,7 @@ async def main() -> None:
 
 def flame_centre(image: np.ndarray) -> tuple[float, float]:
     """The centre of the flame-coloured pixels (the picture's centre without any)."""
-    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
-    ys, xs = np.nonzero((r > 170) & (r > b + 50))
+    ys, xs = np.nonzero(ft.flame_pixels(image))
     h, w = image.shape[:2]
     return (float(xs.mean()), float(ys.mean())) if len(xs) else (w / 2.0, h / 2.0)
 

@@ -108,11 +108,17 @@ def zoom(img: np.ndarray, centre: tuple[float, float], factor: float) -> np.ndar
     return out
 
 
+def flame_pixels(image: np.ndarray) -> np.ndarray:
+    """Flame-coloured pixels (bool): bright red, well redder than blue."""
+    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
+    out: np.ndarray = (r > 170) & (r > b + 50)
+    return out
+
+
 def flicker(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np.ndarray]:
     """``frames`` frames in which the flame-coloured pixels flicker (brightness, a
     small upward lick), as flames do; sensor noise on every frame."""
-    b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
-    flame = (r > 170) & (r > b + 50)
+    flame = flame_pixels(image)
     out = []
     for _ in range(frames):
         f = image.astype(np.float32)
@@ -161,7 +167,7 @@ def burning(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np
     h, w = image.shape[:2]
     b, r = image[..., 0].astype(np.int16), image[..., 2].astype(np.int16)
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    flame = ((r > 170) & (r > b + 50)) | ((grey > 200) & (r >= b))
+    flame = flame_pixels(image) | ((grey > 200) & (r >= b))
     cells = (max(2, w // 32), max(2, h // 32))
     out = []
     for moved in drift(image, frames, rng):

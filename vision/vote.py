@@ -29,8 +29,8 @@ Rules (``VoteParams``; ``low = threshold * hold_ratio``):
   candidate after a window without any.
 
 * A steady region is not fire or smoke: the caller (which sees the pixels)
-  ends a detection whose region did not move (a small flame: did not also grow) within its hold with
-  ``end_steady``; where it was is then *quiet*: regions overlapping that place
+  ends a detection whose region did not move (a small flame: did not also
+  grow) within its hold with ``end_steady``; where it was is then *quiet*: regions overlapping that place
   start nothing unless they grow by ``small_growth_ratio`` over it, until no
   region has overlapped it for ``QUIET_FORGET_WINDOWS`` windows, or until the
   caller sees movement there (``wake``).

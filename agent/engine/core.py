@@ -1424,8 +1424,9 @@ class Engine:
     ) -> tuple[str, str, float] | None:
         """A camera alone: one class's detection held ``video_only_s`` from its
         own START, or its region grown ``video_growth_ratio`` x its own first
-        area in two consecutive reports of the camera. Where smoke does not confirm (``video_smoke_confirms: false``,
-        e.g. a kitchen's meal schedule) smoke is held to the zone's ceiling
+        area in two consecutive reports of the camera. Where smoke does not
+        confirm (``video_smoke_confirms: false``, e.g. a kitchen's meal
+        schedule) smoke is held to the zone's ceiling
         instead and its growth does not count, as a detector's alarm would be.
         Returns the rule, the reason and that detection's START."""
         for c in cams:
