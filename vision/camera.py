@@ -100,6 +100,33 @@ BURST_RECHECK_S = 10.0  # a still (quiet) place with a region in it is looked at
 BURST_MARGIN = 0.25  # a burst's crop: the candidates' box and this much of its size around
 
 
+@dataclasses.dataclass
+class _Steady:
+    """What the steady rule knows of one active detection."""
+
+    start_mono: float
+    looks: int = 0
+    moves: int = 0  # looks with movement in the region
+    areas: list[int] = dataclasses.field(default_factory=list)  # its region's, per look
+
+    def grew(self, ratio: float) -> bool:
+        """Its region's size trended up: over the last third of its looks against
+        the first third, the median by ``ratio`` and the lower quartile above the
+        upper quartile (the sizes moved up as a whole). A fireplace's region hops
+        between its flames from look to look (1 to 12 cells), a stationary spread
+        that one look, or one window's median, can read as growth either way; a
+        fire's region grows."""
+        k = len(self.areas) // 3
+        if k == 0:
+            return False
+        first, last = sorted(self.areas[:k]), sorted(self.areas[-k:])
+
+        def q(xs: list[int], f: float) -> int:
+            return xs[min(len(xs) - 1, int(f * len(xs)))]
+
+        return q(last, 0.5) >= ratio * max(1, q(first, 0.5)) and q(last, 0.25) >= q(first, 0.75)
+
+
 def configured_limit(resolution: tuple[int, int] | None) -> tuple[int, int] | None:
     """The frame-size limit of a camera: its configured ``resolution`` when it is
     within the hard cap (vision.capture.MAX_FRAME_SIZE), else the cap (None)."""
@@ -225,8 +252,8 @@ class CameraWorker:
         self._scene_learned_mono: float | None = None
         self._scene_dirty = False
         self._frame_area_px = 0
-        # per class while active: [start mono, frames, frames with movement]
-        self._steady: dict[VideoClass, list[float]] = {}
+        # per class while active: what the steady rule knows of the detection
+        self._steady: dict[VideoClass, _Steady] = {}
         # bursts: the regions of the burst asked for, per class; the last verdict per
         # class (region, mono, moving or None: too few frames); a START held for one
         self._burst_regions: dict[VideoClass, Region] = {}
@@ -238,7 +265,9 @@ class CameraWorker:
         self._still: dict[VideoClass, list[Region]] = {}  # places a burst found still (quiet)
         self.bursts_still = 0  # detections not confirmed: still over their burst
         self.bursts_moving = 0
-        self.growth_unmoved = 0  # grown reports held back: the region had not moved
+        # grown reports held back: the region had not moved, or had not left its range
+        self.growth_held_back = {"unmoved": 0, "in_range": 0}
+        self.steady_ended = 0  # detections ended as steady (neither moved nor grew)
         self._ignore: np.ndarray | None = None
         self._flame_cells: list[np.ndarray | None] | None = None
         self.flame_note: str | None = None  # a flame grown past its expected-flame mask
@@ -425,7 +454,9 @@ class CameraWorker:
             "inference_ms": None if r is None else round(r.inference_ms, 2),
             "active": [cls.value for cls, v in self.votes.items() if v.active],
             "detections_sent": self.detections_sent,
-            "growth_held_back_unmoved": self.growth_unmoved,
+            "growth_held_back_unmoved": self.growth_held_back["unmoved"],
+            "growth_held_back_in_range": self.growth_held_back["in_range"],
+            "steady_ended": self.steady_ended,
             "bursts": {
                 "taken": self.capture.bursts,
                 "moving": self.bursts_moving,
@@ -533,12 +564,13 @@ class CameraWorker:
             ev = vote.update(frame.mono, regions)
             if bursting and (ev is not None or vote.cls in self._held):
                 ev = self._burst_gate(vote, ev, frame.mono)
-            if ev is not None and self._growth_unmoved(vote, ev):
-                self.growth_unmoved += 1
+            doubt = None if ev is None else self._growth_doubtful(vote, ev)
+            if doubt is not None:
+                self.growth_held_back[doubt] += 1
                 ev = None  # not sent; the vote reports the region again next interval
             if ev is not None:
                 if ev.kind is VoteEventKind.START:
-                    self._steady[vote.cls] = [frame.mono, 0, 0]
+                    self._steady[vote.cls] = _Steady(frame.mono)
                 elif ev.kind is VoteEventKind.END:
                     self._steady.pop(vote.cls, None)
                 await self._send(ev, frame, result)
@@ -697,18 +729,30 @@ class CameraWorker:
             self.bursts_moving += 1
         return dataclasses.replace(start, t_s=now)
 
-    def _growth_unmoved(self, vote: Vote, ev: VoteEvent) -> bool:
-        """An UPDATE whose region grew over START's while the region has not yet
-        moved: not reported. A region's size in a picture that does not change
-        moves only with cells at the thresholds (a lighting switch, a noisier
-        night, a door left open); a growing fire flickers and smoke drifts as it
-        grows. With the steady rules only (``steady_end_s`` > 0)."""
+    def _growth_doubtful(self, vote: Vote, ev: VoteEvent) -> str | None:
+        """Why an UPDATE whose region grew over START's is not reported (None: it
+        is). With the steady rules only (``steady_end_s`` > 0):
+
+        * ``unmoved``: the region has not yet moved. A region's size in a picture
+          that does not change moves only with cells at the thresholds (a lighting
+          switch, a noisier night, a door left open); a growing fire flickers and
+          smoke drifts as it grows.
+        * ``in_range``: it is not ``small_growth_ratio`` over the largest the region
+          was in its first window (``Vote.growth_base``): a fireplace's region
+          hops between its flames from look to look (1 to 12 cells), and a START
+          that fell low makes any later look "grown"."""
         if ev.kind is not VoteEventKind.UPDATE or self.cam.steady_end_s <= 0:
-            return False
+            return None
         st = self._steady.get(vote.cls)
-        if st is None or st[2] >= STEADY_MIN_MOVES or ev.region is None:
-            return False
-        return ev.region.area >= vote.p.growth_ratio * max(1, vote.start_area)
+        if st is None or ev.region is None:
+            return None
+        if ev.region.area < vote.p.growth_ratio * max(1, vote.start_area):
+            return None  # not grown: a score report
+        if st.moves < STEADY_MIN_MOVES:
+            return "unmoved"
+        if ev.region.area < vote.p.small_growth_ratio * max(1, vote.growth_base()):
+            return "in_range"
+        return None
 
     async def _check_steady(
         self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]
@@ -723,17 +767,17 @@ class CameraWorker:
             return
         st = self._steady[vote.cls]
         box = next((r for r in result.regions if r.cls is vote.cls), None)
-        st[1] += 1
-        if box is not None and (
-            self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey
-        ):
-            st[2] += 1
-        if frame.mono - st[0] < self.cam.steady_end_s:
+        st.looks += 1
+        if box is not None:
+            st.areas.append(box.area)
+            if self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey:
+                st.moves += 1
+        if frame.mono - st.start_mono < self.cam.steady_end_s:
             return
+        moved = st.moves >= STEADY_MIN_MOVES
+        if moved and st.grew(vote.p.small_growth_ratio):
+            return  # it grew over its hold, and moved
         area = vote.typical_area()
-        moved = st[2] >= STEADY_MIN_MOVES
-        if moved and area >= vote.p.small_growth_ratio * max(1, vote.start_area):
-            return  # it grew, and moved
         small = max(area, vote.start_area) <= self.cam.steady_flame_max_frac * self._frame_area_px
         if moved and not (vote.cls is VideoClass.FIRE and small):
             return  # smoke that drifts, a large fire that flickers
@@ -746,6 +790,7 @@ class CameraWorker:
         ev = vote.end_steady(frame.mono, still)
         del self._steady[vote.cls]
         if ev is not None:
+            self.steady_ended += 1
             log.info(
                 "camera %s: %s region steady for %.0f s (no movement, no growth): "
                 "not fire or smoke",

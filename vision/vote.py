@@ -219,6 +219,14 @@ class Vote:
         self.start_area = self._last_area
         return ev
 
+    def growth_base(self) -> int:
+        """The area growth is measured from: the larger of START's typical region
+        and the largest region of the track's first ``window_frames`` candidates. A
+        flame's region flickers over a range of sizes from look to look (a
+        fireplace's: 1 to 12 cells), and START's median is one draw from it; growth
+        means leaving that range, not a later draw landing above a low START."""
+        return max([self.start_area, *self._track])
+
     def typical_area(self) -> int:
         """Area of the typical region of the candidates now in the window (0: none)."""
         regions = [f.region for f in self.window if f.region is not None]

@@ -372,9 +372,9 @@ class CameraConfig(Strict):
         le=1,
         title="Largest controlled flame",
         description="a fire region at most this fraction of the frame (a fireplace, a hob) "
-        "that has not grown 1.5x within steady_end_s is ended as steady, not fire, however it "
-        "flickers; a larger one only when it did not flicker (growth without movement is "
-        "not growth)",
+        "whose size has not trended up 1.5x over steady_end_s (its last third of looks against "
+        "its first) is ended as steady, not fire, however it flickers; a larger one only when "
+        "it did not flicker (growth without movement is not growth)",
     )
     steady_end_s: float = Field(
         default=15.0,

@@ -284,37 +284,69 @@ def test_a_learned_scene_sizes_a_region_on_cells_well_above_its_normal(
     assert judged(cells) == [(2, 1)]
 
 
-def test_a_region_that_grew_without_moving_is_not_reported_grown(detector: Detector) -> None:
+def test_a_region_that_grew_without_moving_or_within_its_range_is_not_reported_grown(
+    detector: Detector,
+) -> None:
     """Growth means growth: a region whose size changed while nothing in it moved
     (a lighting switch back from IR night on a noisier day lifted 8 cells around a
     1-cell smoke detection, held 6x: an alarm on a varied camera-day) is not
-    reported grown until it has moved in ``STEADY_MIN_MOVES`` looks; its other
-    reports go out as before, and a camera without the steady rules is unchanged."""
-    from vision.camera import STEADY_MIN_MOVES
+    reported grown until it has moved in ``STEADY_MIN_MOVES`` looks; nor is one that
+    moved but is not 1.5x the largest it was in its first window (a flickering
+    fireplace whose START fell on a low look: a CI run's alarm). Its other reports
+    go out as before, and a camera without the steady rules is unchanged."""
+    from vision.camera import STEADY_MIN_MOVES, _Steady
     from vision.vote import VoteEvent, VoteEventKind
 
     w = CameraWorker(camera(Path("unused.avi")), detector, asyncio.Queue(), ScaledClock(1.0))
     vote = w.votes[VideoClass.SMOKE]
     vote.start_area = 1000
-    w._steady[VideoClass.SMOKE] = [0.0, 10, 0]  # START at 0, 10 looks, none moving
+    w._steady[VideoClass.SMOKE] = _Steady(0.0, looks=10)  # START at 0, 10 looks, none moving
 
     def ev(kind: VoteEventKind, area: int) -> VoteEvent:
         region = Region(x=0, y=0, w=area // 10, h=10, score=0.4, cls=VideoClass.SMOKE)
         return VoteEvent(kind=kind, cls=VideoClass.SMOKE, score=0.4, region=region, t_s=5.0)
 
     grown, same = ev(VoteEventKind.UPDATE, 3000), ev(VoteEventKind.UPDATE, 1100)
-    assert w._growth_unmoved(vote, grown)  # held back
-    assert not w._growth_unmoved(vote, same)  # a score report: sent
-    assert not w._growth_unmoved(vote, ev(VoteEventKind.END, 3000))
-    w._steady[VideoClass.SMOKE][2] = STEADY_MIN_MOVES  # it moved: growth is reported
-    assert not w._growth_unmoved(vote, grown)
-    w._steady[VideoClass.SMOKE][2] = 0
+    assert w._growth_doubtful(vote, grown) == "unmoved"  # held back
+    assert w._growth_doubtful(vote, same) is None  # a score report: sent
+    assert w._growth_doubtful(vote, ev(VoteEventKind.END, 3000)) is None
+    w._steady[VideoClass.SMOKE].moves = STEADY_MIN_MOVES  # it moved: growth is reported
+    assert w._growth_doubtful(vote, grown) is None
+    # ... unless its first window already held a region that large: START's median
+    # was one low draw of a flickering size
+    vote._track = [1000, 2400, 1000]
+    assert vote.growth_base() == 2400
+    assert w._growth_doubtful(vote, grown) == "in_range"
+    assert w._growth_doubtful(vote, ev(VoteEventKind.UPDATE, 3600)) is None
+    vote._track = []
+    w._steady[VideoClass.SMOKE].moves = 0
     off = CameraWorker(
         camera(Path("unused.avi"), steady_end_s=0.0), detector, asyncio.Queue(), ScaledClock(1.0)
     )
     off.votes[VideoClass.SMOKE].start_area = 1000
-    off._steady[VideoClass.SMOKE] = [0.0, 10, 0]
-    assert not off._growth_unmoved(off.votes[VideoClass.SMOKE], grown)
+    off._steady[VideoClass.SMOKE] = _Steady(0.0, looks=10)
+    assert off._growth_doubtful(off.votes[VideoClass.SMOKE], grown) is None
+
+
+def test_a_region_grew_over_its_hold_only_when_its_size_trended_up() -> None:
+    """The steady rule's growth: the last third of a detection's looks against the
+    first third. A fireplace whose region hops between its flames (1, 3, 6 or 12
+    cells, look to look: the CI run's alarm) rarely reads as grown, however a
+    START or one window's median fell; a fire whose region doubles over the hold
+    nearly always does. (Seeded draws of 30 looks, a 15 s hold at 2 a second.)"""
+    from vision.camera import _Steady
+
+    rng = np.random.default_rng(3)
+    levels, p = [1610, 4795, 9453, 18769], [0.3, 0.3, 0.3, 0.1]
+    hops = [[int(a) for a in rng.choice(levels, 30, p=p)] for _ in range(500)]
+    assert sum(_Steady(0.0, areas=h).grew(1.5) for h in hops) <= 0.08 * len(hops)
+    # the same comparison by one look each (what START against a later look did)
+    assert sum(h[-1] >= 1.5 * h[0] for h in hops) >= 0.25 * len(hops)
+    grow = [
+        [int(18769 * (1 + i / 15) * rng.uniform(0.7, 1.3)) for i in range(30)] for _ in range(500)
+    ]
+    assert sum(_Steady(0.0, areas=f).grew(1.5) for f in grow) >= 0.95 * len(grow)
+    assert not _Steady(0.0, areas=[1000, 5000]).grew(1.5)  # too few looks to tell
 
 
 def test_scene_file_round_trip_per_lighting_state(tmp_path: Path) -> None:
@@ -368,13 +400,56 @@ async def test_noise_on_a_still_room_is_no_growth_and_no_alarm(
         assert sum(r.area for r in d.regions) <= 1280 * 720 / 196 * 1.5
 
 
+async def test_a_region_that_grows_in_a_still_picture_raises_no_alarm(
+    tmp_path: Path, detector: Detector
+) -> None:
+    """Real video of what the varied camera-days showed (a lighting step back from
+    IR night, a PTZ preset): a still room whose exposure steps down once. The
+    model's smoke region in the study room grows from a few cells to most of the
+    frame while nothing in it moves. The shipped camera does not report it grown
+    (it moved in one look, not ``STEADY_MIN_MOVES``) and ends it as steady: no
+    alarm. Without the steady rules the same clip is reported grown and the
+    engine raises FIRE_ALARM, video_growth. (Bursts off in both: a still room
+    never passes one, and the growth rule is what is tested.)"""
+    room = ft.load(FIXTURES / "normal_study_room.jpg", (1280, 720))
+    frames = still(ft.light(room, 0.15), 2, 1) + still(ft.light(room, 0.7), 10, 2)
+    frames += still(ft.light(room, 0.5), 25, 3)
+    clip = ft.write_clip(tmp_path / "step.avi", frames, FPS)
+
+    def grown(seen: list[Observation]) -> list[float]:
+        """Each report's area over its detection's START's."""
+        out, start = [], 0
+        for o in detections(seen, VideoClass.SMOKE):
+            area = sum(r.area for r in o.regions)
+            if o.active and start == 0:
+                start = max(1, area)
+            elif o.active:
+                out.append(area / start)
+            else:
+                start = 0
+        return out
+
+    off = camera(clip, steady_end_s=0.0, burst_s=0.0)
+    seen, w = await run_clip(detector, off, speed=SLOW)
+    # not trivial: reported grown, and the engine alarms (video_growth, or held 20 s
+    # when a loaded machine's looks put the held growth after it)
+    assert max(grown(seen)) >= 1.5, grown(seen)
+    assert alarms(seen, w), grown(seen)
+    seen, w = await run_clip(detector, camera(clip, burst_s=0.0), speed=SLOW)
+    assert alarms(seen, w) == [], grown(seen)
+    assert all(g < 1.5 for g in grown(seen)), grown(seen)
+    assert w.status()["growth_held_back_unmoved"] >= 1
+    assert w.status()["steady_ended"] >= 1
+
+
 async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
     tmp_path: Path, detector: Detector
 ) -> None:
     """A fireplace the model calls fire (0.83, two small regions) with its flame
     pixels flickering: steady, it raises no alarm (it is at most reported for the
-    steady hold and ended as steady, not fire); the same flame growing
-    (the camera's view closing in on it) is reported as fire, its region growing."""
+    steady hold and ended as steady, not fire, however its region's size flickers);
+    the same flame growing (the camera's view closing in on it) is reported and
+    never ended as steady."""
     room = ft.load(FIXTURES / "normal_fireplace.jpg")
     frames = lights_on(room, 1) + flicker(room, 40, 3)
     scores = [detector.detect(f) for f in frames[40::20]]
@@ -395,14 +470,9 @@ async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
     assert any(o.active for o in detections(seen, VideoClass.FIRE)), (
         "today's camera calls the small steady flame a fire"
     )
-    # the steady flame's size as the camera reports it: the baseline for growth below
-    # (taken from the clip, not from the growing clip's first report, which can land
-    # anywhere in the zoom when the machine is loaded)
-    steady = [sum(r.area for r in o.regions) for o in detections(seen, VideoClass.FIRE)]
-    steady = [a for a in steady if a > 0]
-    assert steady
     seen, w = await run_clip(detector, camera(clip, fire_threshold=0.5), speed=SLOW)
     assert alarms(seen, w) == []
+    assert w.status()["steady_ended"] >= 1
     # reported at most for the steady hold each time, then ended: never 20 s
     start = None
     for o in detections(seen, VideoClass.FIRE):
@@ -419,18 +489,18 @@ async def test_candle_sized_steady_flame_does_not_alarm_a_growing_one_does(
         z = 1.0 + 2.0 * min(1.0, i / (20 * FPS))
         grow.append(ft.zoom(f, centre, z))
     clip = ft.write_clip(tmp_path / "growing.avi", still(room, 2, 5) + grow, FPS)
-    # judged by the threshold, as the steady baseline was: a scene model learning
-    # from however many frames a loaded machine lets it see would move the baseline
+    # judged by the threshold: a scene model learning from however many frames a
+    # loaded machine lets it see of the still room would make the test a race
     seen, w = await run_clip(
         detector, camera(clip, fire_threshold=0.5, scene_model=False), speed=SLOW
     )
     fire = [o for o in detections(seen, VideoClass.FIRE) if o.active]
     assert fire, w.status()
-    # reported, and growing in what it reports. (Whether the engine's camera-alone
-    # rule then fires depends on the engine's per-camera, not per-class, state: a
-    # smoke detection of the same camera ending resets its fire hold; reported.)
-    areas = [sum(r.area for r in o.regions) for o in fire]
-    assert max(areas) >= 1.5 * max(steady), (steady, areas)
+    # and never ended as steady: it grows, and 3x zoomed in its region is past
+    # steady_flame_max_frac. (The engine's camera-alone alarm then needs the
+    # detection held 20 s without a gap, which a loaded machine's missed looks can
+    # break; bench/camera_day.py --flames measures it: growing flames alarm.)
+    assert w.status()["steady_ended"] == 0, [[r.area for r in o.regions] for o in fire]
 
 
 async def test_a_stalled_disk_during_the_scene_save_never_holds_the_stop(
