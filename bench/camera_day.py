@@ -268,6 +268,11 @@ def pct(n: int, d: int) -> str:
     return f"{n}/{d} ({100.0 * n / d:.0f} %)" if d else "0/0"
 
 
+def secs(x: float | None) -> str:
+    """A time to vote or alarm as printed: one decimal, "-" for never."""
+    return "-" if x is None else f"{x:.1f}"
+
+
 def med(xs: list[float]) -> str:
     return f"{statistics.median(xs):.1f} s" if xs else "-"
 
@@ -464,9 +469,7 @@ async def main() -> None:
             v, a = run.first_start_s(), run.first_alarm_s()
             res[m]["vote"].append(v)
             res[m]["alarm"].append(a)
-            line.append(
-                f"{m} vote {'-' if v is None else f'{v:.1f}'} alarm {'-' if a is None else f'{a:.1f}'}"
-            )
+            line.append(f"{m} vote {secs(v)} alarm {secs(a)}")
         print(f"  fire {i:2d} {name[:40]:40s} {len(frames) / FPS:4.0f} s  " + "; ".join(line))
 
     print()
@@ -549,13 +552,7 @@ async def controlled_flames(
                 res[m][kind].append(a)
                 if kind == "steady":
                     confirmations[m] += len(run.starts())
-            line.append(
-                f"{kind}: "
-                + " ".join(
-                    f"{m} {'-' if res[m][kind][-1] is None else f'{res[m][kind][-1]:.1f}'}"
-                    for m in MODES
-                )
-            )
+            line.append(f"{kind}: " + " ".join(f"{m} {secs(res[m][kind][-1])}" for m in MODES))
         print(f"  flame {i} {s.path.name[:40]:40s} alarm at  " + "; ".join(line))
     print(f"controlled flames: {len(flames)} (camera-alone FIRE_ALARM; target: none unless grown)")
     for m in MODES:

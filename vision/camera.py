@@ -105,7 +105,6 @@ class _Steady:
     """What the steady rule knows of one active detection."""
 
     start_mono: float
-    looks: int = 0
     moves: int = 0  # looks with movement in the region
     areas: list[int] = dataclasses.field(default_factory=list)  # its region's, per look
 
@@ -767,20 +766,19 @@ class CameraWorker:
             return
         st = self._steady[vote.cls]
         box = next((r for r in result.regions if r.cls is vote.cls), None)
-        st.looks += 1
         if box is not None:
             st.areas.append(box.area)
             if self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey:
                 st.moves += 1
         if frame.mono - st.start_mono < self.cam.steady_end_s:
             return
-        moved = st.moves >= STEADY_MIN_MOVES
-        if moved and st.grew(vote.p.small_growth_ratio):
-            return  # it grew over its hold, and moved
-        area = vote.typical_area()
-        small = max(area, vote.start_area) <= self.cam.steady_flame_max_frac * self._frame_area_px
-        if moved and not (vote.cls is VideoClass.FIRE and small):
-            return  # smoke that drifts, a large fire that flickers
+        if st.moves >= STEADY_MIN_MOVES:
+            area = vote.typical_area()
+            limit = self.cam.steady_flame_max_frac * self._frame_area_px
+            if vote.cls is not VideoClass.FIRE or max(area, vote.start_area) > limit:
+                return  # smoke that drifts, a large fire that flickers
+            if st.grew(vote.p.small_growth_ratio):
+                return  # a small flame that moved and grew over its hold
         still = [
             r
             for r in result.regions

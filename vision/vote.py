@@ -30,10 +30,11 @@ Rules (``VoteParams``; ``low = threshold * hold_ratio``):
 
 * A steady region is not fire or smoke: the caller (which sees the pixels)
   ends a detection whose region did not move (a small flame: did not also
-  grow) within its hold with ``end_steady``; where it was is then *quiet*: regions overlapping that place
-  start nothing unless they grow by ``small_growth_ratio`` over it, until no
-  region has overlapped it for ``QUIET_FORGET_WINDOWS`` windows, or until the
-  caller sees movement there (``wake``).
+  grow) within its hold with ``end_steady``; where it was is then *quiet*:
+  regions overlapping that place start nothing unless they grow by
+  ``small_growth_ratio`` over it, until no region has overlapped it for
+  ``QUIET_FORGET_WINDOWS`` windows, or until the caller sees movement there
+  (``wake``).
 
 The event's region is the *typical* region of the window: the candidates'
 region of median area (the latest of equals), not the bounding box of all of

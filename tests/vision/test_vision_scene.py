@@ -300,7 +300,7 @@ def test_a_region_that_grew_without_moving_or_within_its_range_is_not_reported_g
     w = CameraWorker(camera(Path("unused.avi")), detector, asyncio.Queue(), ScaledClock(1.0))
     vote = w.votes[VideoClass.SMOKE]
     vote.start_area = 1000
-    w._steady[VideoClass.SMOKE] = _Steady(0.0, looks=10)  # START at 0, 10 looks, none moving
+    w._steady[VideoClass.SMOKE] = _Steady(0.0)  # START at 0, no look moving
 
     def ev(kind: VoteEventKind, area: int) -> VoteEvent:
         region = Region(x=0, y=0, w=area // 10, h=10, score=0.4, cls=VideoClass.SMOKE)
@@ -324,7 +324,7 @@ def test_a_region_that_grew_without_moving_or_within_its_range_is_not_reported_g
         camera(Path("unused.avi"), steady_end_s=0.0), detector, asyncio.Queue(), ScaledClock(1.0)
     )
     off.votes[VideoClass.SMOKE].start_area = 1000
-    off._steady[VideoClass.SMOKE] = _Steady(0.0, looks=10)
+    off._steady[VideoClass.SMOKE] = _Steady(0.0)
     assert off._growth_doubtful(off.votes[VideoClass.SMOKE], grown) is None
 
 
