@@ -81,9 +81,11 @@ async def test_expected_flame_is_ignored_until_it_grows_past_its_limit(
         seen, w = await run_clip(detector, sensitive(clip, **masked))
     fire = [o for o in detections(seen, VideoClass.FIRE) if o.active]
     assert fire, w.status()
-    # it counts once it is past its limit (the vote reports its window's median
-    # region, which may lag the frame the filter judged: not every update is past it)
-    assert any(sum(r.area for r in o.regions) > 0.2 * 640 * 480 for o in fire)
+    # it counts once it is past its limit: the filter says so, and it was detected
+    # (which region size the vote then reports is the vote's: its window's median,
+    # which may lag the frame the filter judged, and since 2026-12-06 a grown report
+    # is held back while within the range of the first window: CI once saw every
+    # report under the limit on a loaded machine)
     assert "grew past expected flame 0" in caplog.text
 
 
