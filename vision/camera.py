@@ -51,6 +51,7 @@ detection is not ended by the fault (the fault is reported instead).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import math
@@ -92,6 +93,9 @@ DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's deco
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
 SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
 STEADY_MIN_MOVES = 3  # looks with movement in a region that make it not steady (noise: ~0)
+# the steady rule keeps at most this many of a detection's latest region sizes (at 2
+# looks a second, 10 minutes): its trend then compares thirds of that stretch
+STEADY_MAX_LOOKS = 1200
 # the save at stop waits at most this long: a stalled disk never holds a stop
 SCENE_STOP_SAVE_S = 2.0
 SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
@@ -106,7 +110,11 @@ class _Steady:
 
     start_mono: float
     moves: int = 0  # looks with movement in the region
-    areas: list[int] = dataclasses.field(default_factory=list)  # its region's, per look
+    # its region's size, per look: the latest STEADY_MAX_LOOKS (a detection can last
+    # hours, a kitchen's smoke that never confirms)
+    areas: collections.deque[int] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=STEADY_MAX_LOOKS)
+    )
 
     def grew(self, ratio: float) -> bool:
         """Its region's size trended up: over the last third of its looks against
@@ -118,7 +126,8 @@ class _Steady:
         k = len(self.areas) // 3
         if k == 0:
             return False
-        first, last = sorted(self.areas[:k]), sorted(self.areas[-k:])
+        areas = list(self.areas)
+        first, last = sorted(areas[:k]), sorted(areas[-k:])
 
         def q(xs: list[int], f: float) -> int:
             return xs[min(len(xs) - 1, int(f * len(xs)))]
@@ -267,6 +276,7 @@ class CameraWorker:
         # grown reports held back: the region had not moved, or had not left its range
         self.growth_held_back = {"unmoved": 0, "in_range": 0}
         self.steady_ended = 0  # detections ended as steady (neither moved nor grew)
+        self.steady_ended_small = 0  # ... of which small ones that moved and did not grow
         self._ignore: np.ndarray | None = None
         self._flame_cells: list[np.ndarray | None] | None = None
         self.flame_note: str | None = None  # a flame grown past its expected-flame mask
@@ -456,6 +466,7 @@ class CameraWorker:
             "growth_held_back_unmoved": self.growth_held_back["unmoved"],
             "growth_held_back_in_range": self.growth_held_back["in_range"],
             "steady_ended": self.steady_ended,
+            "steady_ended_small": self.steady_ended_small,
             "bursts": {
                 "taken": self.capture.bursts,
                 "moving": self.bursts_moving,
@@ -753,15 +764,27 @@ class CameraWorker:
             return "in_range"
         return None
 
+    def _steady_limit_px(self, cls: VideoClass) -> float:
+        """The largest region of ``cls`` that must grow over its hold (in pixels)."""
+        frac = (
+            self.cam.steady_flame_max_frac
+            if cls is VideoClass.FIRE
+            else self.cam.steady_smoke_max_frac
+        )
+        return frac * self._frame_area_px
+
     async def _check_steady(
         self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]
     ) -> None:
         """A region that does not move within its hold is not fire or smoke: end it
         as steady before the engine's camera-alone hold. Movement is change from one
-        analysed frame to the next inside the region (smoke drifts, flames flicker);
-        a fire region up to ``steady_flame_max_frac`` of the frame must also grow (a
-        candle or a fireplace flickers as much as a fire and stays its size). A
-        region that grew without moving is steady too: only thresholds moved it."""
+        analysed frame to the next inside the region (smoke drifts, flames flicker).
+        A small region that moved must also grow over the hold: a fire region up to
+        ``steady_flame_max_frac`` of the frame (a candle or a fireplace flickers as
+        much as a fire and stays its size), a smoke region up to
+        ``steady_smoke_max_frac`` (a wisp that neither spreads nor thickens: a patch
+        of sunlight, a person's shadow, steam from a kettle; a fire's smoke spreads).
+        A region that grew without moving is steady too: only thresholds moved it."""
         if self.cam.steady_end_s <= 0 or vote.cls not in self._steady:
             return
         st = self._steady[vote.cls]
@@ -772,13 +795,13 @@ class CameraWorker:
                 st.moves += 1
         if frame.mono - st.start_mono < self.cam.steady_end_s:
             return
-        if st.moves >= STEADY_MIN_MOVES:
-            area = vote.typical_area()
-            limit = self.cam.steady_flame_max_frac * self._frame_area_px
-            if vote.cls is not VideoClass.FIRE or max(area, vote.start_area) > limit:
-                return  # smoke that drifts, a large fire that flickers
+        moved = st.moves >= STEADY_MIN_MOVES
+        if moved:
+            area = max(vote.typical_area(), vote.start_area)
+            if area > self._steady_limit_px(vote.cls):
+                return  # smoke that drifts over a large area, a large fire that flickers
             if st.grew(vote.p.small_growth_ratio):
-                return  # a small flame that moved and grew over its hold
+                return  # a small region that moved and grew over its hold
         still = [
             r
             for r in result.regions
@@ -789,12 +812,13 @@ class CameraWorker:
         del self._steady[vote.cls]
         if ev is not None:
             self.steady_ended += 1
+            self.steady_ended_small += moved
             log.info(
-                "camera %s: %s region steady for %.0f s (no movement, no growth): "
-                "not fire or smoke",
+                "camera %s: %s region steady for %.0f s (%s): not fire or smoke",
                 self.cam.name,
                 vote.cls.value,
                 self.cam.steady_end_s,
+                "small, moved but did not grow" if moved else "no movement, no growth",
             )
             await self._send(ev, frame, result)
 

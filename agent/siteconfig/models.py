@@ -376,6 +376,16 @@ class CameraConfig(Strict):
         "its first) is ended as steady, not fire, however it flickers; a larger one only when "
         "it did not flicker (growth without movement is not growth)",
     )
+    steady_smoke_max_frac: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        title="Largest wisp of smoke",
+        description="a smoke region at most this fraction of the frame (about four of the "
+        "model's cells) whose size has not trended up 1.5x over steady_end_s is ended as "
+        "steady, not smoke, however it drifts: a patch of sunlight, a shadow, a kettle's "
+        "steam; a fire's smoke spreads (0: off, any drifting smoke holds)",
+    )
     steady_end_s: float = Field(
         default=15.0,
         ge=0,
