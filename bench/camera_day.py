@@ -71,6 +71,14 @@ Each room is commissioned once (as above); every day starts from that scene.
 plan, the looks the camera took against the clip's 2 a second, and each
 confirmation with the scene change it came in.
 
+Long nights (``--night-min M``): each of the rooms is commissioned as above
+(daylight), then watched for 10 s as commissioned and ``M`` minutes of IR
+night, a person walking across in the last 8 s of every 2 minutes. Printed:
+the confirmations in each 2-minute stretch of the night, summed over the
+rooms, and the camera-alone alarms: does the camera stop confirming a night
+it has watched for a while? (A varied day's IR night lasts 8-25 s and starts
+from the daylight scene every day, so it is always new to the camera.)
+
 Targets (issue 16): <= 1 camera alarm per 100 camera-days; the vote within
 10 s in >= 95 % of fire clips and a camera-only FIRE_ALARM within 30 s.
 """
@@ -81,11 +89,13 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import math
 import re
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,10 +383,17 @@ async def main() -> None:
     ap.add_argument(
         "--room",
         default="",
-        help="varied days only of the rooms whose file name contains this (a replay)",
+        help="varied days (or long nights) only of the rooms whose file name contains this "
+        "(a replay)",
     )
     ap.add_argument(
         "--parallel", type=int, default=3, help="varied days watched at once (default 3)"
+    )
+    ap.add_argument(
+        "--night-min",
+        type=float,
+        default=0.0,
+        help="M: watch each room through M minutes of IR night instead (long nights)",
     )
     args = ap.parse_args()
     unknown = set(args.modes.split(",")) - set(MODES) - {""}
@@ -398,6 +415,10 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="camera_day."))
     t0 = time.perf_counter()
     print(f"model {detector.path.name}; {len(rooms)} rooms, speed {args.speed}x, {FPS} fps clips")
+    if args.night_min > 0:
+        await long_nights(args, detector, rooms, tmp)
+        print(f"({time.perf_counter() - t0:.0f} s wall, OpenCV {cv2.__version__})")
+        return
     if args.days_per_room > 0:
         await varied_days(args, detector, rooms, modes, tmp)
         print(f"({time.perf_counter() - t0:.0f} s wall, OpenCV {cv2.__version__})")
@@ -700,6 +721,107 @@ def report_day(r: DayResult, n: int) -> None:
                 f"{a.details}"
             )
     sys.stdout.flush()
+
+
+NIGHT_LEAD_S = 10.0  # the room as commissioned before the night
+NIGHT_WALK_EVERY_S = 120.0  # a person walks across once in every stretch this long
+NIGHT_WALK_S = 8.0
+
+
+def night_frames(room: np.ndarray, minutes: float, seed: int) -> Iterator[np.ndarray]:
+    """A long night's frames at FPS: NIGHT_LEAD_S of the room, then ``minutes`` of IR
+    night with a person walking across in the last NIGHT_WALK_S of every
+    NIGHT_WALK_EVERY_S; sensor noise on every frame."""
+    rng = np.random.default_rng(seed)
+    for _ in range(int(NIGHT_LEAD_S * FPS)):
+        yield ft.quick_noisy(room, rng)
+    night = ft.ir_night(room)
+    every, walk = int(NIGHT_WALK_EVERY_S * FPS), int(NIGHT_WALK_S * FPS)
+    for i in range(int(minutes * 60 * FPS)):
+        k = i % every - (every - walk)
+        img = night if k < 0 else ft.ir_night(ft.person(room, 30 + k * (SIZE[0] - 60) // walk))
+        yield ft.quick_noisy(img, rng)
+
+
+def write_stream(path: Path, frames: Iterator[np.ndarray]) -> Path:
+    """``footage.write_clip`` for a clip too long to hold in memory."""
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, SIZE)
+    if not vw.isOpened():
+        raise OSError(f"{path}: OpenCV cannot write MJPG video here")
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+def night_stretches(run: Run, minutes: float) -> list[int]:
+    """The confirmations (STARTs) in each NIGHT_WALK_EVERY_S of the night."""
+    out = [0] * max(1, math.ceil(minutes * 60 / NIGHT_WALK_EVERY_S))
+    for d in run.starts():
+        t = d.mono - run.started_mono - NIGHT_LEAD_S
+        if t >= 0:
+            out[min(len(out) - 1, int(t // NIGHT_WALK_EVERY_S))] += 1
+    return out
+
+
+async def long_nights(
+    args: argparse.Namespace, detector: Detector, rooms: list[Any], tmp: Path
+) -> None:
+    """``--night-min M``: every room through M minutes of IR night, ``--parallel`` at once."""
+    commission_detector = Detector.load(args.model, threads=1)
+    # a room keeps its place in the list (its seeds) when --room picks it
+    jobs = iter([(i, s) for i, s in enumerate(rooms) if args.room in s.path.name])
+    per_room: list[tuple[str, list[int], int, int, int]] = []
+
+    def prepare(i: int, path: Path) -> tuple[Path, Path]:
+        room = ft.load(path, SIZE)
+        scene_file = tmp / f"night_scene{i}.npz"
+        commission(commission_detector, room, scene_file, 1000 + i)
+        clip = write_stream(tmp / f"night{i}.avi", night_frames(room, args.night_min, 2000 + i))
+        return clip, scene_file
+
+    async def worker() -> None:
+        for i, s in jobs:
+            clip, scene_file = await asyncio.to_thread(prepare, i, s.path)
+            run = await watch(detector, clip, args.speed, AFTER, scene_file)
+            clip.unlink()
+            scene_file.unlink(missing_ok=True)
+            bins = night_stretches(run, args.night_min)
+            due = int((NIGHT_LEAD_S + args.night_min * 60) * 2.0)
+            per_room.append((s.path.name, bins, len(run.alarms()), run.frames, due))
+            print(
+                f"  {len(per_room):3d} {s.path.name[:40]:40s} confirmations per "
+                f"{NIGHT_WALK_EVERY_S:.0f} s: {bins}; {len(run.alarms())} alarm(s); "
+                f"looks {run.frames}/{due}"
+            )
+            for d in run.starts():
+                r = d.regions[0] if d.regions else None
+                where = f" region {r.w}x{r.h} at ({r.x}, {r.y})" if r else ""
+                print(
+                    f"        confirmed {d.cls.value} {d.score:.2f} at "
+                    f"{d.mono - run.started_mono:.1f} s{where}"
+                )
+            for a in run.alarms():
+                print(
+                    f"        FIRE_ALARM at {a.mono - run.started_mono:.1f} s: {a.details.get('rule')} "
+                    f"{a.details.get('reason', '')}"
+                )
+
+    await asyncio.gather(*(worker() for _ in range(max(1, args.parallel))))
+    totals = [sum(b[k] for _, b, _, _, _ in per_room) for k in range(len(per_room[0][1]))]
+    alarms = sum(a for _, _, a, _, _ in per_room)
+    looks, due = sum(r[3] for r in per_room), sum(r[4] for r in per_room)
+    print()
+    print(
+        f"long nights: {len(per_room)} rooms x {args.night_min:g} min of IR night "
+        f"(commissioned in daylight; a walk in every {NIGHT_WALK_EVERY_S:.0f} s)"
+    )
+    print(f"  confirmations per {NIGHT_WALK_EVERY_S:.0f} s of the night, all rooms: {totals}")
+    print(
+        f"  rooms confirming in the first stretch {sum(1 for r in per_room if r[1][0])}, "
+        f"in the last {sum(1 for r in per_room if r[1][-1])}; camera-alone alarms {alarms}; "
+        f"looks {looks} of {due} due ({100.0 * looks / max(1, due):.0f} %)"
+    )
 
 
 if __name__ == "__main__":

@@ -788,7 +788,10 @@ class CameraWorker:
         if self.cam.steady_end_s <= 0 or vote.cls not in self._steady:
             return
         st = self._steady[vote.cls]
-        box = next((r for r in result.regions if r.cls is vote.cls), None)
+        # the detection's own region, not the frame's best of its class: that may
+        # be a place already ended as steady, which a person walking by changes
+        # and "grows" (a long IR night's camera-alone alarm, bench --night-min)
+        box = vote.latest_region()
         if box is not None:
             st.areas.append(box.area)
             if self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey:

@@ -228,6 +228,12 @@ class Vote:
         means leaving that range, not a later draw landing above a low START."""
         return max([self.start_area, *self._track])
 
+    def latest_region(self) -> Region | None:
+        """The region this vote took from the latest frame (None: none there): its
+        class's best candidate outside the quiet places, which is not always the
+        frame's best region of that class."""
+        return self.window[-1].region if self.window else None
+
     def typical_area(self) -> int:
         """Area of the typical region of the candidates now in the window (0: none)."""
         regions = [f.region for f in self.window if f.region is not None]

@@ -102,3 +102,38 @@ def test_poisson_upper_bound_and_event_lookup() -> None:
     assert b.event_at(plan, 3.0) == "normal@0s"
     assert b.event_at(plan, 12.5) == "door@10s"
     assert b.event_at(plan, 30.0) == "after the end"
+
+
+def test_a_long_night_is_ir_with_a_walk_in_every_stretch_and_bins_its_confirmations() -> None:
+    """``--night-min``: the room as commissioned, then IR night (no colour) with a
+    person crossing in the last seconds of every stretch; confirmations are
+    counted by the stretch of the night they came in."""
+    b = bench()
+    img = np.random.default_rng(2).integers(60, 200, (480, 640, 3), dtype=np.uint8)
+    frames = list(b.night_frames(img, 4.0, seed=1))
+    lead = int(b.NIGHT_LEAD_S * b.FPS)
+    assert len(frames) == lead + int(4 * 60 * b.FPS)
+    night = frames[lead:]
+    # grey: IR has no colour (its channels differ by sensor noise only; the room's by ~40)
+    assert all(f.std(axis=2).mean() < 3 for f in night[::50]) and img.std(axis=2).mean() > 20
+    every, walk = int(b.NIGHT_WALK_EVERY_S * b.FPS), int(b.NIGHT_WALK_S * b.FPS)
+
+    def columns(a: np.ndarray, b: np.ndarray) -> float:
+        """The largest mean change of one column of the picture."""
+        return float(np.abs(a.astype(int) - b.astype(int)).mean(axis=(0, 2)).max())
+
+    assert columns(night[0], night[1]) < 5  # sensor noise only
+    for k in range(2):  # each 2-minute stretch ends with a walk across
+        assert columns(night[(k + 1) * every - walk // 2], night[k * every]) > 20
+
+    class Start:
+        def __init__(self, t: float) -> None:
+            self.mono, self.active, self.snapshot_jpeg = t, True, b"jpeg"
+
+    run = b.Run(started_mono=100.0)
+    run.observations = [Start(100.0 + t) for t in (5.0, 12.0, 135.0, 250.0, 900.0)]
+    run.detections = lambda: run.observations  # type: ignore[method-assign]
+    # night time = time - the 10 s lead: -5 s is before the night (not counted);
+    # 2 s the first stretch; 125 s the second; 240 s and 890 s (a clip's tail past
+    # the 4-minute night) count in the last
+    assert b.night_stretches(run, 4.0) == [1, 3]

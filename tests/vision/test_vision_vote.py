@@ -226,3 +226,20 @@ def test_end_steady_quiets_the_place_until_it_grows_or_goes() -> None:
     v2.end_steady(3.0)
     events = play(v2, [[]] * 24 + [wall] * 6, t0=4.0)
     assert [e.kind for e in events] == [VoteEventKind.START]
+
+
+def test_latest_region_is_the_detections_own_not_a_quiet_places() -> None:
+    """The steady rule measures a detection on the region its vote took from the
+    latest frame. A place ended as steady may still hold the frame's best region
+    of the class (a big one, changed by a person walking past); the detection
+    elsewhere is the small one."""
+    v = Vote(SMOKE, params())
+    wall = box(0.95, x=300, y=0, w=200, h=150, cls=SMOKE)
+    play(v, [[wall]] * 6)
+    v.end_steady(3.0)
+    wisp = box(0.8, x=50, y=300, w=46, h=34, cls=SMOKE)
+    events = play(v, [[wall, wisp]] * 6, t0=4.0)
+    assert [e.kind for e in events] == [VoteEventKind.START]
+    assert v.latest_region() == wisp  # not the wall, the frame's best
+    play(v, [[wall]], t0=10.0)
+    assert v.latest_region() is None  # nothing of its own in the latest frame
