@@ -743,17 +743,6 @@ def night_frames(room: np.ndarray, minutes: float, seed: int) -> Iterator[np.nda
         yield ft.quick_noisy(img, rng)
 
 
-def write_stream(path: Path, frames: Iterator[np.ndarray]) -> Path:
-    """``footage.write_clip`` for a clip too long to hold in memory."""
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, SIZE)
-    if not vw.isOpened():
-        raise OSError(f"{path}: OpenCV cannot write MJPG video here")
-    for f in frames:
-        vw.write(f)
-    vw.release()
-    return path
-
-
 def night_stretches(run: Run, minutes: float) -> list[int]:
     """The confirmations (STARTs) in each NIGHT_WALK_EVERY_S of the night."""
     out = [0] * max(1, math.ceil(minutes * 60 / NIGHT_WALK_EVERY_S))
@@ -777,7 +766,9 @@ async def long_nights(
         room = ft.load(path, SIZE)
         scene_file = tmp / f"night_scene{i}.npz"
         commission(commission_detector, room, scene_file, 1000 + i)
-        clip = write_stream(tmp / f"night{i}.avi", night_frames(room, args.night_min, 2000 + i))
+        clip = ft.write_clip(
+            tmp / f"night{i}.avi", night_frames(room, args.night_min, 2000 + i), FPS
+        )
         return clip, scene_file
 
     async def worker() -> None:

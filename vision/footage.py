@@ -15,6 +15,7 @@ Not used by the agent. Pure numpy/OpenCV; every function takes a seeded
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,13 +181,17 @@ def burning(image: np.ndarray, frames: int, rng: np.random.Generator) -> list[np
     return out
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """An MJPG .avi (decoded again by OpenCV/FFmpeg in the camera)."""
-    h, w = frames[0].shape[:2]
+def write_clip(path: Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
+    """An MJPG .avi (decoded again by OpenCV/FFmpeg in the camera). ``frames`` may
+    be a generator, for a clip too long to hold in memory."""
+    it = iter(frames)
+    first = next(it)
+    h, w = first.shape[:2]
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
     if not vw.isOpened():
         raise OSError(f"{path}: OpenCV cannot write MJPG video here")
-    for f in frames:
+    vw.write(first)
+    for f in it:
         vw.write(f)
     vw.release()
     return path
