@@ -95,7 +95,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -706,21 +706,24 @@ def report_day(r: DayResult, n: int) -> None:
     print(f"  {n:3d} room {r.room[:36]:36s} day {r.day} seed {r.seed}: " + "; ".join(line))
     print(f"        plan {plan}")
     for m, run in r.runs.items():
-        for d, (_, one, held) in zip(run.starts(), run.growth(), strict=False):
-            t = d.mono - run.started_mono
-            where = d.regions[0] if d.regions else None
-            print(
-                f"        {m}: confirmed {d.cls.value} {d.score:.2f} at {t:.1f} s "
-                f"({event_at(r.events, t)}) region {where}; grew {one:.1f}x in one report, "
-                f"{held:.1f}x held"
-            )
-        for a in run.alarms():
-            t = a.mono - run.started_mono
-            print(
-                f"        {m}: FIRE_ALARM at {t:.1f} s ({event_at(r.events, t)}): {a.reason} "
-                f"{a.details}"
-            )
+        report_run(m, run, lambda t: event_at(r.events, t))
     sys.stdout.flush()
+
+
+def report_run(mode: str, run: Run, when: Callable[[float], str]) -> None:
+    """Each confirmation of ``run`` (with its growth) and each camera-alone alarm, at
+    its time from the clip's start and ``when`` that time was (the scene change)."""
+    for d, (_, one, held) in zip(run.starts(), run.growth(), strict=False):
+        t = d.mono - run.started_mono
+        where = d.regions[0] if d.regions else None
+        print(
+            f"        {mode}: confirmed {d.cls.value} {d.score:.2f} at {t:.1f} s "
+            f"({when(t)}) region {where}; grew {one:.1f}x in one report, "
+            f"{held:.1f}x held"
+        )
+    for a in run.alarms():
+        t = a.mono - run.started_mono
+        print(f"        {mode}: FIRE_ALARM at {t:.1f} s ({when(t)}): {a.reason} {a.details}")
 
 
 NIGHT_LEAD_S = 10.0  # the room as commissioned before the night
@@ -743,6 +746,14 @@ def night_frames(room: np.ndarray, minutes: float, seed: int) -> Iterator[np.nda
         yield ft.quick_noisy(img, rng)
 
 
+@dataclass
+class NightResult:
+    stretches: list[int]  # confirmations in each NIGHT_WALK_EVERY_S of the night
+    alarms: int
+    looks: int  # analysed frames
+    due: int  # looks due at 2 a second
+
+
 def night_stretches(run: Run, minutes: float) -> list[int]:
     """The confirmations (STARTs) in each NIGHT_WALK_EVERY_S of the night."""
     out = [0] * max(1, math.ceil(minutes * 60 / NIGHT_WALK_EVERY_S))
@@ -760,7 +771,7 @@ async def long_nights(
     commission_detector = Detector.load(args.model, threads=1)
     # a room keeps its place in the list (its seeds) when --room picks it
     jobs = iter([(i, s) for i, s in enumerate(rooms) if args.room in s.path.name])
-    per_room: list[tuple[str, list[int], int, int, int]] = []
+    per_room: list[NightResult] = []
 
     def prepare(i: int, path: Path) -> tuple[Path, Path]:
         room = ft.load(path, SIZE)
@@ -777,31 +788,24 @@ async def long_nights(
             run = await watch(detector, clip, args.speed, AFTER, scene_file)
             clip.unlink()
             scene_file.unlink(missing_ok=True)
-            bins = night_stretches(run, args.night_min)
-            due = int((NIGHT_LEAD_S + args.night_min * 60) * 2.0)
-            per_room.append((s.path.name, bins, len(run.alarms()), run.frames, due))
+            r = NightResult(
+                stretches=night_stretches(run, args.night_min),
+                alarms=len(run.alarms()),
+                looks=run.frames,
+                due=int((NIGHT_LEAD_S + args.night_min * 60) * 2.0),
+            )
+            per_room.append(r)
             print(
                 f"  {len(per_room):3d} {s.path.name[:40]:40s} confirmations per "
-                f"{NIGHT_WALK_EVERY_S:.0f} s: {bins}; {len(run.alarms())} alarm(s); "
-                f"looks {run.frames}/{due}"
+                f"{NIGHT_WALK_EVERY_S:.0f} s: {r.stretches}; {r.alarms} alarm(s); "
+                f"looks {r.looks}/{r.due}"
             )
-            for d in run.starts():
-                r = d.regions[0] if d.regions else None
-                where = f" region {r.w}x{r.h} at ({r.x}, {r.y})" if r else ""
-                print(
-                    f"        confirmed {d.cls.value} {d.score:.2f} at "
-                    f"{d.mono - run.started_mono:.1f} s{where}"
-                )
-            for a in run.alarms():
-                print(
-                    f"        FIRE_ALARM at {a.mono - run.started_mono:.1f} s: {a.details.get('rule')} "
-                    f"{a.details.get('reason', '')}"
-                )
+            report_run("after", run, lambda t: "night" if t >= NIGHT_LEAD_S else "lead")
 
     await asyncio.gather(*(worker() for _ in range(max(1, args.parallel))))
-    totals = [sum(b[k] for _, b, _, _, _ in per_room) for k in range(len(per_room[0][1]))]
-    alarms = sum(a for _, _, a, _, _ in per_room)
-    looks, due = sum(r[3] for r in per_room), sum(r[4] for r in per_room)
+    totals = [sum(r.stretches[k] for r in per_room) for k in range(len(per_room[0].stretches))]
+    alarms = sum(r.alarms for r in per_room)
+    looks, due = sum(r.looks for r in per_room), sum(r.due for r in per_room)
     print()
     print(
         f"long nights: {len(per_room)} rooms x {args.night_min:g} min of IR night "
@@ -809,8 +813,9 @@ async def long_nights(
     )
     print(f"  confirmations per {NIGHT_WALK_EVERY_S:.0f} s of the night, all rooms: {totals}")
     print(
-        f"  rooms confirming in the first stretch {sum(1 for r in per_room if r[1][0])}, "
-        f"in the last {sum(1 for r in per_room if r[1][-1])}; camera-alone alarms {alarms}; "
+        f"  rooms confirming in the first stretch {sum(1 for r in per_room if r.stretches[0])}, "
+        f"in the last {sum(1 for r in per_room if r.stretches[-1])}; "
+        f"camera-alone alarms {alarms}; "
         f"looks {looks} of {due} due ({100.0 * looks / max(1, due):.0f} %)"
     )
 
