@@ -182,6 +182,7 @@ class Run:
     observations: list[Observation] = field(default_factory=list)
     started_mono: float = 0.0
     frames: int = 0
+    status: dict[str, Any] = field(default_factory=dict)  # the worker's counters at the end
 
     def detections(self) -> list[VideoDetection]:
         return [o for o in self.observations if isinstance(o, VideoDetection)]
@@ -258,6 +259,7 @@ async def watch(
         await asyncio.gather(task, return_exceptions=True)
     run.started_mono = w._started_mono
     run.frames = w.frames_seen
+    run.status = w.status()
     return run
 
 
@@ -387,6 +389,12 @@ async def main() -> None:
         "(a replay)",
     )
     ap.add_argument(
+        "--fire",
+        default="",
+        help="only the fire clips whose name contains this (a replay: each mode's "
+        "confirmations, alarms and steady-rule counters are printed)",
+    )
+    ap.add_argument(
         "--parallel", type=int, default=3, help="varied days watched at once (default 3)"
     )
     ap.add_argument(
@@ -474,7 +482,9 @@ async def main() -> None:
         fires.append((s.path.name[:40], burning(ft.load(s.path, SIZE), 35.0, rng)))
     fires = fires[: args.fires]
     res: dict[str, dict[str, list[float | None]]] = {m: {"vote": [], "alarm": []} for m in MODES}
-    for i, (name, frames) in enumerate(fires):
+    # every clip is made (the seeds stay those of the full run), only the chosen ones run
+    fires = [(i, name, frames) for i, (name, frames) in enumerate(fires) if args.fire in name]
+    for i, name, frames in fires:
         clip = ft.write_clip(tmp / f"fire{i}.avi", frames, FPS)
         runs = await asyncio.gather(
             *(
@@ -492,6 +502,11 @@ async def main() -> None:
             res[m]["alarm"].append(a)
             line.append(f"{m} vote {secs(v)} alarm {secs(a)}")
         print(f"  fire {i:2d} {name[:40]:40s} {len(frames) / FPS:4.0f} s  " + "; ".join(line))
+        if args.fire:
+            for m, run in zip(MODES, runs, strict=True):
+                report_run(m, run, lambda t: "fire")
+                steady = {k: v for k, v in run.status.items() if k.startswith(("steady", "growth"))}
+                print(f"        {m}: {steady}")
 
     print()
     print(f"normal rooms, {totals['before']['days']} camera-days (150 s of scene changes each)")

@@ -93,6 +93,9 @@ DECODE_PER_LOOK = 2.0  # frames decoded per look of the loop (see Capture's deco
 MAX_WAIT_S = 1.0  # bound on every wait of the loop, so progress_mono stays fresh
 SCENE_SAVE_S = 600.0  # the learned scene is written at most this often (and at stop)
 STEADY_MIN_MOVES = 3  # looks with movement in a region that make it not steady (noise: ~0)
+# ... and one of them must be in this last share of its hold: a region that moved only
+# while a person walked through it, then stood still (a long IR night), is steady
+STEADY_LATE_SHARE = 1.0 / 3.0
 # the steady rule keeps at most this many of a detection's latest region sizes (at 2
 # looks a second, 10 minutes): its trend then compares thirds of that stretch
 STEADY_MAX_LOOKS = 1200
@@ -110,6 +113,7 @@ class _Steady:
 
     start_mono: float
     moves: int = 0  # looks with movement in the region
+    last_move_mono: float = -math.inf  # the latest of them
     # its region's size, per look: the latest STEADY_MAX_LOOKS (a detection can last
     # hours, a kitchen's smoke that never confirms)
     areas: collections.deque[int] = dataclasses.field(
@@ -277,6 +281,7 @@ class CameraWorker:
         self.growth_held_back = {"unmoved": 0, "in_range": 0}
         self.steady_ended = 0  # detections ended as steady (neither moved nor grew)
         self.steady_ended_small = 0  # ... of which small ones that moved and did not grow
+        self.steady_ended_stopped = 0  # ... of which ones that moved only early in the hold
         self._ignore: np.ndarray | None = None
         self._flame_cells: list[np.ndarray | None] | None = None
         self.flame_note: str | None = None  # a flame grown past its expected-flame mask
@@ -467,6 +472,7 @@ class CameraWorker:
             "growth_held_back_in_range": self.growth_held_back["in_range"],
             "steady_ended": self.steady_ended,
             "steady_ended_small": self.steady_ended_small,
+            "steady_ended_stopped": self.steady_ended_stopped,
             "bursts": {
                 "taken": self.capture.bursts,
                 "moving": self.bursts_moving,
@@ -778,7 +784,10 @@ class CameraWorker:
     ) -> None:
         """A region that does not move within its hold is not fire or smoke: end it
         as steady before the engine's camera-alone hold. Movement is change from one
-        analysed frame to the next inside the region (smoke drifts, flames flicker).
+        analysed frame to the next inside the region (smoke drifts, flames flicker),
+        in ``STEADY_MIN_MOVES`` looks, the latest within the last ``STEADY_LATE_SHARE``
+        of the hold: smoke goes on drifting, flames go on flickering; a region a
+        person walked through and left does not.
         A small region that moved must also grow over the hold: a fire region up to
         ``steady_flame_max_frac`` of the frame (a candle or a fireplace flickers as
         much as a fire and stays its size), a smoke region up to
@@ -796,10 +805,14 @@ class CameraWorker:
             st.areas.append(box.area)
             if self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey:
                 st.moves += 1
+                st.last_move_mono = frame.mono
         if frame.mono - st.start_mono < self.cam.steady_end_s:
             return
         moved = st.moves >= STEADY_MIN_MOVES
-        if moved:
+        # it must still be moving: in the last share of the hold, not only once early
+        # in it (a person walking through a large IR-night region, then gone)
+        late = st.last_move_mono >= frame.mono - STEADY_LATE_SHARE * self.cam.steady_end_s
+        if moved and late:
             area = max(vote.typical_area(), vote.start_area)
             if area > self._steady_limit_px(vote.cls):
                 return  # smoke that drifts over a large area, a large fire that flickers
@@ -815,13 +828,22 @@ class CameraWorker:
         del self._steady[vote.cls]
         if ev is not None:
             self.steady_ended += 1
-            self.steady_ended_small += moved
+            self.steady_ended_small += moved and late
+            self.steady_ended_stopped += moved and not late
+            if not moved:
+                why = "no movement, no growth"
+            elif late:
+                why = "small, moved but did not grow"
+            else:
+                why = (
+                    f"moved, but not in its last {STEADY_LATE_SHARE * self.cam.steady_end_s:.0f} s"
+                )
             log.info(
                 "camera %s: %s region steady for %.0f s (%s): not fire or smoke",
                 self.cam.name,
                 vote.cls.value,
-                self.cam.steady_end_s,
-                "small, moved but did not grow" if moved else "no movement, no growth",
+                frame.mono - st.start_mono,
+                why,
             )
             await self._send(ev, frame, result)
 
