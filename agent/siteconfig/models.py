@@ -392,9 +392,10 @@ class CameraConfig(Strict):
         le=600,
         title="Steady region hold",
         description="a detection whose region did not move (drift, flicker) within this "
-        "time is ended as steady, not fire or smoke, even if it grew (a picture that does not "
-        "change grows only at the thresholds); until it moves, growth is not reported; keep "
-        "it under the zone's video_only_s (0: off)",
+        "time, or moved only early in it and not in its last third (a person walked through "
+        "it and left), is ended as steady, not fire or smoke, even if it grew (a picture that "
+        "does not change grows only at the thresholds); until it moves, growth is not "
+        "reported; keep it under the zone's video_only_s (0: off)",
     )
     motion_grey: float = Field(
         default=1.0,
