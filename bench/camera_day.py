@@ -395,13 +395,6 @@ async def main() -> None:
         "confirmations, alarms and steady-rule counters are printed)",
     )
     ap.add_argument(
-        "--spread-from",
-        type=float,
-        default=0.0,
-        help="T0 > 0: also film each fire photo with its fire spreading as a t-squared "
-        "fire's flames do from T0 s after ignition (size ~ t^0.8)",
-    )
-    ap.add_argument(
         "--parallel", type=int, default=3, help="varied days watched at once (default 3)"
     )
     ap.add_argument(
@@ -466,7 +459,6 @@ async def main() -> None:
 
     # ------------------------------------------------------------- fire clips
     fires: list[tuple[str, list[np.ndarray]]] = []
-    photos: dict[int, np.ndarray] = {}  # the single photos' pictures, by clip
     rng = np.random.default_rng(7)
     by_clip: dict[str, list[Path]] = {}
     for s in samples:
@@ -487,22 +479,12 @@ async def main() -> None:
         key=lambda s: s.group,
     )
     for s in singles[: max(0, args.fires - len(fires))]:
-        photos[len(fires)] = ft.load(s.path, SIZE)
-        fires.append((s.path.name[:40], burning(photos[len(fires)], 35.0, rng)))
+        fires.append((s.path.name[:40], burning(ft.load(s.path, SIZE), 35.0, rng)))
     fires = fires[: args.fires]
+    res: dict[str, dict[str, list[float | None]]] = {m: {"vote": [], "alarm": []} for m in MODES}
     # every clip is made (the seeds stay those of the full run), only the chosen ones run
-    chosen = [(i, "", name, frames) for i, (name, frames) in enumerate(fires) if args.fire in name]
-    if args.spread_from > 0:  # each photo again, its fire spreading (the same frames, zoomed)
-        chosen += [
-            (i, "spreading", name, spreading(photos[i], frames, args.spread_from))
-            for i, _, name, frames in list(chosen)
-            if i in photos
-        ]
-    kinds = sorted({kind for _, kind, _, _ in chosen})
-    res: dict[str, dict[str, dict[str, list[float | None]]]] = {
-        k: {m: {"vote": [], "alarm": []} for m in MODES} for k in kinds
-    }
-    for i, kind, name, frames in chosen:
+    fires = [(i, name, frames) for i, (name, frames) in enumerate(fires) if args.fire in name]
+    for i, name, frames in fires:
         clip = ft.write_clip(tmp / f"fire{i}.avi", frames, FPS)
         runs = await asyncio.gather(
             *(
@@ -516,11 +498,10 @@ async def main() -> None:
         line = []
         for m, run in zip(MODES, runs, strict=True):
             v, a = run.first_start_s(), run.first_alarm_s()
-            res[kind][m]["vote"].append(v)
-            res[kind][m]["alarm"].append(a)
+            res[m]["vote"].append(v)
+            res[m]["alarm"].append(a)
             line.append(f"{m} vote {secs(v)} alarm {secs(a)}")
-        label = f"{name[: 40 - len(kind) - 1]} {kind}" if kind else name[:40]
-        print(f"  fire {i:2d} {label:40s} {len(frames) / FPS:4.0f} s  " + "; ".join(line))
+        print(f"  fire {i:2d} {name[:40]:40s} {len(frames) / FPS:4.0f} s  " + "; ".join(line))
         if args.fire:
             for m, run in zip(MODES, runs, strict=True):
                 report_run(m, run, lambda t: "fire")
@@ -537,37 +518,19 @@ async def main() -> None:
             f"{100.0 * t['alarms'] / d:.1f} per 100 camera-days (target <= 1); "
             f"{t['starts']} confirmation(s) = {t['starts'] / d:.2f} per camera-day"
         )
-    for kind in kinds:
-        n = len(res[kind]["after"]["vote"])
-        if kind:
-            print(
-                f"the same photos' fires {kind}, as a t-squared fire's flames do from "
-                f"{args.spread_from:g} s after ignition: {n}"
-            )
-        else:
-            print(f"fire/smoke clips: {n}")
-        for m in MODES:
-            votes = [v for v in res[kind][m]["vote"] if v is not None]
-            alarms = [a for a in res[kind][m]["alarm"] if a is not None]
-            print(
-                f"  {m:6s}: vote within 10 s {pct(sum(v <= 10 for v in votes), n)} "
-                f"(median {med(votes)}); camera-alone FIRE_ALARM within 30 s "
-                f"{pct(sum(a <= 30 for a in alarms), n)} (median {med(alarms)})"
-            )
+    print(f"fire/smoke clips: {len(fires)}")
+    for m in MODES:
+        votes = [v for v in res[m]["vote"] if v is not None]
+        alarms = [a for a in res[m]["alarm"] if a is not None]
+        n = len(fires)
+        print(
+            f"  {m:6s}: vote within 10 s {pct(sum(v <= 10 for v in votes), n)} "
+            f"(median {med(votes)}); camera-alone FIRE_ALARM within 30 s "
+            f"{pct(sum(a <= 30 for a in alarms), n)} (median {med(alarms)})"
+        )
     if args.flames > 0:
         await controlled_flames(args, detector, samples, tmp)
     print(f"({time.perf_counter() - t0:.0f} s wall, OpenCV {cv2.__version__})")
-
-
-def spreading(image: np.ndarray, frames: list[np.ndarray], t0_s: float) -> list[np.ndarray]:
-    """A fire photo's ``frames`` with its fire spreading as a t-squared design fire's
-    does from ``t0_s`` after ignition: the heat release grows as t^2 and a flame's
-    height as its 2/5 power (Heskestad), so the flames' size grows as t^0.8,
-    whatever the fire's growth class (slow to ultra-fast differ in when a fire is
-    this size, not in how fast it then grows relative to it). Shown as the view
-    closing in on the flames' centre by that factor."""
-    centre = flame_centre(image)
-    return [ft.zoom(f, centre, ((t0_s + k / FPS) / t0_s) ** 0.8) for k, f in enumerate(frames)]
 
 
 def flame_centre(image: np.ndarray) -> tuple[float, float]:
