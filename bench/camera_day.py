@@ -483,8 +483,8 @@ async def main() -> None:
     fires = fires[: args.fires]
     res: dict[str, dict[str, list[float | None]]] = {m: {"vote": [], "alarm": []} for m in MODES}
     # every clip is made (the seeds stay those of the full run), only the chosen ones run
-    fires = [(i, name, frames) for i, (name, frames) in enumerate(fires) if args.fire in name]
-    for i, name, frames in fires:
+    chosen = [(i, name, frames) for i, (name, frames) in enumerate(fires) if args.fire in name]
+    for i, name, frames in chosen:
         clip = ft.write_clip(tmp / f"fire{i}.avi", frames, FPS)
         runs = await asyncio.gather(
             *(
@@ -518,11 +518,11 @@ async def main() -> None:
             f"{100.0 * t['alarms'] / d:.1f} per 100 camera-days (target <= 1); "
             f"{t['starts']} confirmation(s) = {t['starts'] / d:.2f} per camera-day"
         )
-    print(f"fire/smoke clips: {len(fires)}")
+    print(f"fire/smoke clips: {len(chosen)}")
     for m in MODES:
         votes = [v for v in res[m]["vote"] if v is not None]
         alarms = [a for a in res[m]["alarm"] if a is not None]
-        n = len(fires)
+        n = len(chosen)
         print(
             f"  {m:6s}: vote within 10 s {pct(sum(v <= 10 for v in votes), n)} "
             f"(median {med(votes)}); camera-alone FIRE_ALARM within 30 s "

@@ -280,8 +280,9 @@ class CameraWorker:
         # grown reports held back: the region had not moved, or had not left its range
         self.growth_held_back = {"unmoved": 0, "in_range": 0}
         self.steady_ended = 0  # detections ended as steady (neither moved nor grew)
-        self.steady_ended_small = 0  # ... of which small ones that moved and did not grow
-        self.steady_ended_stopped = 0  # ... of which ones that moved only early in the hold
+        # ... of which: small ones that moved and did not grow; ones that moved only
+        # early in the hold
+        self.steady_ended_by = {"small": 0, "stopped": 0}
         self._ignore: np.ndarray | None = None
         self._flame_cells: list[np.ndarray | None] | None = None
         self.flame_note: str | None = None  # a flame grown past its expected-flame mask
@@ -471,8 +472,8 @@ class CameraWorker:
             "growth_held_back_unmoved": self.growth_held_back["unmoved"],
             "growth_held_back_in_range": self.growth_held_back["in_range"],
             "steady_ended": self.steady_ended,
-            "steady_ended_small": self.steady_ended_small,
-            "steady_ended_stopped": self.steady_ended_stopped,
+            "steady_ended_small": self.steady_ended_by["small"],
+            "steady_ended_stopped": self.steady_ended_by["stopped"],
             "bursts": {
                 "taken": self.capture.bursts,
                 "moving": self.bursts_moving,
@@ -562,40 +563,13 @@ class CameraWorker:
             small_px = int(self.cam.small_flame_max_frac * self._frame_area_px)
             fire = self.votes[VideoClass.FIRE]
             fire.p = dataclasses.replace(fire.p, small_area_px=small_px)
-        bursting = self.cam.burst_s > 0
-        if bursting:
+        if self.cam.burst_s > 0:
             self._take_burst()
         want: dict[VideoClass, Region] = {}
         for vote in self.votes.values():
-            regions = result.regions
-            if not vote.active and self.cam.min_change_grey > 0:
-                # to start, a region must differ from the slow background: flames
-                # flicker and smoke drifts; a smoke-like white wall does neither
-                regions = tuple(
-                    r
-                    for r in regions
-                    if r.cls is vote.cls
-                    and self.change.region_change(r, size) >= self.cam.min_change_grey
-                )
-            ev = vote.update(frame.mono, regions)
-            if bursting and (ev is not None or vote.cls in self._held):
-                ev = self._burst_gate(vote, ev, frame.mono)
-            doubt = None if ev is None else self._growth_doubtful(vote, ev)
-            if doubt is not None:
-                self.growth_held_back[doubt] += 1
-                ev = None  # not sent; the vote reports the region again next interval
-            if ev is not None:
-                if ev.kind is VoteEventKind.START:
-                    self._steady[vote.cls] = _Steady(frame.mono)
-                elif ev.kind is VoteEventKind.END:
-                    self._steady.pop(vote.cls, None)
-                await self._send(ev, frame, result)
-            elif vote.active and vote.cls not in self._held:
-                await self._check_steady(vote, frame, result, size)
-            if bursting and (not vote.active or vote.cls in self._held):
-                region = self._burst_wanted(vote, regions, frame.mono)
-                if region is not None:
-                    want[vote.cls] = region
+            region = await self._vote_step(vote, frame, result, size)
+            if region is not None:
+                want[vote.cls] = region
         if want:
             self._ask_burst(want, size)
         if fresh and self.scene is not None and not any(v.active for v in self.votes.values()):
@@ -604,6 +578,42 @@ class CameraWorker:
             self.scene.learn(raw.cells, light, 0.0 if last is None else frame.mono - last)
             self._scene_learned_mono = frame.mono
             self._scene_dirty = True
+
+    async def _vote_step(
+        self, vote: Vote, frame: Frame, result: FrameResult, size: tuple[int, int]
+    ) -> Region | None:
+        """One analysed frame for one class's vote: its event gated (burst, growth)
+        and sent, its steady rule checked. Returns the region a burst should look at
+        (None: none)."""
+        bursting = self.cam.burst_s > 0
+        regions = result.regions
+        if not vote.active and self.cam.min_change_grey > 0:
+            # to start, a region must differ from the slow background: flames
+            # flicker and smoke drifts; a smoke-like white wall does neither
+            regions = tuple(
+                r
+                for r in regions
+                if r.cls is vote.cls
+                and self.change.region_change(r, size) >= self.cam.min_change_grey
+            )
+        ev = vote.update(frame.mono, regions)
+        if bursting and (ev is not None or vote.cls in self._held):
+            ev = self._burst_gate(vote, ev, frame.mono)
+        doubt = None if ev is None else self._growth_doubtful(vote, ev)
+        if doubt is not None:
+            self.growth_held_back[doubt] += 1
+            ev = None  # not sent; the vote reports the region again next interval
+        if ev is not None:
+            if ev.kind is VoteEventKind.START:
+                self._steady[vote.cls] = _Steady(frame.mono)
+            elif ev.kind is VoteEventKind.END:
+                self._steady.pop(vote.cls, None)
+            await self._send(ev, frame, result)
+        elif vote.active and vote.cls not in self._held:
+            await self._check_steady(vote, frame, result, size)
+        if bursting and (not vote.active or vote.cls in self._held):
+            return self._burst_wanted(vote, regions, frame.mono)
+        return None
 
     # ----------------------------------------------------------------- bursts
 
@@ -828,13 +838,13 @@ class CameraWorker:
         del self._steady[vote.cls]
         if ev is not None:
             self.steady_ended += 1
-            self.steady_ended_small += moved and late
-            self.steady_ended_stopped += moved and not late
             if not moved:
                 why = "no movement, no growth"
             elif late:
+                self.steady_ended_by["small"] += 1
                 why = "small, moved but did not grow"
             else:
+                self.steady_ended_by["stopped"] += 1
                 why = (
                     f"moved, but not in its last {STEADY_LATE_SHARE * self.cam.steady_end_s:.0f} s"
                 )
