@@ -80,6 +80,7 @@ from tests.e2e.e2e_harness import (
     MOSQUITTO,
     Case,
     CaseRunner,
+    sim_drift_s,
     site_yaml,
 )
 
@@ -104,27 +105,12 @@ LEAD_S = 4.0  # kept before the first event
 LOOK_BACK_S = 120.0  # the engine's longest look back at a value (heat_rise_window_s)
 MARGIN_S = 8.0  # after the decision is due: a poll, a tick, the real agent's drift
 MAX_DELIVERY_S = 2.0  # decision taken -> received by the subscriber
-# real decision time vs the same scenario in simulated time: as test_e2e_scenarios.py
-MAX_SIM_DRIFT_S = 5.0
-# ... except where the replay's model of the bus is coarser than the driver:
-DRIFT_S = {
-    # the replay reports a silent device at its offline_after-th missed poll, a poll
-    # period apart; the driver waits out the timeout, a retry and the link's watch
-    # for a late reply before each next poll (drivers/bus.py), which the replay does
-    # not model (seen: 4.5-4.6 s later in every run, load 2-6 on 2 cores); a fault
-    # may take 100 s (GB/T 45839)
-    DecisionType.FAULT: 10.0,
-    # a monitor polled every 2 s: the crossing of its setpoint and the end of its
-    # sustain time are each seen up to a poll apart (seen: 3.2 s in every run)
-    DecisionType.ELECTRICAL_PREALARM: 7.0,
-    DecisionType.RESTORE: 7.0,
-}
 
 
 def guard_s(d: Decision) -> float:
     """No decision of the replay this close to a case's end: real time may put it
     on either side."""
-    return DRIFT_S.get(d.type, MAX_SIM_DRIFT_S) + 1.0
+    return sim_drift_s(d) + 1.0
 
 
 @functools.cache
@@ -327,4 +313,4 @@ def test_family_end_to_end(runner: CaseRunner, family: str) -> None:
         return  # one saw the glitch, the other did not: both held it back (checked above)
     assert pairs_real == pairs_sim, summary
     for (tr, d), (ts, _) in zip(real, sim, strict=True):
-        assert abs(tr - ts) <= DRIFT_S.get(d.type, MAX_SIM_DRIFT_S), summary
+        assert abs(tr - ts) <= sim_drift_s(d), summary

@@ -23,6 +23,7 @@ from tests.e2e.e2e_harness import (
     Case,
     CaseRunner,
     Outcome,
+    sim_drift_s,
 )
 
 pytestmark = [
@@ -35,7 +36,6 @@ DEMO_FIRE_CLIP = (
     Path(__file__).resolve().parents[2] / "firmware_mocks" / "demo" / "clips" / "storeroom-fire.avi"
 )
 MAX_DELIVERY_S = 2.0  # decision taken -> received by the subscriber
-MAX_SIM_DRIFT_S = 5.0  # real decision time vs the same scenario in simulated time
 
 CASES = {
     c.name: c
@@ -154,8 +154,8 @@ def common_checks(out: Outcome) -> None:
     real = [(d.type, d.zone) for _, d in out.decisions if d.type is not DecisionType.STATS]
     sim = [(d.type, d.zone) for _, d in out.simulated.decisions if d.type is not DecisionType.STATS]
     assert real == sim, summary
-    for (tr, _), (ts, _) in zip(out.decisions, out.simulated.decisions, strict=False):
-        assert abs(tr - ts) <= MAX_SIM_DRIFT_S, summary
+    for (tr, d), (ts, _) in zip(out.decisions, out.simulated.decisions, strict=False):
+        assert abs(tr - ts) <= sim_drift_s(d), summary
 
 
 @pytest.mark.parametrize("case", ["fire-verified-by-reset"])
