@@ -99,6 +99,11 @@ STEADY_LATE_SHARE = 1.0 / 3.0
 # the steady rule keeps at most this many of a detection's latest region sizes (at 2
 # looks a second, 10 minutes): its trend then compares thirds of that stretch
 STEADY_MAX_LOOKS = 1200
+# a small region restarted where one was ended as steady grew across the two holds
+# when at most this share of the earlier hold's looks were small_growth_ratio over
+# its median size, and at least ACROSS_LAST_MIN of the last third of this hold's are
+ACROSS_BEFORE_MAX = 0.25
+ACROSS_LAST_MIN = 0.75
 # the save at stop waits at most this long: a stalled disk never holds a stop
 SCENE_STOP_SAVE_S = 2.0
 SCENE_CHECK_S = 5.0  # how often the scene file is checked for a commissioning or a reset
@@ -120,6 +125,35 @@ class _Steady:
         default_factory=lambda: collections.deque(maxlen=STEADY_MAX_LOOKS)
     )
 
+    # its region's size at every look, 0 where the vote had none (a region in a quiet
+    # place that has not outgrown it): what a later hold in the same place compares
+    looks: collections.deque[int] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=STEADY_MAX_LOOKS)
+    )
+    # ``looks`` of the hold before it in the same place, when that one was ended as a
+    # small region that moved but did not grow (empty: none)
+    before: tuple[int, ...] = ()
+    grown_across: bool = False  # it grew across holds and was kept (logged once)
+
+    def grew_across(self, ratio: float) -> tuple[bool, float]:
+        """Whether its region outgrew the hold before it in the same place: at most
+        ``ACROSS_BEFORE_MAX`` of that hold's looks were ``ratio`` over its median
+        size, and at least ``ACROSS_LAST_MIN`` of this one's last third are. A fire
+        first seen late in its growth grows less than ``ratio`` within one hold; a
+        fireplace hopping between its flames puts as many looks over that size in
+        every hold. Also the growth (median over median)."""
+        sizes = sorted(a for a in self.before if a > 0)
+        k = len(self.looks) // 3
+        if not sizes or k == 0:
+            return False, 1.0
+        base = sizes[len(sizes) // 2]
+        cut = ratio * base
+        last = list(self.looks)[-k:]
+        share_before = sum(a >= cut for a in self.before) / len(self.before)
+        share_last = sum(a >= cut for a in last) / len(last)
+        grown = share_before <= ACROSS_BEFORE_MAX and share_last >= ACROSS_LAST_MIN
+        return grown, sorted(last)[len(last) // 2] / max(1, base)
+
     def grew(self, ratio: float) -> bool:
         """Its region's size trended up: over the last third of its looks against
         the first third, the median by ``ratio`` and the lower quartile above the
@@ -131,12 +165,17 @@ class _Steady:
         if k == 0:
             return False
         areas = list(self.areas)
-        first, last = sorted(areas[:k]), sorted(areas[-k:])
+        return _trended_up(sorted(areas[:k]), sorted(areas[-k:]), ratio)
 
-        def q(xs: list[int], f: float) -> int:
-            return xs[min(len(xs) - 1, int(f * len(xs)))]
 
-        return q(last, 0.5) >= ratio * max(1, q(first, 0.5)) and q(last, 0.25) >= q(first, 0.75)
+def _trended_up(first: list[int], last: list[int], ratio: float) -> bool:
+    """Sorted sizes ``last`` are ``ratio`` over ``first`` by their medians, and moved
+    up as a whole (their lower quartile above first's upper)."""
+
+    def q(xs: list[int], f: float) -> int:
+        return xs[min(len(xs) - 1, int(f * len(xs)))]
+
+    return q(last, 0.5) >= ratio * max(1, q(first, 0.5)) and q(last, 0.25) >= q(first, 0.75)
 
 
 def configured_limit(resolution: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -275,6 +314,11 @@ class CameraWorker:
         # the classes whose burst under way looks again at a place found still
         self._rechecking: set[VideoClass] = set()
         self._still: dict[VideoClass, list[Region]] = {}  # places a burst found still (quiet)
+        # places where a small region was ended for not growing within its hold (quiet),
+        # with its sizes over that hold: a detection that restarts there is also judged
+        # against them (_Steady.grew_across)
+        self._small_ended: dict[VideoClass, list[tuple[Region, tuple[int, ...]]]] = {}
+        self.grown_across_holds = 0  # small detections kept: grown since the hold before
         self.bursts_still = 0  # detections not confirmed: still over their burst
         self.bursts_moving = 0
         # grown reports held back: the region had not moved, or had not left its range
@@ -474,6 +518,7 @@ class CameraWorker:
             "steady_ended": self.steady_ended,
             "steady_ended_small": self.steady_ended_by["small"],
             "steady_ended_stopped": self.steady_ended_by["stopped"],
+            "steady_kept_grown_across_holds": self.grown_across_holds,
             "bursts": {
                 "taken": self.capture.bursts,
                 "moving": self.bursts_moving,
@@ -605,7 +650,7 @@ class CameraWorker:
             ev = None  # not sent; the vote reports the region again next interval
         if ev is not None:
             if ev.kind is VoteEventKind.START:
-                self._steady[vote.cls] = _Steady(frame.mono)
+                self._steady[vote.cls] = _Steady(frame.mono, before=self._hold_before(vote, ev))
             elif ev.kind is VoteEventKind.END:
                 self._steady.pop(vote.cls, None)
             await self._send(ev, frame, result)
@@ -780,6 +825,20 @@ class CameraWorker:
             return "in_range"
         return None
 
+    def _hold_before(self, vote: Vote, ev: VoteEvent) -> tuple[int, ...]:
+        """The sizes of the hold that ended a small region where ``ev`` (a START)
+        is, if any (the latest of them); places forgotten with their quiet place
+        (vision/vote.py) are forgotten here too."""
+        places = [
+            (p, sizes)
+            for p, sizes in self._small_ended.get(vote.cls, [])
+            if any(overlaps(p, q.where) for q in vote.quiet)
+        ]
+        self._small_ended[vote.cls] = places
+        if ev.region is None:
+            return ()
+        return next((sizes for p, sizes in reversed(places) if overlaps(p, ev.region)), ())
+
     def _steady_limit_px(self, cls: VideoClass) -> float:
         """The largest region of ``cls`` that must grow over its hold (in pixels)."""
         frac = (
@@ -811,6 +870,7 @@ class CameraWorker:
         # be a place already ended as steady, which a person walking by changes
         # and "grows" (a long IR night's camera-alone alarm, bench --night-min)
         box = vote.latest_region()
+        st.looks.append(0 if box is None else box.area)
         if box is not None:
             st.areas.append(box.area)
             if self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey:
@@ -828,14 +888,37 @@ class CameraWorker:
                 return  # smoke that drifts over a large area, a large fire that flickers
             if st.grew(vote.p.small_growth_ratio):
                 return  # a small region that moved and grew over its hold
+            grown, by = st.grew_across(vote.p.small_growth_ratio)
+            if grown:
+                # ... or that grew since the hold before it in the same place
+                if not st.grown_across:
+                    st.grown_across = True
+                    self.grown_across_holds += 1
+                    log.info(
+                        "camera %s: %s region grew %.1fx since it was last ended as steady: held",
+                        self.cam.name,
+                        vote.cls.value,
+                        by,
+                    )
+                return
         still = [
             r
             for r in result.regions
             if r.cls is vote.cls
             and self.change.region_change(r, size, since_previous=True) < self.cam.motion_grey
         ]
+        placed = len(vote.quiet)
+        placing = vote.typical_area() > 0  # its regions make the first quiet place
         ev = vote.end_steady(frame.mono, still)
         del self._steady[vote.cls]
+        if ev is not None and moved and late and placing and len(vote.quiet) > placed:
+            # a small region that moved and did not grow: if it restarts here, larger
+            # (a quiet place needs that), it is also judged against this hold's sizes
+            where = vote.quiet[placed].where
+            kept = [
+                (p, sz) for p, sz in self._small_ended.get(vote.cls, []) if not overlaps(p, where)
+            ]
+            self._small_ended[vote.cls] = [*kept, (where, tuple(st.looks))]
         if ev is not None:
             self.steady_ended += 1
             if not moved:

@@ -373,7 +373,8 @@ class CameraConfig(Strict):
         title="Largest controlled flame",
         description="a fire region at most this fraction of the frame (a fireplace, a hob) "
         "whose size has not trended up 1.5x over steady_end_s (its last third of looks against "
-        "its first) is ended as steady, not fire, however it flickers; a larger one only when "
+        "its first, or, restarted where one was so ended, against that hold) is ended as "
+        "steady, not fire, however it flickers; a larger one only when "
         "it did not flicker (growth without movement is not growth)",
     )
     steady_smoke_max_frac: float = Field(
