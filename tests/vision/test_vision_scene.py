@@ -128,6 +128,36 @@ def started_after_s(seen: list[Observation], w: CameraWorker, cls: VideoClass) -
     return None if first is None else first.mono - w._started_mono
 
 
+async def step_looks(
+    detector: Detector, looks: list[tuple[np.ndarray, Region]]
+) -> tuple[list[VideoDetection], CameraWorker]:
+    """A worker stepped through its own change map, vote and steady rule, one look
+    each 0.5 s: each look's picture (640x480, as the bench) with the model's region
+    given (the model's part is the bench's). The detections it sends, and it."""
+    from vision.camera import small_colour, thumbnail
+    from vision.capture import Frame
+    from vision.detector import FrameResult
+
+    q: asyncio.Queue[Observation] = asyncio.Queue()
+    cam = camera(Path("unused.avi"), burst_s=0.0)  # no capture here to take a burst
+    w = CameraWorker(cam, detector, q, ScaledClock(1.0))
+    w._frame_area_px = 640 * 480
+    for i, (img, region) in enumerate(looks):
+        t = 0.5 * i
+        w.change.update(thumbnail(small_colour(detector.reduce(img))), t)
+        frame = Frame(image=img, seq=i + 1, wall=t, mono=t)
+        cells = np.zeros((2, *detector.grid), np.float32)
+        fire, smoke = (0.9, 0.0) if region.cls is VideoClass.FIRE else (0.0, 0.8)
+        result = FrameResult(fire, smoke, (region,), cells, (640, 480), 0.0)
+        await w._vote_step(w.votes[region.cls], frame, result, (640, 480))
+    sent = []
+    while not q.empty():
+        o = q.get_nowait()
+        assert isinstance(o, VideoDetection)
+        sent.append(o)
+    return sent, w
+
+
 @pytest.mark.parametrize(
     ("image", "cls"),
     [("normal_white_room.jpg", VideoClass.SMOKE), ("normal_lamp_room.jpg", VideoClass.FIRE)],
@@ -376,34 +406,14 @@ async def test_a_region_that_moved_only_while_a_person_walked_through_it_is_stea
     Stepped look by look through the worker's own steady rule, change map and vote,
     on real pictures (the room in IR, the bench's walking figure), the model's
     region given: the model's part is the bench's."""
-    from vision.camera import STEADY_MIN_MOVES, small_colour, thumbnail
-    from vision.capture import Frame
-    from vision.detector import FrameResult
+    from vision.camera import STEADY_MIN_MOVES
 
     room = ft.load(FIXTURES / "normal_1010212.jpg")  # 640x480, as the bench
     night = ft.ir_night(room)
     region = Region(x=137, y=0, w=412, h=446, score=0.8, cls=VideoClass.SMOKE)
 
     async def night_of(pictures: list[np.ndarray]) -> tuple[list[VideoDetection], CameraWorker]:
-        """The detections the worker sends over ``pictures``, one look each 0.5 s."""
-        q: asyncio.Queue[Observation] = asyncio.Queue()
-        # bursts off: no capture here to take one (the walk would pass it)
-        cam = camera(Path("unused.avi"), burst_s=0.0)
-        w = CameraWorker(cam, detector, q, ScaledClock(1.0))
-        w._frame_area_px = 640 * 480
-        for i, img in enumerate(pictures):
-            t = 0.5 * i
-            w.change.update(thumbnail(small_colour(detector.reduce(img))), t)
-            frame = Frame(image=img, seq=i + 1, wall=t, mono=t)
-            cells = np.zeros((2, *detector.grid), np.float32)
-            result = FrameResult(0.0, 0.8, (region,), cells, (640, 480), 0.0)
-            await w._vote_step(w.votes[VideoClass.SMOKE], frame, result, (640, 480))
-        sent = []
-        while not q.empty():
-            o = q.get_nowait()
-            assert isinstance(o, VideoDetection)
-            sent.append(o)
-        return sent, w
+        return await step_looks(detector, [(img, region) for img in pictures])
 
     rng = np.random.default_rng(4)
 
@@ -448,9 +458,7 @@ async def test_a_small_flame_growing_slowly_is_held_once_it_outgrew_its_last_hol
     on real pictures (a fireplace whose flame pixels flicker), the model's region
     given (the model's part is the bench's): a region growing like that fire, and
     one hopping between sizes as a fireplace's does."""
-    from vision.camera import _Steady, small_colour, thumbnail
-    from vision.capture import Frame
-    from vision.detector import FrameResult
+    from vision.camera import _Steady
 
     room = ft.load(FIXTURES / "normal_fireplace.jpg")  # 640x480, as the bench
     pictures = ft.flicker(room, 40, np.random.default_rng(5))
@@ -461,26 +469,9 @@ async def test_a_small_flame_growing_slowly_is_held_once_it_outgrew_its_last_hol
         return Region(x=cx - w // 2, y=cy - h // 2, w=w, h=h, score=0.9, cls=VideoClass.FIRE)
 
     async def watched(areas: list[float]) -> tuple[list[VideoDetection], CameraWorker]:
-        """The detections the worker sends, one look each 0.5 s, the region of the
-        look's size in each."""
-        q: asyncio.Queue[Observation] = asyncio.Queue()
-        cam = camera(Path("unused.avi"), burst_s=0.0)  # no capture here to take one
-        w = CameraWorker(cam, detector, q, ScaledClock(1.0))
-        w._frame_area_px = 640 * 480
-        for i, area in enumerate(areas):
-            t = 0.5 * i
-            img = pictures[i % len(pictures)]
-            w.change.update(thumbnail(small_colour(detector.reduce(img))), t)
-            frame = Frame(image=img, seq=i + 1, wall=t, mono=t)
-            cells = np.zeros((2, *detector.grid), np.float32)
-            result = FrameResult(0.9, 0.0, (box(area),), cells, (640, 480), 0.0)
-            await w._vote_step(w.votes[VideoClass.FIRE], frame, result, (640, 480))
-        sent = []
-        while not q.empty():
-            o = q.get_nowait()
-            assert isinstance(o, VideoDetection)
-            sent.append(o)
-        return sent, w
+        """The look's region of the size given, in each."""
+        looks = [(pictures[i % len(pictures)], box(a)) for i, a in enumerate(areas)]
+        return await step_looks(detector, looks)
 
     def ends(sent: list[VideoDetection]) -> list[float]:
         return [o.mono for o in sent if not o.active]
