@@ -494,6 +494,11 @@ async def test_a_small_flame_growing_slowly_is_held_once_it_outgrew_its_last_hol
     assert len(ends(sent)) == 1, ends(sent)  # the first hold's, then held
     assert w.status()["steady_kept_grown_across_holds"] == 1
     assert w.votes[VideoClass.FIRE].active
+    # an agent restarted mid-growth (nothing of this is kept): ended once more, then held
+    later = [2400 * ((60 + 0.5 * i) / 60) ** 1.6 for i in range(100, 280)]
+    sent, w = await watched(later)
+    assert len(ends(sent)) == 1, ends(sent)
+    assert w.votes[VideoClass.FIRE].active
     # not trivial: each hold judged alone ends it again and again
     monkeypatch.setattr(_Steady, "grew_across", lambda self, ratio: (False, 1.0))
     sent, w = await watched(fire)
