@@ -80,7 +80,7 @@ from vision.change import ChangeMap, burst_movement
 from vision.detector import CLASSES, Detector, FrameError, FrameResult, cell_regions
 from vision.masks import ignore_cells
 from vision.scene import SceneFileError, SceneModel, lighting, model_id
-from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams, overlaps
+from vision.vote import Vote, VoteEvent, VoteEventKind, VoteParams, around, overlaps
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class _Steady:
     """What the steady rule knows of one active detection."""
 
     start_mono: float
+    start_region: Region | None = None  # the region the detection started with
     moves: int = 0  # looks with movement in the region
     last_move_mono: float = -math.inf  # the latest of them
     # its region's size, per look: the latest STEADY_MAX_LOOKS (a detection can last
@@ -322,7 +323,7 @@ class CameraWorker:
         self.bursts_still = 0  # detections not confirmed: still over their burst
         self.bursts_moving = 0
         # grown reports held back: the region had not moved, or had not left its range
-        self.growth_held_back = {"unmoved": 0, "in_range": 0}
+        self.growth_held_back = {"unmoved": 0, "in_range": 0, "elsewhere": 0}
         self.steady_ended = 0  # detections ended as steady (neither moved nor grew)
         # ... of which: small ones that moved and did not grow; ones that moved only
         # early in the hold
@@ -515,6 +516,7 @@ class CameraWorker:
             "detections_sent": self.detections_sent,
             "growth_held_back_unmoved": self.growth_held_back["unmoved"],
             "growth_held_back_in_range": self.growth_held_back["in_range"],
+            "growth_held_back_elsewhere": self.growth_held_back["elsewhere"],
             "steady_ended": self.steady_ended,
             "steady_ended_small": self.steady_ended_by["small"],
             "steady_ended_stopped": self.steady_ended_by["stopped"],
@@ -650,7 +652,9 @@ class CameraWorker:
             ev = None  # not sent; the vote reports the region again next interval
         if ev is not None:
             if ev.kind is VoteEventKind.START:
-                self._steady[vote.cls] = _Steady(frame.mono, before=self._hold_before(vote, ev))
+                self._steady[vote.cls] = _Steady(
+                    frame.mono, ev.region, before=self._hold_before(vote, ev)
+                )
             elif ev.kind is VoteEventKind.END:
                 self._steady.pop(vote.cls, None)
             await self._send(ev, frame, result)
@@ -811,7 +815,12 @@ class CameraWorker:
         * ``in_range``: it is not ``small_growth_ratio`` over the largest the region
           was in its first window (``Vote.growth_base``): a fireplace's region
           hops between its flames from look to look (1 to 12 cells), and a START
-          that fell low makes any later look "grown"."""
+          that fell low makes any later look "grown".
+        * ``elsewhere``: it does not reach the place the detection started (its
+          START region and as much again around, ``vote.around``): a fire spreads
+          from where it started and smoke from its source; a larger region
+          somewhere else in the picture is something else (a patch of sunlight
+          lighting a curtain across the room from the chair it started on)."""
         if ev.kind is not VoteEventKind.UPDATE or self.cam.steady_end_s <= 0:
             return None
         st = self._steady.get(vote.cls)
@@ -819,6 +828,8 @@ class CameraWorker:
             return None
         if ev.region.area < vote.p.growth_ratio * max(1, vote.start_area):
             return None  # not grown: a score report
+        if st.start_region is not None and not overlaps(ev.region, around(st.start_region)):
+            return "elsewhere"
         if st.moves < STEADY_MIN_MOVES:
             return "unmoved"
         if ev.region.area < vote.p.small_growth_ratio * max(1, vote.growth_base()):

@@ -123,6 +123,12 @@ def overlaps(a: Region, b: Region) -> bool:
     return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
 
 
+def around(r: Region) -> Region:
+    """``r`` and as much again on every side: where a thing seen in ``r`` may be a
+    moment later (a peak cell hopping to its neighbours, a flame's spread)."""
+    return Region(x=r.x - r.w, y=r.y - r.h, w=3 * r.w, h=3 * r.h, score=0.0, cls=r.cls)
+
+
 def typical(regions: Sequence[Region], cls: VideoClass, score: float) -> Region:
     """The region of median area (the latest of equals), with the window's score."""
     ranked = sorted(enumerate(regions), key=lambda ir: (ir[1].area, ir[0]))
@@ -268,8 +274,7 @@ class Vote:
             self.quiet.append(_Quiet(where, self._last_area))
         for r in also:
             if r.cls is self.cls:
-                where = Region(x=r.x - r.w, y=r.y - r.h, w=3 * r.w, h=3 * r.h, score=0.0, cls=r.cls)
-                self.quiet.append(_Quiet(where, r.area))
+                self.quiet.append(_Quiet(around(r), r.area))
         self.active = False
         self.window.clear()
         self._track.clear()
