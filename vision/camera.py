@@ -120,21 +120,21 @@ class _Steady:
     start_region: Region | None = None  # the region the detection started with
     moves: int = 0  # looks with movement in the region
     last_move_mono: float = -math.inf  # the latest of them
-    # its region's size, per look: the latest STEADY_MAX_LOOKS (a detection can last
-    # hours, a kitchen's smoke that never confirms)
-    areas: collections.deque[int] = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=STEADY_MAX_LOOKS)
-    )
-
-    # its region's size at every look, 0 where the vote had none (a region in a quiet
-    # place that has not outgrown it): what a later hold in the same place compares
+    # its region's size at each look, the latest STEADY_MAX_LOOKS (a detection can
+    # last hours, a kitchen's smoke that never confirms); 0 where the vote had none
+    # (a region in a quiet place that has not outgrown it)
     looks: collections.deque[int] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=STEADY_MAX_LOOKS)
     )
     # ``looks`` of the hold before it in the same place, when that one was ended as a
-    # small region that moved but did not grow (empty: none)
+    # small region that moved but did not grow (empty: none; ``Vote.sizes_at``)
     before: tuple[int, ...] = ()
     grown_across: bool = False  # it grew across holds and was kept (logged once)
+
+    @property
+    def areas(self) -> list[int]:
+        """Its region's sizes, at the looks that had one."""
+        return [a for a in self.looks if a > 0]
 
     def grew_across(self, ratio: float) -> tuple[bool, float]:
         """Whether its region outgrew the hold before it in the same place: at most
@@ -143,17 +143,16 @@ class _Steady:
         first seen late in its growth grows less than ``ratio`` within one hold; a
         fireplace hopping between its flames puts as many looks over that size in
         every hold. Also the growth (median over median)."""
-        sizes = sorted(a for a in self.before if a > 0)
+        base = _median([a for a in self.before if a > 0])
         k = len(self.looks) // 3
-        if not sizes or k == 0:
+        if base == 0 or k == 0:
             return False, 1.0
-        base = sizes[len(sizes) // 2]
         cut = ratio * base
         last = list(self.looks)[-k:]
         share_before = sum(a >= cut for a in self.before) / len(self.before)
         share_last = sum(a >= cut for a in last) / len(last)
         grown = share_before <= ACROSS_BEFORE_MAX and share_last >= ACROSS_LAST_MIN
-        return grown, sorted(last)[len(last) // 2] / max(1, base)
+        return grown, _median(last) / base
 
     def grew(self, ratio: float) -> bool:
         """Its region's size trended up: over the last third of its looks against
@@ -162,11 +161,16 @@ class _Steady:
         between its flames from look to look (1 to 12 cells), a stationary spread
         that one look, or one window's median, can read as growth either way; a
         fire's region grows."""
-        k = len(self.areas) // 3
+        areas = self.areas
+        k = len(areas) // 3
         if k == 0:
             return False
-        areas = list(self.areas)
         return _trended_up(sorted(areas[:k]), sorted(areas[-k:]), ratio)
+
+
+def _median(xs: list[int]) -> int:
+    """The upper median (0: none)."""
+    return sorted(xs)[len(xs) // 2] if xs else 0
 
 
 def _trended_up(first: list[int], last: list[int], ratio: float) -> bool:
@@ -315,10 +319,6 @@ class CameraWorker:
         # the classes whose burst under way looks again at a place found still
         self._rechecking: set[VideoClass] = set()
         self._still: dict[VideoClass, list[Region]] = {}  # places a burst found still (quiet)
-        # places where a small region was ended for not growing within its hold (quiet),
-        # with its sizes over that hold: a detection that restarts there is also judged
-        # against them (_Steady.grew_across)
-        self._small_ended: dict[VideoClass, list[tuple[Region, tuple[int, ...]]]] = {}
         self.grown_across_holds = 0  # small detections kept: grown since the hold before
         self.bursts_still = 0  # detections not confirmed: still over their burst
         self.bursts_moving = 0
@@ -652,9 +652,8 @@ class CameraWorker:
             ev = None  # not sent; the vote reports the region again next interval
         if ev is not None:
             if ev.kind is VoteEventKind.START:
-                self._steady[vote.cls] = _Steady(
-                    frame.mono, ev.region, before=self._hold_before(vote, ev)
-                )
+                before = () if ev.region is None else vote.sizes_at(ev.region)
+                self._steady[vote.cls] = _Steady(frame.mono, ev.region, before=before)
             elif ev.kind is VoteEventKind.END:
                 self._steady.pop(vote.cls, None)
             await self._send(ev, frame, result)
@@ -836,20 +835,6 @@ class CameraWorker:
             return "in_range"
         return None
 
-    def _hold_before(self, vote: Vote, ev: VoteEvent) -> tuple[int, ...]:
-        """The sizes of the hold that ended a small region where ``ev`` (a START)
-        is, if any (the latest of them); places forgotten with their quiet place
-        (vision/vote.py) are forgotten here too."""
-        places = [
-            (p, sizes)
-            for p, sizes in self._small_ended.get(vote.cls, [])
-            if any(overlaps(p, q.where) for q in vote.quiet)
-        ]
-        self._small_ended[vote.cls] = places
-        if ev.region is None:
-            return ()
-        return next((sizes for p, sizes in reversed(places) if overlaps(p, ev.region)), ())
-
     def _steady_limit_px(self, cls: VideoClass) -> float:
         """The largest region of ``cls`` that must grow over its hold (in pixels)."""
         frac = (
@@ -882,11 +867,12 @@ class CameraWorker:
         # and "grows" (a long IR night's camera-alone alarm, bench --night-min)
         box = vote.latest_region()
         st.looks.append(0 if box is None else box.area)
-        if box is not None:
-            st.areas.append(box.area)
-            if self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey:
-                st.moves += 1
-                st.last_move_mono = frame.mono
+        if (
+            box is not None
+            and self.change.region_change(box, size, since_previous=True) >= self.cam.motion_grey
+        ):
+            st.moves += 1
+            st.last_move_mono = frame.mono
         if frame.mono - st.start_mono < self.cam.steady_end_s:
             return
         moved = st.moves >= STEADY_MIN_MOVES
@@ -918,18 +904,11 @@ class CameraWorker:
             if r.cls is vote.cls
             and self.change.region_change(r, size, since_previous=True) < self.cam.motion_grey
         ]
-        placed = len(vote.quiet)
-        placing = vote.typical_area() > 0  # its regions make the first quiet place
-        ev = vote.end_steady(frame.mono, still)
+        # a small region that moved and did not grow: if it restarts here, larger (a
+        # quiet place needs that), it is also judged against this hold's sizes
+        sizes = tuple(st.looks) if moved and late else ()
+        ev = vote.end_steady(frame.mono, still, sizes)
         del self._steady[vote.cls]
-        if ev is not None and moved and late and placing and len(vote.quiet) > placed:
-            # a small region that moved and did not grow: if it restarts here, larger
-            # (a quiet place needs that), it is also judged against this hold's sizes
-            where = vote.quiet[placed].where
-            kept = [
-                (p, sz) for p, sz in self._small_ended.get(vote.cls, []) if not overlaps(p, where)
-            ]
-            self._small_ended[vote.cls] = [*kept, (where, tuple(st.looks))]
         if ev is not None:
             self.steady_ended += 1
             if not moved:

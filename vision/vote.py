@@ -34,7 +34,8 @@ Rules (``VoteParams``; ``low = threshold * hold_ratio``):
   regions overlapping that place start nothing unless they grow by
   ``small_growth_ratio`` over it, until no region has overlapped it for
   ``QUIET_FORGET_WINDOWS`` windows, or until the caller sees movement there
-  (``wake``).
+  (``wake``). A quiet place keeps what the caller measured of the ended
+  detection (``sizes``), for the next detection there (``sizes_at``).
 
 The event's region is the *typical* region of the window: the candidates'
 region of median area (the latest of equals), not the bounding box of all of
@@ -117,6 +118,9 @@ class _Quiet:
     where: Region
     area: int  # typical area when it was ended
     absent: int = 0  # frames since a region last overlapped it
+    # the ended detection's size at each look of its hold, as the caller gave it
+    # (``end_steady``'s ``sizes``), for the next detection there (``sizes_at``)
+    sizes: tuple[int, ...] = ()
 
 
 def overlaps(a: Region, b: Region) -> bool:
@@ -245,10 +249,21 @@ class Vote:
         regions = [f.region for f in self.window if f.region is not None]
         return typical(regions, self.cls, 0.0).area if regions else 0
 
-    def end_steady(self, t_s: float, also: Sequence[Region] = ()) -> VoteEvent | None:
+    def sizes_at(self, region: Region) -> tuple[int, ...]:
+        """The ``sizes`` kept with the latest quiet place ``region`` overlaps that has
+        any (empty: none). Forgotten with the place."""
+        for q in reversed(self.quiet):
+            if q.sizes and overlaps(region, q.where):
+                return q.sizes
+        return ()
+
+    def end_steady(
+        self, t_s: float, also: Sequence[Region] = (), sizes: tuple[int, ...] = ()
+    ) -> VoteEvent | None:
         """End the ongoing detection as steady (neither moved nor grew): where its
-        regions were becomes quiet, and so do the places of ``also`` (other regions
-        the caller sees as steady now). None when nothing is active."""
+        regions were becomes quiet, keeping ``sizes`` (what the caller measured of it
+        over its hold) for ``sizes_at``, and so do the places of ``also`` (other
+        regions the caller sees as steady now). None when nothing is active."""
         if not self.active:
             return None
         cands = [f for f in self.window if f.region is not None]
@@ -262,16 +277,8 @@ class Vote:
             y0 = min(r.y for r in regions)
             x1 = max(r.x + r.w for r in regions)
             y1 = max(r.y + r.h for r in regions)
-            mx, my = x1 - x0, y1 - y0
-            where = Region(
-                x=x0 - mx,
-                y=y0 - my,
-                w=x1 - x0 + 2 * mx,
-                h=y1 - y0 + 2 * my,
-                score=0.0,
-                cls=self.cls,
-            )
-            self.quiet.append(_Quiet(where, self._last_area))
+            box = Region(x=x0, y=y0, w=x1 - x0, h=y1 - y0, score=0.0, cls=self.cls)
+            self.quiet.append(_Quiet(around(box), self._last_area, sizes=sizes))
         for r in also:
             if r.cls is self.cls:
                 self.quiet.append(_Quiet(around(r), r.area))

@@ -373,7 +373,7 @@ def test_a_region_grew_over_its_hold_only_when_its_size_trended_up() -> None:
 
     def steady(areas: list[int]) -> _Steady:
         st = _Steady(0.0)
-        st.areas.extend(areas)
+        st.looks.extend(areas)
         return st
 
     rng = np.random.default_rng(3)
