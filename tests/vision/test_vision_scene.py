@@ -663,8 +663,8 @@ async def test_a_small_smoke_region_that_never_spreads_raises_no_alarm(
     from look to look, so the region "moves", but it never spreads, and the code
     of that day held it 20 s to a FIRE_ALARM (video_only) in 2 of 4 replays. A
     smoke region up to ``steady_smoke_max_frac`` of the frame must now also grow
-    over the hold, as a small flame must: it is ended as steady, small, and no
-    alarm follows."""
+    over the hold, as a small flame must: it is ended as steady, small (or, on
+    a busy machine, unmoved), and no alarm follows."""
     room = ft.load(FIXTURES / "normal_lister_schaffer.jpg")  # 640x480, as the bench
     events, _ = ft.varied_day(room, ft.day_seed("lister_schaffer.jpg", 1), 4.0)
     assert [e.what for e in events[:2]] == ["normal", "sun_patch"]  # the same day
@@ -704,7 +704,15 @@ async def test_a_small_smoke_region_that_never_spreads_raises_no_alarm(
     limit = 0.02 * 640 * 480
     assert all(sum(r.area for r in o.regions) <= limit for o in smoke)
     assert alarms(seen, w) == [], detections(seen)
-    assert w.status()["steady_ended_small"] >= 1, (w.status(), detections(seen))
+    # ended by the steady rule at its hold, not by the clip's end. Which of its
+    # branches depends on the machine's load: the clip has 4 frames a second and the
+    # worker looks twice a second, so a look late by a frame sees half the creep or
+    # twice it; on a busy machine the creep between looks can fall under
+    # motion_grey, too few looks moved, and the same hold ends as unmoved (CI, stop
+    # 26; here 1 of 3 runs beside four busy loops on 2 cores). With up to two busy
+    # loops it ended as small in 8 of 8 runs.
+    st = w.status()
+    assert st["steady_ended"] >= 1, (st, detections(seen))
     seen, w = await watch(camera(clip, burst_s=0.0), late=True)  # as shipped
     assert alarms(seen, w) == [], detections(seen)
 
