@@ -117,7 +117,6 @@ class _Steady:
     """What the steady rule knows of one active detection."""
 
     start_mono: float
-    start_region: Region | None = None  # the region the detection started with
     moves: int = 0  # looks with movement in the region
     last_move_mono: float = -math.inf  # the latest of them
     # its region's size at each look, the latest STEADY_MAX_LOOKS (a detection can
@@ -653,7 +652,7 @@ class CameraWorker:
         if ev is not None:
             if ev.kind is VoteEventKind.START:
                 before = () if ev.region is None else vote.sizes_at(ev.region)
-                self._steady[vote.cls] = _Steady(frame.mono, ev.region, before=before)
+                self._steady[vote.cls] = _Steady(frame.mono, before=before)
             elif ev.kind is VoteEventKind.END:
                 self._steady.pop(vote.cls, None)
             await self._send(ev, frame, result)
@@ -827,7 +826,7 @@ class CameraWorker:
             return None
         if ev.region.area < vote.p.growth_ratio * max(1, vote.start_area):
             return None  # not grown: a score report
-        if st.start_region is not None and not overlaps(ev.region, around(st.start_region)):
+        if vote.start_region is not None and not overlaps(ev.region, around(vote.start_region)):
             return "elsewhere"
         if st.moves < STEADY_MIN_MOVES:
             return "unmoved"

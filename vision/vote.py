@@ -153,7 +153,7 @@ class Vote:
         self._last_emit_s = -math.inf
         self._track: list[int] = []  # areas of this track's first candidates (small rule)
         self.quiet: list[_Quiet] = []  # where steady regions were ended by end_steady
-        self.start_area = 0  # typical area at START
+        self.start_region: Region | None = None  # the typical region at START
 
     def candidates(self, regions: Sequence[Region], *, quiet: bool = True) -> list[Region]:
         """The regions of ``regions`` that count as candidates of this vote (its
@@ -227,8 +227,13 @@ class Vote:
                     return None
         self.active = True
         ev = self._emit(VoteEventKind.START, frame.t_s, cands, mean)
-        self.start_area = self._last_area
+        self.start_region = ev.region
         return ev
+
+    @property
+    def start_area(self) -> int:
+        """The typical area at START (0: never started)."""
+        return 0 if self.start_region is None else self.start_region.area
 
     def growth_base(self) -> int:
         """The area growth is measured from: the larger of START's typical region

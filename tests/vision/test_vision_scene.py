@@ -334,7 +334,7 @@ def test_a_region_that_grew_without_moving_or_within_its_range_is_not_reported_g
 
     w = CameraWorker(camera(Path("unused.avi")), detector, asyncio.Queue(), ScaledClock(1.0))
     vote = w.votes[VideoClass.SMOKE]
-    vote.start_area = 1000
+    vote.start_region = Region(x=0, y=0, w=100, h=10, score=0.4, cls=VideoClass.SMOKE)  # 1000 px
     w._steady[VideoClass.SMOKE] = _Steady(0.0)  # START at 0, no look moving
 
     def ev(kind: VoteEventKind, area: int) -> VoteEvent:
@@ -358,7 +358,7 @@ def test_a_region_that_grew_without_moving_or_within_its_range_is_not_reported_g
     off = CameraWorker(
         camera(Path("unused.avi"), steady_end_s=0.0), detector, asyncio.Queue(), ScaledClock(1.0)
     )
-    off.votes[VideoClass.SMOKE].start_area = 1000
+    off.votes[VideoClass.SMOKE].start_region = vote.start_region
     off._steady[VideoClass.SMOKE] = _Steady(0.0)
     assert off._growth_doubtful(off.votes[VideoClass.SMOKE], grown) is None
 
@@ -477,8 +477,8 @@ async def test_a_small_flame_growing_slowly_is_held_once_it_outgrew_its_last_hol
     def ends(sent: list[VideoDetection]) -> list[float]:
         return [o.mono for o in sent if not o.active]
 
-    def held(sent: list[VideoDetection]) -> list[float]:
-        """How long each detection lasted (the last one: to the end of the looks)."""
+    def held(sent: list[VideoDetection], looks: int) -> list[float]:
+        """How long each detection lasted (the last one: to the last of ``looks``)."""
         out, start = [], None
         for o in sent:
             if o.active and start is None:
@@ -486,7 +486,7 @@ async def test_a_small_flame_growing_slowly_is_held_once_it_outgrew_its_last_hol
             elif not o.active and start is not None:
                 out.append(o.mono - start)
                 start = None
-        return out + ([] if start is None else [89.5 - start])
+        return out + ([] if start is None else [0.5 * (looks - 1) - start])
 
     # 90 s of a fire seen 60 s after ignition: 4.3x, from 2,400 px to ~10,000 (under
     # steady_flame_max_frac's 10 % of the frame, 30,720 px, throughout)
@@ -517,7 +517,9 @@ async def test_a_small_flame_growing_slowly_is_held_once_it_outgrew_its_last_hol
         sent, w = await watched(hops)
         assert w.status()["steady_kept_grown_across_holds"] == 0
         assert ends(sent), sent
-        assert max(held(sent)) < 20.0, held(sent)  # never to the engine's camera-alone hold
+        assert max(held(sent, len(hops))) < 20.0, held(
+            sent, len(hops)
+        )  # never to the engine's camera-alone hold
 
 
 async def test_a_larger_region_elsewhere_in_the_picture_is_not_growth(
